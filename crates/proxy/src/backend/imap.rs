@@ -1,0 +1,269 @@
+//! Logging in to an IMAP backend for a user whose token was accepted: greeting, optional
+//! STARTTLS, `ID` with the client's address, then LOGIN as the master user or AUTHENTICATE
+//! PLAIN with an authorization id. Returns the backend's post-login capabilities for the
+//! client's tagged OK.
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use codec::imap::client::{
+    write_authenticate, write_capability, write_id, write_login, write_starttls,
+};
+use codec::imap::response::{parse_response, Response, ResponseFramer, Status};
+use codec::imap::InitialResponse;
+use secrecy::ExposeSecret;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{Backend, BackendError};
+use crate::config::{BackendTls, LoginStrategy};
+use crate::stream::BackendStream;
+
+/// Longest backend response line accepted during login. Capability lists of big servers
+/// run to about 1 KiB; 64 KiB is Dovecot's own input limit.
+const MAX_RESPONSE_LINE: usize = 64 * 1_024;
+
+/// A logged-in backend connection.
+#[derive(Debug)]
+pub struct LoggedIn {
+    /// The connection, ready for relaying.
+    pub stream: BackendStream,
+    /// Post-login capabilities, filtered for the client.
+    pub capabilities: Vec<String>,
+    /// Bytes the backend sent after the login's tagged reply: they belong to the client.
+    pub leftover: BytesMut,
+}
+
+/// Reads response lines from the backend.
+struct Conversation {
+    stream: BackendStream,
+    buffer: BytesMut,
+    framer: ResponseFramer,
+    output: Vec<u8>,
+}
+
+impl Conversation {
+    fn new(stream: BackendStream) -> Self {
+        Self {
+            stream,
+            buffer: BytesMut::with_capacity(1_024),
+            framer: ResponseFramer::new(MAX_RESPONSE_LINE),
+            output: Vec::with_capacity(256),
+        }
+    }
+
+    async fn read_response(&mut self) -> Result<Response, BackendError> {
+        loop {
+            match self.framer.decode(&mut self.buffer) {
+                Ok(Some(line)) => {
+                    return parse_response(&line)
+                        .map_err(|e| BackendError::Protocol(e.to_string()));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(BackendError::Protocol(e.to_string())),
+            }
+            if self.stream.read_buf(&mut self.buffer).await? == 0 {
+                return Err(BackendError::Closed);
+            }
+        }
+    }
+
+    async fn send(&mut self) -> Result<(), BackendError> {
+        self.stream.write_all(&self.output).await?;
+        self.stream.flush().await?;
+        self.output.clear();
+        Ok(())
+    }
+
+    /// Reads until the tagged reply for `tag`; collects capabilities seen on the way.
+    async fn until_tagged(
+        &mut self,
+        tag: &str,
+        capabilities: &mut Option<Vec<String>>,
+    ) -> Result<(Status, String), BackendError> {
+        loop {
+            let response = self.read_response().await?;
+            if let Some(caps) = response.capabilities() {
+                *capabilities = Some(caps.to_vec());
+            }
+            match response {
+                Response::Tagged {
+                    tag: got,
+                    status,
+                    text,
+                    ..
+                } if got == tag => return Ok((status, text)),
+                Response::Bye { text, .. } => {
+                    return Err(BackendError::Refused(format!("BYE {text}")))
+                }
+                Response::Continue(_) => {
+                    return Err(BackendError::Protocol(format!(
+                        "unexpected continuation for {tag}"
+                    )))
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn write_error(e: codec::imap::WriteError) -> BackendError {
+    BackendError::Protocol(format!("cannot encode command: {e}"))
+}
+
+fn has(capabilities: &Option<Vec<String>>, name: &str) -> bool {
+    capabilities
+        .as_ref()
+        .is_some_and(|caps| caps.iter().any(|c| c.eq_ignore_ascii_case(name)))
+}
+
+/// Connects and logs in as `user`.
+pub async fn login(
+    backend: &Backend,
+    user: &str,
+    client: SocketAddr,
+    session_id: &str,
+) -> Result<LoggedIn, BackendError> {
+    let stream = backend.connect().await?;
+    let mut conversation = Conversation::new(stream);
+    let mut capabilities = None;
+
+    match conversation.read_response().await? {
+        Response::Untagged {
+            status: Status::Ok,
+            code,
+            ..
+        } => {
+            if let Some(codec::imap::response::Code::Capability(caps)) = code {
+                capabilities = Some(caps);
+            }
+        }
+        Response::Bye { text, .. } => {
+            return Err(BackendError::Refused(format!("greeting BYE {text}")))
+        }
+        Response::PreAuth { .. } => {
+            return Err(BackendError::Protocol(
+                "backend greets with PREAUTH: it cannot log in as the user".into(),
+            ))
+        }
+        other => {
+            return Err(BackendError::Protocol(format!(
+                "unexpected greeting {other:?}"
+            )))
+        }
+    }
+
+    if backend.tls_mode == BackendTls::Starttls {
+        let Some(tls) = &backend.tls else {
+            return Err(BackendError::Protocol(
+                "STARTTLS without TLS settings".into(),
+            ));
+        };
+        write_starttls(&mut conversation.output, "bg0").map_err(write_error)?;
+        conversation.send().await?;
+        let (status, text) = conversation.until_tagged("bg0", &mut None).await?;
+        if status != Status::Ok {
+            return Err(BackendError::Refused(format!("STARTTLS {text}")));
+        }
+        // Whatever followed the STARTTLS reply in clear text is not trusted.
+        conversation.buffer.clear();
+        conversation.framer = ResponseFramer::new(MAX_RESPONSE_LINE);
+        let BackendStream::Plain(tcp) = conversation.stream else {
+            return Err(BackendError::Protocol(
+                "STARTTLS on a TLS connection".into(),
+            ));
+        };
+        conversation.stream = backend.start_tls(tcp, tls).await?;
+        capabilities = None;
+    }
+
+    if capabilities.is_none() {
+        write_capability(&mut conversation.output, "bg1").map_err(write_error)?;
+        conversation.send().await?;
+        conversation.until_tagged("bg1", &mut capabilities).await?;
+    }
+    let literal_plus = has(&capabilities, "LITERAL+");
+
+    if backend.forward_client_address && has(&capabilities, "ID") {
+        let fields = [
+            ("x-originating-ip", client.ip().to_string()),
+            ("x-originating-port", client.port().to_string()),
+            ("x-session-ext-id", session_id.to_owned()),
+        ];
+        let fields: Vec<(String, Option<String>)> = fields
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Some(v)))
+            .collect();
+        write_id(&mut conversation.output, "bg2", Some(&fields), literal_plus)
+            .map_err(write_error)?;
+        conversation.send().await?;
+        // A refused ID does not stop the login: the backend just logs the proxy's address.
+        conversation.until_tagged("bg2", &mut None).await?;
+    }
+
+    let mut post_login = None;
+    match backend.login {
+        LoginStrategy::Master => {
+            let name = backend.master_login_name(user);
+            write_login(
+                &mut conversation.output,
+                "bg3",
+                name.as_bytes(),
+                backend.master_password.expose_secret().as_bytes(),
+                literal_plus,
+            )
+            .map_err(write_error)?;
+            conversation.send().await?;
+        }
+        LoginStrategy::PlainAuthzid => {
+            let response = sasl::plain_client_response(
+                user,
+                &backend.master_user,
+                backend.master_password.expose_secret(),
+            )
+            .map_err(|e| BackendError::Protocol(format!("cannot encode PLAIN: {e}")))?;
+            let encoded = sasl::encode_base64(&response);
+            if has(&capabilities, "SASL-IR") {
+                let initial = InitialResponse::Base64(encoded.into_bytes().into());
+                write_authenticate(&mut conversation.output, "bg3", "PLAIN", Some(&initial))
+                    .map_err(write_error)?;
+                conversation.send().await?;
+            } else {
+                write_authenticate(&mut conversation.output, "bg3", "PLAIN", None)
+                    .map_err(write_error)?;
+                conversation.send().await?;
+                match conversation.read_response().await? {
+                    Response::Continue(_) => {}
+                    Response::Tagged { text, .. } => return Err(BackendError::Refused(text)),
+                    other => {
+                        return Err(BackendError::Protocol(format!(
+                            "expected continuation, got {other:?}"
+                        )))
+                    }
+                }
+                conversation.output.extend_from_slice(encoded.as_bytes());
+                conversation.output.extend_from_slice(b"\r\n");
+                conversation.send().await?;
+            }
+        }
+        LoginStrategy::Passthrough | LoginStrategy::Xclient => {
+            return Err(BackendError::Protocol(
+                "login strategy not available for IMAP".into(),
+            ))
+        }
+    }
+    let (status, text) = conversation.until_tagged("bg3", &mut post_login).await?;
+    if status != Status::Ok {
+        return Err(BackendError::Refused(text));
+    }
+    if post_login.is_none() {
+        write_capability(&mut conversation.output, "bg4").map_err(write_error)?;
+        conversation.send().await?;
+        conversation.until_tagged("bg4", &mut post_login).await?;
+    }
+    let capabilities = session::imap::filter_backend_capabilities(&post_login.unwrap_or_default());
+    Ok(LoggedIn {
+        stream: conversation.stream,
+        capabilities,
+        leftover: conversation.buffer,
+    })
+}

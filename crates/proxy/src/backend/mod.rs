@@ -1,0 +1,150 @@
+//! The backend side: where the mail server is, how to reach it (TCP, TLS) and how to log in
+//! on the user's behalf. Protocol-specific login lives in submodules.
+
+pub mod imap;
+
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio::net::TcpStream;
+
+use crate::config::{self, BackendConfig, BackendTls, LoginStrategy};
+use crate::server::StartError;
+use crate::stream::BackendStream;
+use crate::tls::{self, BackendTlsClient};
+
+/// A configured backend.
+#[derive(Debug)]
+pub struct Backend {
+    /// Name of its `[backends.NAME]` table, for logs.
+    pub name: String,
+    /// `host:port`.
+    pub address: String,
+    /// TLS mode.
+    pub tls_mode: BackendTls,
+    /// TLS client set-up, present unless `tls_mode` is none.
+    pub tls: Option<BackendTlsClient>,
+    /// Login strategy.
+    pub login: LoginStrategy,
+    /// Master user.
+    pub master_user: String,
+    /// Master password.
+    pub master_password: SecretString,
+    /// LOGIN user template for `master`.
+    pub master_user_format: String,
+    /// TCP connect time limit.
+    pub connect_timeout: Duration,
+    /// Greeting + TLS + login time limit.
+    pub login_timeout: Duration,
+    /// Send the client's address before login.
+    pub forward_client_address: bool,
+}
+
+/// Why a backend login did not happen. All of these are the backend's (or the network's)
+/// fault, so the client is told to try again later, never that its token is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// TCP connect failed.
+    #[error("connect to {address} failed: {source}")]
+    Connect {
+        /// Backend address.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Connect, greeting, TLS or login took too long.
+    #[error("backend did not answer in time")]
+    Timeout,
+    /// I/O error after connecting.
+    #[error("backend I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The TLS handshake with the backend failed.
+    #[error("backend TLS: {0}")]
+    Tls(std::io::Error),
+    /// The backend said something the proxy did not expect.
+    #[error("unexpected backend reply: {0}")]
+    Protocol(String),
+    /// The backend refused the login (wrong master password, unknown user, ...).
+    #[error("backend refused the login: {0}")]
+    Refused(String),
+    /// The backend closed the connection.
+    #[error("backend closed the connection")]
+    Closed,
+}
+
+impl Backend {
+    /// Builds the runtime form of a `[backends.NAME]` table.
+    pub fn from_config(
+        name: &str,
+        config: &BackendConfig,
+        master_password: SecretString,
+        base: &Path,
+    ) -> Result<Self, StartError> {
+        let tls = match config.tls {
+            BackendTls::None => None,
+            BackendTls::Starttls | BackendTls::Implicit => {
+                let server_name = config
+                    .server_name
+                    .clone()
+                    .unwrap_or_else(|| config.host().to_owned());
+                let ca_file = config.ca_file.as_ref().map(|f| config::resolve(base, f));
+                Some(tls::backend_client(
+                    &server_name,
+                    config.tls_verify,
+                    ca_file.as_deref(),
+                )?)
+            }
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            address: config.address.clone(),
+            tls_mode: config.tls,
+            tls,
+            login: config.login,
+            master_user: config.master_user.clone().unwrap_or_default(),
+            master_password,
+            master_user_format: config.master_user_format.clone(),
+            connect_timeout: config.connect_timeout,
+            login_timeout: config.login_timeout,
+            forward_client_address: config.forward_client_address,
+        })
+    }
+
+    /// Opens TCP (and TLS for `implicit`).
+    pub async fn connect(&self) -> Result<BackendStream, BackendError> {
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
+            .await
+            .map_err(|_| BackendError::Timeout)?
+            .map_err(|source| BackendError::Connect {
+                address: self.address.clone(),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        match (self.tls_mode, &self.tls) {
+            (BackendTls::Implicit, Some(tls)) => self.start_tls(tcp, tls).await,
+            _ => Ok(BackendStream::Plain(tcp)),
+        }
+    }
+
+    /// Runs the TLS handshake over an established TCP connection.
+    pub async fn start_tls(
+        &self,
+        tcp: TcpStream,
+        tls: &BackendTlsClient,
+    ) -> Result<BackendStream, BackendError> {
+        let stream = tls
+            .connector
+            .connect(tls.server_name.clone(), tcp)
+            .await
+            .map_err(BackendError::Tls)?;
+        Ok(BackendStream::Tls(Box::new(stream)))
+    }
+
+    /// The LOGIN user name for the `master` strategy.
+    pub fn master_login_name(&self, user: &str) -> String {
+        self.master_user_format
+            .replace("{master}", &self.master_user)
+            .replace("{user}", user)
+    }
+}

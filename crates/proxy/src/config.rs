@@ -1,0 +1,591 @@
+//! The typed configuration (`proxy.toml`): parsed with unknown keys refused, then checked
+//! for the rules that span several fields. Every error names the key it is about, because
+//! "invalid config" without a key path is the most expensive message an admin can get.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
+
+/// One problem found in a configuration file, with the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `listeners[0].tls`; empty when the file itself is the problem.
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How long open sessions may run on after SIGTERM before the process exits anyway.
+    #[serde(default = "defaults::drain_timeout", deserialize_with = "duration")]
+    pub drain_timeout: Duration,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Prometheus metrics and health endpoint.
+    pub metrics: Option<MetricsConfig>,
+    /// Certificate for implicit-TLS and STARTTLS listeners.
+    pub tls: Option<TlsConfig>,
+    /// Where clients connect.
+    pub listeners: Vec<ListenerConfig>,
+    /// Mail servers behind the proxy, by name.
+    pub backends: BTreeMap<String, BackendConfig>,
+    /// How bearer tokens are checked.
+    pub validator: ValidatorConfig,
+}
+
+/// `[log]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log shippers.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `debug`, or directives such as `info,bearergate=debug`.
+    #[serde(default = "defaults::log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: defaults::log_level(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the HTTP endpoint serving `/metrics` and `/healthz`.
+    pub listen: SocketAddr,
+}
+
+/// `[tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Protocols a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// IMAP4rev1.
+    Imap,
+    /// SMTP submission.
+    Smtp,
+    /// ManageSieve.
+    Sieve,
+}
+
+/// Client-side TLS of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerTls {
+    /// TLS from the first byte (993, 465).
+    Implicit,
+    /// Plaintext greeting, upgraded by the STARTTLS command.
+    Starttls,
+    /// No TLS at all (loopback, or behind a TLS terminator).
+    None,
+}
+
+/// `[[listeners]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Protocol spoken on this port.
+    pub protocol: Protocol,
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Client-side TLS.
+    pub tls: ListenerTls,
+    /// Allow authentication before TLS. Tokens then cross the network in clear text.
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
+    /// Name of a `[backends.NAME]` table.
+    pub backend: String,
+    /// A client that sends nothing for this long before logging in is disconnected.
+    #[serde(
+        default = "defaults::preauth_idle_timeout",
+        deserialize_with = "duration"
+    )]
+    pub preauth_idle_timeout: Duration,
+    /// Failed authentications allowed on one connection before it is closed.
+    #[serde(default = "defaults::max_auth_failures")]
+    pub max_auth_failures: u32,
+    /// Concurrent connections accepted on this listener; further ones wait in the backlog.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+}
+
+/// TLS towards a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendTls {
+    /// Plain TCP (loopback or a trusted network).
+    None,
+    /// Plaintext greeting, then STARTTLS before login.
+    Starttls,
+    /// TLS from the first byte.
+    Implicit,
+}
+
+/// How the proxy logs in to a backend on the user's behalf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoginStrategy {
+    /// LOGIN as `master_user_format` (Dovecot master users: `alice*proxymaster`).
+    Master,
+    /// SASL PLAIN with authzid = user, authcid = master user.
+    PlainAuthzid,
+    /// Forward the client's own mechanism and token.
+    Passthrough,
+    /// Postfix XCLIENT (SMTP only).
+    Xclient,
+}
+
+/// `[backends.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// `host:port` of the mail server.
+    pub address: String,
+    /// TLS towards the backend.
+    #[serde(default = "defaults::backend_tls")]
+    pub tls: BackendTls,
+    /// Verify the backend's certificate (when `tls` is not `none`).
+    #[serde(default = "defaults::yes")]
+    pub tls_verify: bool,
+    /// Name checked against the backend certificate and sent as SNI; default: the host of
+    /// `address`.
+    pub server_name: Option<String>,
+    /// PEM file of CA certificates to trust for the backend instead of the public roots.
+    pub ca_file: Option<PathBuf>,
+    /// Login strategy.
+    pub login: LoginStrategy,
+    /// Master user for `master` and `plain-authzid`.
+    pub master_user: Option<String>,
+    /// Master password (or `master_password_file`).
+    #[serde(default, deserialize_with = "secret_opt")]
+    pub master_password: Option<SecretString>,
+    /// File whose first line is the master password.
+    pub master_password_file: Option<PathBuf>,
+    /// LOGIN user sent for `master`: `{user}` and `{master}` are replaced.
+    #[serde(default = "defaults::master_user_format")]
+    pub master_user_format: String,
+    /// Time allowed to connect to the backend.
+    #[serde(default = "defaults::connect_timeout", deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// Time allowed for greeting, TLS and login together.
+    #[serde(default = "defaults::login_timeout", deserialize_with = "duration")]
+    pub login_timeout: Duration,
+    /// Send the client's address to the backend before login (IMAP `ID` with
+    /// `x-originating-ip`; Dovecot honours it from `login_trusted_networks`).
+    #[serde(default = "defaults::yes")]
+    pub forward_client_address: bool,
+}
+
+/// Token validation methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValidatorKind {
+    /// RFC 7662 token introspection.
+    Introspection,
+    /// Local JWT validation against the issuer's JWKS.
+    Jwt,
+}
+
+/// `[validator]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorConfig {
+    /// Validation method.
+    pub kind: ValidatorKind,
+    /// RFC 7662 endpoint.
+    pub introspection_url: Option<String>,
+    /// Client id the proxy authenticates to the introspection endpoint with.
+    pub client_id: Option<String>,
+    /// Its secret (or `client_secret_file`).
+    #[serde(default, deserialize_with = "secret_opt")]
+    pub client_secret: Option<SecretString>,
+    /// File whose first line is the client secret.
+    pub client_secret_file: Option<PathBuf>,
+    /// Claim that names the mail user.
+    #[serde(default = "defaults::username_claim")]
+    pub username_claim: String,
+    /// Space-separated scopes every token must carry; empty means none.
+    #[serde(default)]
+    pub required_scope: String,
+    /// Upper bound on how long an answer is cached; never past the token's `exp`.
+    #[serde(default = "defaults::cache_max_ttl", deserialize_with = "duration")]
+    pub cache_max_ttl: Duration,
+    /// How long a refusal is remembered.
+    #[serde(
+        default = "defaults::negative_cache_ttl",
+        deserialize_with = "duration"
+    )]
+    pub negative_cache_ttl: Duration,
+    /// Time allowed for one request to the identity provider.
+    #[serde(default = "defaults::validator_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Tokens kept in the cache at most.
+    #[serde(default = "defaults::cache_capacity")]
+    pub cache_capacity: u64,
+    /// `openid-configuration` URL sent to OAUTHBEARER clients in the error challenge.
+    pub openid_configuration: Option<String>,
+    /// Scope named in the error challenge (the scope a client should ask for).
+    pub challenge_scope: Option<String>,
+}
+
+/// Defaults, each with the reason for its number.
+mod defaults {
+    use std::time::Duration;
+
+    /// Long enough for a client to finish a mailbox sync; short enough for a deploy.
+    pub fn drain_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn log_level() -> String {
+        "info".to_owned()
+    }
+    /// Dovecot's login processes allow about a minute before authentication.
+    pub fn preauth_idle_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    /// As Dovecot: three failed logins per connection.
+    pub fn max_auth_failures() -> u32 {
+        3
+    }
+    pub fn max_connections() -> usize {
+        10_000
+    }
+    pub fn backend_tls() -> super::BackendTls {
+        super::BackendTls::None
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn master_user_format() -> String {
+        "{user}*{master}".to_owned()
+    }
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn login_timeout() -> Duration {
+        Duration::from_secs(15)
+    }
+    pub fn username_claim() -> String {
+        "username".to_owned()
+    }
+    pub fn cache_max_ttl() -> Duration {
+        Duration::from_secs(300)
+    }
+    pub fn negative_cache_ttl() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn validator_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn cache_capacity() -> u64 {
+        100_000
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a duration like \"5s\" or \"10m\" ({e})"
+        ))
+    })
+}
+
+fn secret_opt<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SecretString>, D::Error> {
+    Ok(Some(SecretString::from(String::deserialize(deserializer)?)))
+}
+
+impl Config {
+    /// Reads, parses and validates a file. All problems found are returned, each with its key.
+    pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![ConfigError::new(
+                "",
+                format!("cannot read {}: {e}", path.display()),
+            )]
+        })?;
+        let config = Self::parse(&text).map_err(|e| vec![e])?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let errors = config.validate(base);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Parses TOML text; the error names the key path where serde stopped.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let deserializer = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.into_inner().message().to_owned();
+            ConfigError::new(if key == "." { String::new() } else { key }, message)
+        })
+    }
+
+    /// Cross-field rules. `base` is the directory relative paths are resolved against when
+    /// checking that files exist.
+    pub fn validate(&self, base: &Path) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if self.listeners.is_empty() {
+            errors.push(ConfigError::new(
+                "listeners",
+                "at least one [[listeners]] is needed",
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            errors.push(ConfigError::new("log.level", e.to_string()));
+        }
+        for (i, listener) in self.listeners.iter().enumerate() {
+            let key = |field: &str| format!("listeners[{i}].{field}");
+            if listener.protocol != Protocol::Imap {
+                errors.push(ConfigError::new(
+                    key("protocol"),
+                    "only \"imap\" is available in this version",
+                ));
+            }
+            if listener.tls != ListenerTls::None && self.tls.is_none() {
+                errors.push(ConfigError::new(
+                    key("tls"),
+                    "needs a [tls] table with cert and key",
+                ));
+            }
+            if !self.backends.contains_key(&listener.backend) {
+                errors.push(ConfigError::new(
+                    key("backend"),
+                    format!("no [backends.{}] table", listener.backend),
+                ));
+            }
+            if listener.max_auth_failures == 0 {
+                errors.push(ConfigError::new(
+                    key("max_auth_failures"),
+                    "must be at least 1",
+                ));
+            }
+            if listener.max_connections == 0 {
+                errors.push(ConfigError::new(
+                    key("max_connections"),
+                    "must be at least 1",
+                ));
+            }
+            let duplicate = self.listeners[..i]
+                .iter()
+                .any(|other| other.listen == listener.listen);
+            if duplicate {
+                errors.push(ConfigError::new(
+                    key("listen"),
+                    "address used by an earlier listener",
+                ));
+            }
+        }
+        if let Some(tls) = &self.tls {
+            check_file(base, &tls.cert, "tls.cert", &mut errors);
+            check_file(base, &tls.key, "tls.key", &mut errors);
+        }
+        for (name, backend) in &self.backends {
+            backend.validate(name, base, &mut errors);
+        }
+        self.validator.validate(base, &mut errors);
+        errors
+    }
+}
+
+impl BackendConfig {
+    fn validate(&self, name: &str, base: &Path, errors: &mut Vec<ConfigError>) {
+        let key = |field: &str| format!("backends.{name}.{field}");
+        if split_host_port(&self.address).is_none() {
+            errors.push(ConfigError::new(key("address"), "expected host:port"));
+        }
+        match self.login {
+            LoginStrategy::Master | LoginStrategy::PlainAuthzid => {
+                if self.master_user.as_deref().unwrap_or("").is_empty() {
+                    errors.push(ConfigError::new(
+                        key("master_user"),
+                        "required for this login strategy",
+                    ));
+                }
+                match (&self.master_password, &self.master_password_file) {
+                    (None, None) => errors.push(ConfigError::new(
+                        key("master_password"),
+                        "required (or master_password_file)",
+                    )),
+                    (Some(_), Some(_)) => errors.push(ConfigError::new(
+                        key("master_password_file"),
+                        "give master_password or master_password_file, not both",
+                    )),
+                    (None, Some(file)) => {
+                        check_file(base, file, &key("master_password_file"), errors)
+                    }
+                    (Some(_), None) => {}
+                }
+            }
+            LoginStrategy::Passthrough | LoginStrategy::Xclient => errors.push(ConfigError::new(
+                key("login"),
+                "only \"master\" and \"plain-authzid\" are available in this version",
+            )),
+        }
+        if self.login == LoginStrategy::Master && !self.master_user_format.contains("{user}") {
+            errors.push(ConfigError::new(
+                key("master_user_format"),
+                "must contain {user}",
+            ));
+        }
+        if let Some(file) = &self.ca_file {
+            check_file(base, file, &key("ca_file"), errors);
+        }
+    }
+
+    /// Host part of `address` (without IPv6 brackets).
+    pub fn host(&self) -> &str {
+        split_host_port(&self.address).map_or("", |(host, _)| host)
+    }
+}
+
+impl ValidatorConfig {
+    fn validate(&self, base: &Path, errors: &mut Vec<ConfigError>) {
+        if self.kind == ValidatorKind::Jwt {
+            errors.push(ConfigError::new(
+                "validator.kind",
+                "only \"introspection\" is available in this version",
+            ));
+            return;
+        }
+        match &self.introspection_url {
+            None => errors.push(ConfigError::new(
+                "validator.introspection_url",
+                "required for kind = \"introspection\"",
+            )),
+            Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => errors
+                .push(ConfigError::new(
+                    "validator.introspection_url",
+                    "must be an http:// or https:// URL",
+                )),
+            Some(_) => {}
+        }
+        if self.client_id.as_deref().unwrap_or("").is_empty() {
+            errors.push(ConfigError::new("validator.client_id", "required"));
+        }
+        match (&self.client_secret, &self.client_secret_file) {
+            (None, None) => errors.push(ConfigError::new(
+                "validator.client_secret",
+                "required (or client_secret_file)",
+            )),
+            (Some(_), Some(_)) => errors.push(ConfigError::new(
+                "validator.client_secret_file",
+                "give client_secret or client_secret_file, not both",
+            )),
+            (None, Some(file)) => check_file(base, file, "validator.client_secret_file", errors),
+            (Some(_), None) => {}
+        }
+        if self.username_claim.is_empty() {
+            errors.push(ConfigError::new(
+                "validator.username_claim",
+                "must not be empty",
+            ));
+        }
+        if self.timeout.is_zero() {
+            errors.push(ConfigError::new("validator.timeout", "must be above zero"));
+        }
+    }
+}
+
+fn check_file(base: &Path, file: &Path, key: &str, errors: &mut Vec<ConfigError>) {
+    let path = resolve(base, file);
+    if !path.is_file() {
+        errors.push(ConfigError::new(
+            key,
+            format!("file {} not found", path.display()),
+        ));
+    }
+}
+
+/// Relative paths in the config are relative to the config file's directory.
+pub fn resolve(base: &Path, file: &Path) -> PathBuf {
+    if file.is_absolute() {
+        file.to_path_buf()
+    } else {
+        base.join(file)
+    }
+}
+
+/// Reads a secret from the first line of a file.
+pub fn read_secret_file(path: &Path) -> std::io::Result<SecretString> {
+    let text = std::fs::read_to_string(path)?;
+    let first = text.lines().next().unwrap_or("").to_owned();
+    Ok(SecretString::from(first))
+}
+
+/// Splits `host:port` and `[v6]:port`.
+pub fn split_host_port(address: &str) -> Option<(&str, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() {
+        return None;
+    }
+    Some((host, port))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,284 @@
+//! Listeners, connection limits and graceful shutdown. Each accepted connection becomes one
+//! task running its protocol's driver; SIGTERM stops accepting and gives open sessions
+//! `drain_timeout` to finish.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::backend::Backend;
+use crate::config::{self, Config, ListenerTls, Protocol};
+use crate::tls;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Certificates or keys could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsSetupError),
+    /// A secret file could not be read.
+    #[error("cannot read {path}: {source}")]
+    SecretFile {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The token validator refused its configuration.
+    #[error("validator: {0}")]
+    Validator(String),
+}
+
+/// Everything a session on one listener needs, shared by all its connections.
+pub struct ListenerContext {
+    /// Protocol spoken.
+    pub protocol: Protocol,
+    /// Client-side TLS mode.
+    pub tls_mode: ListenerTls,
+    /// Present for implicit and STARTTLS listeners.
+    pub acceptor: Option<TlsAcceptor>,
+    /// Authentication allowed before TLS.
+    pub allow_plaintext_auth: bool,
+    /// Disconnect after this long without input before login.
+    pub preauth_idle_timeout: Duration,
+    /// Failed authentications before the connection is closed.
+    pub max_auth_failures: u32,
+    /// Where and how to log in.
+    pub backend: Arc<Backend>,
+    /// Token checks.
+    pub validator: Arc<validator::Validator>,
+    /// What OAUTHBEARER clients are told in an error challenge.
+    pub challenge: ChallengeInfo,
+}
+
+impl std::fmt::Debug for ListenerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerContext")
+            .field("protocol", &self.protocol)
+            .field("tls_mode", &self.tls_mode)
+            .field("allow_plaintext_auth", &self.allow_plaintext_auth)
+            .field("backend", &self.backend.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Discovery data for error challenges (RFC 7628 section 3.2.2).
+#[derive(Debug, Clone, Default)]
+pub struct ChallengeInfo {
+    /// `openid-configuration` URL.
+    pub openid_configuration: Option<String>,
+    /// Scope a client should request.
+    pub scope: Option<String>,
+}
+
+/// Distinguishes sessions in the logs.
+static SESSION_COUNTER: AtomicU64 = AtomicU64::new(1);
+
+/// A short unique id for a new session.
+pub fn next_session_id() -> String {
+    format!("{:08x}", SESSION_COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+fn secret(
+    inline: &Option<SecretString>,
+    file: &Option<std::path::PathBuf>,
+    base: &Path,
+) -> Result<SecretString, StartError> {
+    if let Some(value) = inline {
+        return Ok(value.clone());
+    }
+    let Some(file) = file else {
+        return Ok(SecretString::from(String::new()));
+    };
+    let path = config::resolve(base, file);
+    config::read_secret_file(&path).map_err(|source| StartError::SecretFile {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn build_validator(config: &Config, base: &Path) -> Result<validator::Validator, StartError> {
+    let v = &config.validator;
+    let introspection = validator::IntrospectionConfig {
+        introspection_url: v.introspection_url.clone().unwrap_or_default(),
+        client_id: v.client_id.clone().unwrap_or_default(),
+        client_secret: secret(&v.client_secret, &v.client_secret_file, base)?,
+        username_claim: v.username_claim.clone(),
+        required_scopes: v
+            .required_scope
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        cache_max_ttl: v.cache_max_ttl,
+        negative_cache_ttl: v.negative_cache_ttl,
+        timeout: v.timeout,
+        cache_capacity: v.cache_capacity,
+    };
+    validator::Validator::new(introspection).map_err(|e| StartError::Validator(e.to_string()))
+}
+
+/// Runs until SIGTERM or SIGINT, then drains.
+pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
+    let validator = Arc::new(build_validator(&config, base)?);
+    let acceptor = match &config.tls {
+        Some(tls_config) => Some(tls::server_acceptor(
+            &config::resolve(base, &tls_config.cert),
+            &config::resolve(base, &tls_config.key),
+        )?),
+        None => None,
+    };
+    let mut backends = std::collections::BTreeMap::new();
+    for (name, backend_config) in &config.backends {
+        let password = secret(
+            &backend_config.master_password,
+            &backend_config.master_password_file,
+            base,
+        )?;
+        let backend = Backend::from_config(name, backend_config, password, base)?;
+        backends.insert(name.clone(), Arc::new(backend));
+    }
+    let challenge = ChallengeInfo {
+        openid_configuration: config.validator.openid_configuration.clone(),
+        scope: config.validator.challenge_scope.clone(),
+    };
+
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let mut bound = Vec::new();
+    for listener_config in &config.listeners {
+        let listener = TcpListener::bind(listener_config.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                address: listener_config.listen,
+                source,
+            })?;
+        let Some(backend) = backends.get(&listener_config.backend) else {
+            continue; // check-config rules make this unreachable
+        };
+        let context = Arc::new(ListenerContext {
+            protocol: listener_config.protocol,
+            tls_mode: listener_config.tls,
+            acceptor: acceptor
+                .clone()
+                .filter(|_| listener_config.tls != ListenerTls::None),
+            allow_plaintext_auth: listener_config.allow_plaintext_auth,
+            preauth_idle_timeout: listener_config.preauth_idle_timeout,
+            max_auth_failures: listener_config.max_auth_failures,
+            backend: backend.clone(),
+            validator: validator.clone(),
+            challenge: challenge.clone(),
+        });
+        info!(
+            protocol = ?listener_config.protocol,
+            addr = %listener_config.listen,
+            tls = ?listener_config.tls,
+            "listening"
+        );
+        bound.push((listener, context, listener_config.max_connections));
+    }
+    for (listener, context, max_connections) in bound {
+        tracker.spawn(accept_loop(
+            listener,
+            context,
+            Arc::new(Semaphore::new(max_connections)),
+            tracker.clone(),
+            shutdown.clone(),
+        ));
+    }
+    info!(listeners = config.listeners.len(), "bearergate ready");
+
+    wait_for_signal().await;
+    info!(drain_timeout = ?config.drain_timeout, "shutting down: no new connections");
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(config.drain_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("drain timeout reached; closing the remaining sessions");
+    }
+    info!("bearergate stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(int)) => (term, int),
+        _ => {
+            error!("cannot install signal handlers; stop with SIGKILL");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    context: Arc<ListenerContext>,
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: log and carry on; the permit is released.
+                warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let context = context.clone();
+        tracker.spawn(async move {
+            serve(stream, peer, context).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<ListenerContext>) {
+    // Login latency matters more than the few bytes Nagle would save.
+    let _ = stream.set_nodelay(true);
+    match context.protocol {
+        Protocol::Imap => crate::imap::serve(stream, peer, context).await,
+        Protocol::Smtp | Protocol::Sieve => {
+            warn!(protocol = ?context.protocol, "protocol not available in this version");
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Errors, each recording whose fault it was.
+//!
+//! [`ValidationError::Invalid`] is the client's fault (a bad token) and
+//! [`ValidationError::Unavailable`] the identity provider's (or our credentials towards it):
+//! the protocol reply, the metric label and the log level all follow from the variant.
+//! No variant ever carries the token or the client secret.
+
+use std::fmt;
+
+/// Why a token was not accepted. The `Display` text is meant for the log; it never contains
+/// the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidReason {
+    /// The identity provider said `active` is not `true` (missing, `false`, or not a boolean).
+    Inactive,
+    /// The token's `exp` is in the past (also checked again when a cached answer is read).
+    Expired,
+    /// The token's `nbf` is in the future.
+    NotYetValid,
+    /// A scope from `required_scope` is not among the token's scopes.
+    MissingScope {
+        /// The first required scope that was missing.
+        scope: String,
+    },
+    /// The claim configured as `username_claim` is absent or `null`.
+    NoUserClaim {
+        /// The configured claim name.
+        claim: String,
+    },
+    /// A claim of an active token has the wrong type or value (e.g. `exp` is a string,
+    /// the user claim is empty).
+    Malformed {
+        /// The claim's name.
+        claim: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// The client sent an empty token; nothing was asked of the identity provider.
+    EmptyToken,
+    /// The token is longer than [`crate::MAX_TOKEN_LEN`]; nothing was asked of the
+    /// identity provider.
+    TokenTooLong,
+}
+
+impl fmt::Display for InvalidReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Inactive => f.write_str("token is not active"),
+            Self::Expired => f.write_str("token has expired"),
+            Self::NotYetValid => f.write_str("token is not valid yet (nbf in the future)"),
+            Self::MissingScope { scope } => write!(f, "token lacks required scope {scope:?}"),
+            Self::NoUserClaim { claim } => write!(f, "token has no user claim {claim:?}"),
+            Self::Malformed { claim, problem } => write!(f, "claim {claim:?} {problem}"),
+            Self::EmptyToken => f.write_str("token is empty"),
+            Self::TokenTooLong => f.write_str("token is too long"),
+        }
+    }
+}
+
+/// The outcome of a failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// The token is not acceptable (the client's fault): IMAP `NO [AUTHENTICATIONFAILED]`,
+    /// SMTP `535 5.7.8`, ManageSieve `NO`.
+    #[error("invalid token: {0}")]
+    Invalid(InvalidReason),
+    /// The identity provider could not answer (timeout, connection refused, 5xx, a body that
+    /// is not JSON, or it refused our own client credentials): IMAP `NO [UNAVAILABLE]`,
+    /// SMTP `454 4.7.0`, ManageSieve `NO (TRYLATER)`. Never cached, never reported as
+    /// [`ValidationError::Invalid`].
+    #[error("identity provider unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ValidationError {
+    /// True for [`ValidationError::Invalid`] (the client's fault).
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, Self::Invalid(_))
+    }
+
+    /// True for [`ValidationError::Unavailable`] (a temporary failure; the client may retry).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+impl From<InvalidReason> for ValidationError {
+    fn from(reason: InvalidReason) -> Self {
+        Self::Invalid(reason)
+    }
+}
+
+/// A configuration the validator cannot run with. Names the `[validator]` key at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A key has a value that cannot be used.
+    #[error("validator.{key}: {problem}")]
+    Invalid {
+        /// The key under `[validator]`.
+        key: &'static str,
+        /// What is wrong with its value (never the value of a secret).
+        problem: String,
+    },
+    /// The HTTP client could not be built (e.g. the TLS backend failed to initialise).
+    #[error("validator: cannot build the HTTP client: {0}")]
+    HttpClient(String),
+}

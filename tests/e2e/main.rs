@@ -1,0 +1,12 @@
+//! End-to-end tests: the `bearergate` binary between real clients (curl, Python imaplib, a raw
+//! test client) and a private Dovecot, validating tokens against a fake RFC 7662 IdP.
+//!
+//! Needs root (a system user owns the test maildirs) and Dovecot; `scripts/test` installs it.
+
+#[allow(dead_code)] // each test module uses a different part of the support code
+mod support;
+
+mod dovecot_backend;
+mod imap_login;
+mod imap_negative;
+mod imap_security;
