@@ -40,8 +40,10 @@ pub struct ImapSessionConfig {
     pub openid_configuration: Option<String>,
     /// Scope named in error challenges.
     pub challenge_scope: Option<String>,
-    /// Over-long or malformed inputs tolerated before the connection is closed.
-    pub max_bad_inputs: u32,
+    /// Over-long inputs tolerated before the connection is closed.
+    pub max_oversized_inputs: u32,
+    /// Malformed or out-of-place commands tolerated before the connection is closed.
+    pub max_bad_commands: u32,
 }
 
 impl Default for ImapSessionConfig {
@@ -58,8 +60,10 @@ impl Default for ImapSessionConfig {
             },
             openid_configuration: None,
             challenge_scope: None,
-            // "BAD, then close if it repeats" (DESIGN.md): the second strike closes.
-            max_bad_inputs: 2,
+            // "BAD, then close if it repeats": the second over-long input closes.
+            max_oversized_inputs: 2,
+            // Dovecot closes after 20 bad commands; a client that needs ten is broken.
+            max_bad_commands: 10,
         }
     }
 }
@@ -116,7 +120,8 @@ pub struct ImapSession {
     state: State,
     output: Vec<u8>,
     auth_failures: u32,
-    bad_inputs: u32,
+    oversized_inputs: u32,
+    bad_commands: u32,
     close_reason: &'static str,
 }
 
@@ -130,7 +135,8 @@ impl ImapSession {
             state: State::Commands,
             output: Vec::new(),
             auth_failures: 0,
-            bad_inputs: 0,
+            oversized_inputs: 0,
+            bad_commands: 0,
             close_reason: "closed",
         };
         let capabilities = session.capabilities();
@@ -209,7 +215,7 @@ impl ImapSession {
             Ok(command) => command,
             Err(error) => {
                 let tag = error.tag().map(str::to_owned);
-                self.bad_input(tag.as_deref(), "Syntax error in command.");
+                self.bad_input(tag.as_deref(), None, "Syntax error in command.");
                 return None;
             }
         };
@@ -369,7 +375,7 @@ impl ImapSession {
                 else {
                     return None;
                 };
-                self.bad_input(Some(&tag), "SASL response too long.");
+                self.bad_input(Some(&tag), Some(Code::TooBig), "SASL response too long.");
                 return None;
             }
         };
@@ -453,18 +459,25 @@ impl ImapSession {
         let tag = error.tag().map(|t| String::from_utf8_lossy(t).into_owned());
         let text = match error {
             FramingError::LiteralTooLarge { .. } => "Literal too large.",
-            _ => "Command line too long.",
+            FramingError::LineTooLong { .. } => "Command line too long.",
+            FramingError::CommandTooLong { .. } => "Command too long.",
         };
-        self.bad_input(tag.as_deref(), text);
+        self.bad_input(tag.as_deref(), Some(Code::TooBig), text);
     }
 
-    fn bad_input(&mut self, tag: Option<&str>, text: &str) {
+    fn bad_input(&mut self, tag: Option<&str>, code: Option<Code<'_>>, text: &str) {
         match tag {
-            Some(tag) => reply::tagged(&mut self.output, tag, Status::Bad, None, text),
-            None => reply::untagged(&mut self.output, Status::Bad, None, text),
+            Some(tag) => reply::tagged(&mut self.output, tag, Status::Bad, code, text),
+            None => reply::untagged(&mut self.output, Status::Bad, code, text),
         }
-        self.bad_inputs += 1;
-        if self.bad_inputs >= self.config.max_bad_inputs {
+        let (count, limit) = if matches!(code, Some(Code::TooBig)) {
+            self.oversized_inputs += 1;
+            (self.oversized_inputs, self.config.max_oversized_inputs)
+        } else {
+            self.bad_commands += 1;
+            (self.bad_commands, self.config.max_bad_commands)
+        };
+        if count >= limit {
             reply::bye(&mut self.output, "Too many invalid commands.");
             self.close("too-many-bad-commands");
         }

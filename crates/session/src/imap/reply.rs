@@ -1,13 +1,8 @@
-//! The few server replies the session writes, kept in one place so every text and code
-//! the client sees can be found here.
+//! The replies the session writes, kept in one place so every text and code the client sees
+//! before login can be found here. Encoding is the codec's ([`Reply`]).
 
-/// Status of a tagged or untagged status response.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Status {
-    Ok,
-    No,
-    Bad,
-}
+pub(crate) use codec::imap::response::Status;
+use codec::imap::response::{Code as WireCode, Continuation, Reply};
 
 /// Response codes used before login (RFC 3501, RFC 5530).
 #[derive(Debug, Clone, Copy)]
@@ -16,83 +11,69 @@ pub(crate) enum Code<'a> {
     AuthenticationFailed,
     Unavailable,
     PrivacyRequired,
+    TooBig,
 }
 
-fn status(out: &mut Vec<u8>, status: Status, code: Option<Code<'_>>, text: &str) {
-    out.extend_from_slice(match status {
-        Status::Ok => b"OK ",
-        Status::No => b"NO ",
-        Status::Bad => b"BAD ",
-    });
-    if let Some(code) = code {
-        out.push(b'[');
-        match code {
+impl Code<'_> {
+    fn wire(self) -> WireCode {
+        match self {
             Code::Capability(list) => {
-                out.extend_from_slice(b"CAPABILITY");
-                for item in list {
-                    out.push(b' ');
-                    out.extend_from_slice(item.as_bytes());
-                }
+                WireCode::Capability(list.iter().map(|c| (*c).to_owned()).collect())
             }
-            Code::AuthenticationFailed => out.extend_from_slice(b"AUTHENTICATIONFAILED"),
-            Code::Unavailable => out.extend_from_slice(b"UNAVAILABLE"),
-            Code::PrivacyRequired => out.extend_from_slice(b"PRIVACYREQUIRED"),
+            Code::AuthenticationFailed => WireCode::AuthenticationFailed,
+            Code::Unavailable => WireCode::Unavailable,
+            Code::PrivacyRequired => WireCode::PrivacyRequired,
+            Code::TooBig => WireCode::TooBig,
         }
-        out.extend_from_slice(b"] ");
     }
-    text_line(out, text);
 }
 
-/// Text ends the line: CR and LF inside it would start a new response.
-fn text_line(out: &mut Vec<u8>, text: &str) {
-    out.extend(text.bytes().filter(|b| *b != b'\r' && *b != b'\n'));
-    out.extend_from_slice(b"\r\n");
+pub(crate) fn tagged(
+    out: &mut Vec<u8>,
+    tag: &str,
+    status: Status,
+    code: Option<Code<'_>>,
+    text: &str,
+) {
+    Reply::tagged(tag, status, code.map(Code::wire), text).write_to(out);
 }
 
-pub(crate) fn tagged(out: &mut Vec<u8>, tag: &str, s: Status, code: Option<Code<'_>>, text: &str) {
-    out.extend_from_slice(tag.as_bytes());
-    out.push(b' ');
-    status(out, s, code, text);
-}
-
-pub(crate) fn untagged(out: &mut Vec<u8>, s: Status, code: Option<Code<'_>>, text: &str) {
-    out.extend_from_slice(b"* ");
-    status(out, s, code, text);
+pub(crate) fn untagged(out: &mut Vec<u8>, status: Status, code: Option<Code<'_>>, text: &str) {
+    Reply::Untagged {
+        status,
+        code: code.map(Code::wire),
+        text: text.to_owned(),
+    }
+    .write_to(out);
 }
 
 pub(crate) fn bye(out: &mut Vec<u8>, text: &str) {
-    out.extend_from_slice(b"* BYE ");
-    text_line(out, text);
+    Reply::Bye {
+        code: None,
+        text: text.to_owned(),
+    }
+    .write_to(out);
 }
 
 pub(crate) fn capability(out: &mut Vec<u8>, list: &[&str]) {
-    out.extend_from_slice(b"* CAPABILITY");
-    for item in list {
-        out.push(b' ');
-        out.extend_from_slice(item.as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
+    Reply::Capability(list.iter().map(|c| (*c).to_owned()).collect()).write_to(out);
 }
 
-/// `+ ` and the (base64) data; always with the space, which old clients need.
-pub(crate) fn continuation(out: &mut Vec<u8>, data: Option<&str>) {
-    out.extend_from_slice(b"+ ");
-    out.extend_from_slice(data.unwrap_or("Ready for literal data.").as_bytes());
-    out.extend_from_slice(b"\r\n");
+/// `+ ` and base64 data (a SASL challenge, possibly empty), or literal-ready text.
+pub(crate) fn continuation(out: &mut Vec<u8>, base64: Option<&str>) {
+    let continuation = match base64 {
+        Some("") => Continuation::Empty,
+        Some(data) => Continuation::Base64(data.to_owned().into_bytes().into()),
+        None => Continuation::Text("Ready for literal data.".to_owned()),
+    };
+    Reply::Continue(continuation).write_to(out);
 }
 
-/// `* ID (...)`: our own identification (RFC 2971). Values are fixed ASCII without quotes.
+/// `* ID (...)`: our own identification (RFC 2971).
 pub(crate) fn id(out: &mut Vec<u8>, fields: &[(&str, &str)]) {
-    out.extend_from_slice(b"* ID (");
-    for (i, (key, value)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b' ');
-        }
-        out.push(b'"');
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(b"\" \"");
-        out.extend_from_slice(value.as_bytes());
-        out.push(b'"');
-    }
-    out.extend_from_slice(b")\r\n");
+    let params = fields
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Some((*v).to_owned())))
+        .collect();
+    Reply::Id(Some(params)).write_to(out);
 }
