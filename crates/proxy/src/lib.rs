@@ -9,6 +9,7 @@ pub mod backend;
 pub mod config;
 pub mod imap;
 pub mod logging;
+pub mod metrics;
 pub mod relay;
 pub mod server;
 pub mod stream;

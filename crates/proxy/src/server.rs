@@ -162,6 +162,19 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
 
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    if let Some(metrics) = &config.metrics {
+        let listener = crate::metrics::bind(metrics.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                address: metrics.listen,
+                source,
+            })?;
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            validator.clone(),
+            shutdown.clone(),
+        ));
+    }
     let mut bound = Vec::new();
     for listener_config in &config.listeners {
         let listener = TcpListener::bind(listener_config.listen)
@@ -275,6 +288,7 @@ async fn accept_loop(
 async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<ListenerContext>) {
     // Login latency matters more than the few bytes Nagle would save.
     let _ = stream.set_nodelay(true);
+    let _active = crate::metrics::METRICS.session_started(context.protocol);
     match context.protocol {
         Protocol::Imap => crate::imap::serve(stream, peer, context).await,
         Protocol::Smtp | Protocol::Sieve => {

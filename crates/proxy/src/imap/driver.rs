@@ -12,7 +12,8 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::auth::{self, AuthError};
 use crate::backend;
-use crate::config::ListenerTls;
+use crate::config::{ListenerTls, Protocol};
+use crate::metrics::{LoginOutcome, METRICS};
 use crate::relay;
 use crate::server::{next_session_id, ListenerContext};
 use crate::stream::ClientStream;
@@ -37,13 +38,20 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, context: Arc<ListenerContex
         let outcome = run(tcp, peer, &context, &id).await;
         match outcome {
             Ok(Closed::BeforeLogin(reason)) => info!(outcome = reason, "closed"),
-            Ok(Closed::AfterRelay(relayed)) => info!(
-                outcome = "relayed",
-                client_bytes = relayed.client_to_backend,
-                backend_bytes = relayed.backend_to_client,
-                error = relayed.error.as_ref().map(tracing::field::display),
-                "closed"
-            ),
+            Ok(Closed::AfterRelay(relayed)) => {
+                METRICS.relayed(
+                    Protocol::Imap,
+                    relayed.client_to_backend,
+                    relayed.backend_to_client,
+                );
+                info!(
+                    outcome = "relayed",
+                    client_bytes = relayed.client_to_backend,
+                    backend_bytes = relayed.backend_to_client,
+                    error = relayed.error.as_ref().map(tracing::field::display),
+                    "closed"
+                )
+            }
             Err(e) => info!(outcome = "io-error", error = %e, "closed"),
         }
     }
@@ -135,11 +143,13 @@ async fn run(
                 let identity = match auth::check(&context.validator, &credentials).await {
                     Ok(identity) => identity,
                     Err(AuthError::Unavailable(why)) => {
+                        METRICS.login(Protocol::Imap, LoginOutcome::IdpUnavailable);
                         warn!(reason = %why, "identity provider unavailable");
                         session.unavailable();
                         continue;
                     }
                     Err(AuthError::Refused(why)) => {
+                        METRICS.login(Protocol::Imap, LoginOutcome::Refused);
                         info!(reason = %why, "authentication refused");
                         session.token_refused(refusal(&why));
                         continue;
@@ -150,6 +160,7 @@ async fn run(
                     backend::imap::login(&context.backend, &identity.user, peer, session_id);
                 match tokio::time::timeout(context.backend.login_timeout, login).await {
                     Ok(Ok(mut logged_in)) => {
+                        METRICS.login(Protocol::Imap, LoginOutcome::Success);
                         session.logged_in(&logged_in.capabilities);
                         flush_output(&mut session, &mut client).await?;
                         info!("logged in");
@@ -169,10 +180,12 @@ async fn run(
                         return Ok(Closed::AfterRelay(outcome));
                     }
                     Ok(Err(e)) => {
+                        METRICS.login(Protocol::Imap, LoginOutcome::BackendUnavailable);
                         warn!(backend = %context.backend.name, error = %e, "backend login failed");
                         session.unavailable();
                     }
                     Err(_) => {
+                        METRICS.login(Protocol::Imap, LoginOutcome::BackendUnavailable);
                         warn!(backend = %context.backend.name, "backend login timed out");
                         session.unavailable();
                     }

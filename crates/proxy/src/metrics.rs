@@ -1,0 +1,331 @@
+//! Counters and the `/metrics` (Prometheus text format) and `/healthz` endpoint.
+//!
+//! Counters are process-wide atomics: incrementing one is a single relaxed add, cheap enough
+//! for every login, and none is touched on the relay's per-read path (byte totals are added
+//! once, when a session ends).
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::config::Protocol;
+
+const PROTOCOLS: [(Protocol, &str); 3] = [
+    (Protocol::Imap, "imap"),
+    (Protocol::Smtp, "smtp"),
+    (Protocol::Sieve, "sieve"),
+];
+
+fn index(protocol: Protocol) -> usize {
+    match protocol {
+        Protocol::Imap => 0,
+        Protocol::Smtp => 1,
+        Protocol::Sieve => 2,
+    }
+}
+
+/// How a login attempt ended, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// Token valid and backend login done.
+    Success,
+    /// The token (or claimed identity) was refused: the client's fault.
+    Refused,
+    /// The identity provider could not answer.
+    IdpUnavailable,
+    /// The backend could not be reached or refused the proxy.
+    BackendUnavailable,
+}
+
+const OUTCOMES: [(LoginOutcome, &str); 4] = [
+    (LoginOutcome::Success, "success"),
+    (LoginOutcome::Refused, "refused"),
+    (LoginOutcome::IdpUnavailable, "idp_unavailable"),
+    (LoginOutcome::BackendUnavailable, "backend_unavailable"),
+];
+
+/// Process-wide counters.
+#[derive(Debug)]
+pub struct Metrics {
+    connections: [AtomicU64; 3],
+    active: [AtomicI64; 3],
+    logins: [[AtomicU64; 4]; 3],
+    client_bytes: [AtomicU64; 3],
+    backend_bytes: [AtomicU64; 3],
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO: AtomicU64 = AtomicU64::new(0);
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO_I: AtomicI64 = AtomicI64::new(0);
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO_ROW: [AtomicU64; 4] = [ZERO; 4];
+
+/// The counters of this process.
+pub static METRICS: Metrics = Metrics {
+    connections: [ZERO; 3],
+    active: [ZERO_I; 3],
+    logins: [ZERO_ROW; 3],
+    client_bytes: [ZERO; 3],
+    backend_bytes: [ZERO; 3],
+};
+
+/// Counts a connection as active until dropped.
+#[derive(Debug)]
+pub struct ActiveSession(Protocol);
+
+impl Metrics {
+    /// A connection was accepted; it counts as active while the guard lives.
+    pub fn session_started(&self, protocol: Protocol) -> ActiveSession {
+        self.connections[index(protocol)].fetch_add(1, Ordering::Relaxed);
+        self.active[index(protocol)].fetch_add(1, Ordering::Relaxed);
+        ActiveSession(protocol)
+    }
+
+    /// A login attempt ended.
+    pub fn login(&self, protocol: Protocol, outcome: LoginOutcome) {
+        let column = OUTCOMES
+            .iter()
+            .position(|(o, _)| *o == outcome)
+            .unwrap_or(0);
+        self.logins[index(protocol)][column].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A relay ended after carrying these byte counts.
+    pub fn relayed(&self, protocol: Protocol, client_to_backend: u64, backend_to_client: u64) {
+        self.client_bytes[index(protocol)].fetch_add(client_to_backend, Ordering::Relaxed);
+        self.backend_bytes[index(protocol)].fetch_add(backend_to_client, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, validator: &validator::ValidatorStats) -> String {
+        let mut out = String::with_capacity(2_048);
+        let push = |out: &mut String, name: &str, kind: &str, help: &str, body: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            out.push_str(body);
+        };
+        let mut lines = String::new();
+        for (protocol, label) in PROTOCOLS {
+            let _ = writeln!(
+                lines,
+                "bearergate_connections_total{{protocol=\"{label}\"}} {}",
+                self.connections[index(protocol)].load(Ordering::Relaxed)
+            );
+        }
+        push(
+            &mut out,
+            "bearergate_connections_total",
+            "counter",
+            "Client connections accepted.",
+            &lines,
+        );
+        lines.clear();
+        for (protocol, label) in PROTOCOLS {
+            let _ = writeln!(
+                lines,
+                "bearergate_sessions_active{{protocol=\"{label}\"}} {}",
+                self.active[index(protocol)].load(Ordering::Relaxed)
+            );
+        }
+        push(
+            &mut out,
+            "bearergate_sessions_active",
+            "gauge",
+            "Open client connections.",
+            &lines,
+        );
+        lines.clear();
+        for (protocol, label) in PROTOCOLS {
+            for (column, (_, outcome)) in OUTCOMES.iter().enumerate() {
+                let _ = writeln!(
+                    lines,
+                    "bearergate_logins_total{{protocol=\"{label}\",outcome=\"{outcome}\"}} {}",
+                    self.logins[index(protocol)][column].load(Ordering::Relaxed)
+                );
+            }
+        }
+        push(
+            &mut out,
+            "bearergate_logins_total",
+            "counter",
+            "Login attempts by outcome.",
+            &lines,
+        );
+        lines.clear();
+        for (protocol, label) in PROTOCOLS {
+            let i = index(protocol);
+            let _ = writeln!(
+                lines,
+                "bearergate_relayed_bytes_total{{protocol=\"{label}\",direction=\"client_to_backend\"}} {}\n\
+                 bearergate_relayed_bytes_total{{protocol=\"{label}\",direction=\"backend_to_client\"}} {}",
+                self.client_bytes[i].load(Ordering::Relaxed),
+                self.backend_bytes[i].load(Ordering::Relaxed)
+            );
+        }
+        push(
+            &mut out,
+            "bearergate_relayed_bytes_total",
+            "counter",
+            "Bytes relayed after login, counted when sessions end.",
+            &lines,
+        );
+        for (name, help, value) in [
+            (
+                "bearergate_token_cache_hits_total",
+                "Token checks answered from the cache.",
+                validator.cache_hits,
+            ),
+            (
+                "bearergate_token_cache_misses_total",
+                "Token checks that asked the identity provider.",
+                validator.cache_misses,
+            ),
+            (
+                "bearergate_introspection_requests_total",
+                "HTTP requests to the introspection endpoint.",
+                validator.introspection_requests,
+            ),
+            (
+                "bearergate_tokens_invalid_total",
+                "Token checks that refused the token.",
+                validator.invalid,
+            ),
+            (
+                "bearergate_idp_unavailable_total",
+                "Token checks the identity provider could not answer.",
+                validator.unavailable,
+            ),
+        ] {
+            push(
+                &mut out,
+                name,
+                "counter",
+                help,
+                &format!("{name} {value}\n"),
+            );
+        }
+        out
+    }
+}
+
+impl Drop for ActiveSession {
+    fn drop(&mut self) {
+        METRICS.active[index(self.0)].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves `/metrics` and `/healthz` until shutdown.
+pub async fn serve(
+    listener: TcpListener,
+    validator: Arc<validator::Validator>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, peer)) = accepted else {
+            continue;
+        };
+        let validator = validator.clone();
+        tokio::spawn(async move {
+            if let Err(e) = answer(stream, &validator).await {
+                debug!(%peer, error = %e, "metrics request failed");
+            }
+        });
+    }
+}
+
+/// Binds the metrics address.
+pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(address).await?;
+    info!(addr = %address, "metrics listening");
+    Ok(listener)
+}
+
+/// One request per connection: read the request head (bounded in size and time), answer,
+/// close.
+async fn answer(mut stream: TcpStream, validator: &validator::Validator) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(512);
+    let read = async {
+        let mut chunk = [0u8; 512];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8_192 {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    if tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    let request_line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let mut parts = request_line.split(|b| *b == b' ');
+    let method = parts.next().unwrap_or_default();
+    let path = parts.next().unwrap_or_default();
+    let (status, content_type, body) = match (method, path) {
+        (b"GET", b"/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            METRICS.render(&validator.stats()),
+        ),
+        (b"GET", b"/healthz") => ("200 OK", "text/plain", "ok\n".to_owned()),
+        (b"GET", _) => ("404 Not Found", "text/plain", "not found\n".to_owned()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_owned(),
+        ),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_has_every_family_once_with_labels() {
+        let _guard = METRICS.session_started(Protocol::Imap);
+        METRICS.login(Protocol::Imap, LoginOutcome::Refused);
+        let text = METRICS.render(&validator::ValidatorStats::default());
+        for family in [
+            "bearergate_connections_total",
+            "bearergate_sessions_active",
+            "bearergate_logins_total",
+            "bearergate_relayed_bytes_total",
+            "bearergate_token_cache_hits_total",
+        ] {
+            assert_eq!(
+                text.matches(&format!("# TYPE {family} ")).count(),
+                1,
+                "{family}"
+            );
+        }
+        assert!(text.contains("bearergate_logins_total{protocol=\"imap\",outcome=\"refused\"} "));
+        let active: i64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("bearergate_sessions_active{protocol=\"imap\"} "))
+            .and_then(|v| v.parse().ok())
+            .expect("active gauge");
+        assert!(active >= 1);
+    }
+}
