@@ -138,30 +138,32 @@ async fn run(
                 session.tls_started();
             }
             Action::Authenticate(credentials) => {
-                let span = tracing::Span::current();
-                span.record("mechanism", credentials.mechanism.name());
+                let mechanism = credentials.mechanism.name();
                 let identity = match auth::check(&context.validator, &credentials).await {
                     Ok(identity) => identity,
                     Err(AuthError::Unavailable(why)) => {
                         METRICS.login(Protocol::Imap, LoginOutcome::IdpUnavailable);
-                        warn!(reason = %why, "identity provider unavailable");
+                        warn!(mechanism, reason = %why, "identity provider unavailable");
                         session.unavailable();
                         continue;
                     }
                     Err(AuthError::Refused(why)) => {
                         METRICS.login(Protocol::Imap, LoginOutcome::Refused);
-                        info!(reason = %why, "authentication refused");
+                        info!(mechanism, reason = %why, "authentication refused");
                         session.token_refused(refusal(&why));
                         continue;
                     }
                 };
-                span.record("user", identity.user.as_str());
                 let login =
                     backend::imap::login(&context.backend, &identity.user, peer, session_id);
                 match tokio::time::timeout(context.backend.login_timeout, login).await {
                     Ok(Ok(mut logged_in)) => {
                         METRICS.login(Protocol::Imap, LoginOutcome::Success);
                         session.logged_in(&logged_in.capabilities);
+                        // Recorded once, on success: the span's fields describe the session.
+                        let span = tracing::Span::current();
+                        span.record("user", identity.user.as_str());
+                        span.record("mechanism", mechanism);
                         flush_output(&mut session, &mut client).await?;
                         info!("logged in");
                         // Commands the client pipelined behind AUTHENTICATE go to the backend
@@ -181,7 +183,7 @@ async fn run(
                     }
                     Ok(Err(e)) => {
                         METRICS.login(Protocol::Imap, LoginOutcome::BackendUnavailable);
-                        warn!(backend = %context.backend.name, error = %e, "backend login failed");
+                        warn!(backend = %context.backend.name, user = %identity.user, error = %e, "backend login failed");
                         session.unavailable();
                     }
                     Err(_) => {
