@@ -508,19 +508,14 @@ impl ValidatorConfig {
             ));
             return;
         }
-        match &self.introspection_url {
-            None => errors.push(ConfigError::new(
+        let before = errors.len();
+        if self.introspection_url.is_none() {
+            errors.push(ConfigError::new(
                 "validator.introspection_url",
                 "required for kind = \"introspection\"",
-            )),
-            Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => errors
-                .push(ConfigError::new(
-                    "validator.introspection_url",
-                    "must be an http:// or https:// URL",
-                )),
-            Some(_) => {}
+            ));
         }
-        if self.client_id.as_deref().unwrap_or("").is_empty() {
+        if self.client_id.is_none() {
             errors.push(ConfigError::new("validator.client_id", "required"));
         }
         match (&self.client_secret, &self.client_secret_file) {
@@ -535,14 +530,34 @@ impl ValidatorConfig {
             (None, Some(file)) => check_file(base, file, "validator.client_secret_file", errors),
             (Some(_), None) => {}
         }
-        if self.username_claim.is_empty() {
-            errors.push(ConfigError::new(
-                "validator.username_claim",
-                "must not be empty",
-            ));
+        if errors.len() > before {
+            return;
         }
-        if self.timeout.is_zero() {
-            errors.push(ConfigError::new("validator.timeout", "must be above zero"));
+        // The validator's own rules (https unless loopback, scope syntax, ...), checked here
+        // so that check-config reports what start-up would refuse.
+        let placeholder = SecretString::from(String::from("unused"));
+        if let Err(validator::ConfigError::Invalid { key, problem }) =
+            self.introspection_config(placeholder).validate()
+        {
+            errors.push(ConfigError::new(format!("validator.{key}"), problem));
+        }
+    }
+
+    /// The validator crate's configuration, with the client secret already read.
+    pub fn introspection_config(
+        &self,
+        client_secret: SecretString,
+    ) -> validator::IntrospectionConfig {
+        validator::IntrospectionConfig {
+            introspection_url: self.introspection_url.clone().unwrap_or_default(),
+            client_id: self.client_id.clone().unwrap_or_default(),
+            client_secret,
+            username_claim: self.username_claim.clone(),
+            required_scopes: validator::IntrospectionConfig::parse_scopes(&self.required_scope),
+            cache_max_ttl: self.cache_max_ttl,
+            negative_cache_ttl: self.negative_cache_ttl,
+            timeout: self.timeout,
+            cache_capacity: self.cache_capacity,
         }
     }
 }

@@ -117,22 +117,9 @@ fn secret(
 
 fn build_validator(config: &Config, base: &Path) -> Result<validator::Validator, StartError> {
     let v = &config.validator;
-    let introspection = validator::IntrospectionConfig {
-        introspection_url: v.introspection_url.clone().unwrap_or_default(),
-        client_id: v.client_id.clone().unwrap_or_default(),
-        client_secret: secret(&v.client_secret, &v.client_secret_file, base)?,
-        username_claim: v.username_claim.clone(),
-        required_scopes: v
-            .required_scope
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect(),
-        cache_max_ttl: v.cache_max_ttl,
-        negative_cache_ttl: v.negative_cache_ttl,
-        timeout: v.timeout,
-        cache_capacity: v.cache_capacity,
-    };
-    validator::Validator::new(introspection).map_err(|e| StartError::Validator(e.to_string()))
+    let secret = secret(&v.client_secret, &v.client_secret_file, base)?;
+    validator::Validator::new(v.introspection_config(secret))
+        .map_err(|e| StartError::Validator(e.to_string()))
 }
 
 /// Runs until SIGTERM or SIGINT, then drains.

@@ -121,3 +121,26 @@ fn host_port_splitting() {
     assert_eq!(split_host_port(":143"), None);
     assert_eq!(split_host_port("h:99999"), None);
 }
+
+#[test]
+fn validator_rules_are_reported_by_check_config() {
+    let text = MINIMAL.replace("http://127.0.0.1:8080", "http://idp.example");
+    let config = Config::parse(&text).expect("parses");
+    let errors = config.validate(Path::new("."));
+    assert_eq!(
+        keys(&errors),
+        vec!["validator.introspection_url"],
+        "{errors:?}"
+    );
+    let text = MINIMAL.replace(
+        "client_secret = ",
+        "required_scope = \"a\\\\b\"\nclient_secret = ",
+    );
+    let config = Config::parse(&text).expect("parses");
+    let errors = config.validate(Path::new("."));
+    assert_eq!(
+        keys(&errors),
+        vec!["validator.required_scope"],
+        "{errors:?}"
+    );
+}
