@@ -123,6 +123,17 @@ pub enum Protocol {
     Sieve,
 }
 
+impl Protocol {
+    /// Lower-case name, as in the configuration and in logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Imap => "imap",
+            Protocol::Smtp => "smtp",
+            Protocol::Sieve => "sieve",
+        }
+    }
+}
+
 /// Client-side TLS of a listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

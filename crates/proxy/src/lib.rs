@@ -7,9 +7,10 @@
 pub mod auth;
 pub mod backend;
 pub mod config;
-pub mod imap;
+pub mod driver;
 pub mod logging;
 pub mod metrics;
+pub mod protocols;
 pub mod relay;
 pub mod server;
 pub mod stream;

@@ -276,10 +276,5 @@ async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<ListenerContext
     // Login latency matters more than the few bytes Nagle would save.
     let _ = stream.set_nodelay(true);
     let _active = crate::metrics::METRICS.session_started(context.protocol);
-    match context.protocol {
-        Protocol::Imap => crate::imap::serve(stream, peer, context).await,
-        Protocol::Smtp | Protocol::Sieve => {
-            warn!(protocol = ?context.protocol, "protocol not available in this version");
-        }
-    }
+    crate::protocols::serve(stream, peer, context).await;
 }

@@ -9,3 +9,27 @@
 #![warn(missing_docs)]
 
 pub mod imap;
+
+use sasl::BearerCredentials;
+
+/// What the driver must do next. Pending output is always written first.
+#[derive(Debug)]
+pub enum Action {
+    /// Read more client bytes into the buffer and call `advance` again.
+    NeedInput,
+    /// Discard every buffered input byte, run the TLS handshake, then call `tls_started`.
+    StartTls,
+    /// Validate these credentials, then call `token_refused`, `unavailable` or `logged_in`.
+    Authenticate(BearerCredentials),
+    /// Close the connection.
+    Close,
+}
+
+/// Why a token was refused, as told to the client in the error challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Invalid, expired, inactive, or for another user.
+    InvalidToken,
+    /// Valid but without a required scope.
+    InsufficientScope,
+}

@@ -3,8 +3,6 @@
 //! PLAIN with an authorization id. Returns the backend's post-login capabilities for the
 //! client's tagged OK.
 
-use std::net::SocketAddr;
-
 use bytes::BytesMut;
 use codec::imap::client::{
     write_authenticate, write_capability, write_id, write_login, write_starttls,
@@ -14,24 +12,13 @@ use codec::imap::InitialResponse;
 use secrecy::ExposeSecret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Backend, BackendError};
+use super::{Backend, BackendError, LoggedIn, LoginRequest};
 use crate::config::{BackendTls, LoginStrategy};
 use crate::stream::BackendStream;
 
 /// Longest backend response line accepted during login. Capability lists of big servers
 /// run to about 1 KiB; 64 KiB is Dovecot's own input limit.
 const MAX_RESPONSE_LINE: usize = 64 * 1_024;
-
-/// A logged-in backend connection.
-#[derive(Debug)]
-pub struct LoggedIn {
-    /// The connection, ready for relaying.
-    pub stream: BackendStream,
-    /// Post-login capabilities, filtered for the client.
-    pub capabilities: Vec<String>,
-    /// Bytes the backend sent after the login's tagged reply: they belong to the client.
-    pub leftover: BytesMut,
-}
 
 /// Reads response lines from the backend.
 struct Conversation {
@@ -117,12 +104,13 @@ fn has(capabilities: &Option<Vec<String>>, name: &str) -> bool {
 }
 
 /// Connects and logs in as `user`.
-pub async fn login(
-    backend: &Backend,
-    user: &str,
-    client: SocketAddr,
-    session_id: &str,
-) -> Result<LoggedIn, BackendError> {
+pub async fn login(backend: &Backend, request: LoginRequest<'_>) -> Result<LoggedIn, BackendError> {
+    let LoginRequest {
+        user,
+        client,
+        session_id,
+        ..
+    } = request;
     let stream = backend.connect().await?;
     let mut conversation = Conversation::new(stream);
     let mut capabilities = None;

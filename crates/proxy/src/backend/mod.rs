@@ -3,16 +3,60 @@
 
 pub mod imap;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use bytes::BytesMut;
+use sasl::BearerCredentials;
 use secrecy::SecretString;
 use tokio::net::TcpStream;
 
-use crate::config::{self, BackendConfig, BackendTls, LoginStrategy};
+use crate::config::{self, BackendConfig, BackendTls, LoginStrategy, Protocol};
 use crate::server::StartError;
 use crate::stream::BackendStream;
 use crate::tls::{self, BackendTlsClient};
+
+/// Who to log in, and what the proxy knows about the client.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginRequest<'a> {
+    /// The mail user (the token's, never merely the claimed one).
+    pub user: &'a str,
+    /// What the client presented, for strategies that forward it.
+    pub credentials: &'a BearerCredentials,
+    /// The client's address, forwarded where the backend accepts it.
+    pub client: SocketAddr,
+    /// The client's name for itself (SMTP EHLO), replayed to the backend.
+    pub client_name: Option<&'a str>,
+    /// The proxy's session id, forwarded for log correlation.
+    pub session_id: &'a str,
+}
+
+/// A logged-in backend connection.
+#[derive(Debug)]
+pub struct LoggedIn {
+    /// The connection, ready for relaying.
+    pub stream: BackendStream,
+    /// Post-login capabilities, filtered for the client (IMAP).
+    pub capabilities: Vec<String>,
+    /// Bytes the backend sent after the login's reply: they belong to the client.
+    pub leftover: BytesMut,
+}
+
+/// Logs in with the protocol's own conversation.
+pub async fn login(
+    protocol: Protocol,
+    backend: &Backend,
+    request: LoginRequest<'_>,
+) -> Result<LoggedIn, BackendError> {
+    match protocol {
+        Protocol::Imap => imap::login(backend, request).await,
+        Protocol::Smtp | Protocol::Sieve => Err(BackendError::Protocol(format!(
+            "{} backends are not available in this version",
+            protocol.name()
+        ))),
+    }
+}
 
 /// A configured backend.
 #[derive(Debug)]

@@ -15,11 +15,9 @@ use bytes::BytesMut;
 use codec::imap::{
     parse_command, CommandBody, CommandFramer, FramedCommand, FramingError, InitialResponse,
 };
-use sasl::{
-    BearerCredentials, ChallengeError, ClientMessage, Failure, Mechanism, ServerExchange,
-    ServerStep,
-};
+use sasl::{ChallengeError, ClientMessage, Failure, Mechanism, ServerExchange, ServerStep};
 
+pub use crate::{Action, Refusal};
 pub use capability::filter_backend_capabilities;
 use reply::{Code, Status};
 
@@ -66,30 +64,6 @@ impl Default for ImapSessionConfig {
             max_bad_commands: 10,
         }
     }
-}
-
-/// What the driver must do next. Pending output is always written first.
-#[derive(Debug)]
-pub enum Action {
-    /// Read more client bytes into the buffer and call [`ImapSession::advance`] again.
-    NeedInput,
-    /// Discard every buffered input byte, run the TLS handshake, then call
-    /// [`ImapSession::tls_started`].
-    StartTls,
-    /// Validate these credentials, then call [`ImapSession::token_refused`],
-    /// [`ImapSession::unavailable`] or [`ImapSession::logged_in`].
-    Authenticate(BearerCredentials),
-    /// Close the connection.
-    Close,
-}
-
-/// Why a token was refused, as told to the client in the error challenge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// Invalid, expired, inactive, or for another user.
-    InvalidToken,
-    /// Valid but without a required scope.
-    InsufficientScope,
 }
 
 #[derive(Debug)]

@@ -1,18 +1,20 @@
-//! The thin async loop around [`ImapSession`]: read, feed, write, act on the session's
-//! requests (STARTTLS, token validation), then relay.
+//! The thin async loop around a protocol's pre-login session: read, feed, write, act on the
+//! session's requests (STARTTLS, token validation, backend login), then relay. Written once
+//! for IMAP, SMTP and ManageSieve; what differs per protocol is behind [`PreLogin`] and the
+//! backend login function.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use session::imap::{Action, ImapSession, ImapSessionConfig, Refusal};
+use session::{Action, Refusal};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::auth::{self, AuthError};
-use crate::backend;
-use crate::config::{ListenerTls, Protocol};
+use crate::backend::{self, LoggedIn};
+use crate::config::ListenerTls;
 use crate::metrics::{LoginOutcome, METRICS};
 use crate::relay;
 use crate::server::{next_session_id, ListenerContext};
@@ -20,27 +22,59 @@ use crate::stream::ClientStream;
 
 /// Pre-login reads: small, since commands are small; a long AUTHENTICATE line grows the
 /// buffer up to the framer's limit.
-const READ_CHUNK: usize = 4 * 1024;
+const READ_CHUNK: usize = 4 * 1_024;
 
-/// Serves one IMAP client connection from accept to close.
-pub async fn serve(tcp: TcpStream, peer: SocketAddr, context: Arc<ListenerContext>) {
+/// What the driver needs from a protocol's pre-login state machine. The session crate's
+/// types implement it in [`crate::protocols`].
+pub trait PreLogin {
+    /// Bytes to send to the client.
+    fn output(&self) -> &[u8];
+    /// All of [`PreLogin::output`] was written.
+    fn output_written(&mut self);
+    /// Processes buffered input until the session needs the driver.
+    fn advance(&mut self, input: &mut BytesMut) -> Action;
+    /// The STARTTLS handshake completed.
+    fn tls_started(&mut self);
+    /// The token was refused.
+    fn token_refused(&mut self, refusal: Refusal);
+    /// The identity provider or the backend is unavailable.
+    fn unavailable(&mut self);
+    /// The backend accepted the login.
+    fn logged_in(&mut self, logged_in: &LoggedIn);
+    /// The client was idle too long.
+    fn idle_timeout(&mut self);
+    /// Why the session closed, for the log.
+    fn close_reason(&self) -> &'static str;
+    /// The client's own name for itself (SMTP EHLO), replayed to the backend.
+    fn client_name(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// Serves one client connection from accept to close.
+pub async fn serve<S: PreLogin>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    context: Arc<ListenerContext>,
+    new_session: impl FnOnce(bool) -> S,
+) {
     let id = next_session_id();
+    let protocol = context.protocol;
     let span = info_span!(
         "session",
         id = %id,
         peer = %peer,
-        protocol = "imap",
+        protocol = protocol.name(),
         user = tracing::field::Empty,
         mechanism = tracing::field::Empty,
     );
     async move {
         debug!("connected");
-        let outcome = run(tcp, peer, &context, &id).await;
-        match outcome {
+        match run(tcp, peer, &context, &id, new_session).await {
             Ok(Closed::BeforeLogin(reason)) => info!(outcome = reason, "closed"),
             Ok(Closed::AfterRelay(relayed)) => {
                 METRICS.relayed(
-                    Protocol::Imap,
+                    protocol,
                     relayed.client_to_backend,
                     relayed.backend_to_client,
                 );
@@ -64,11 +98,12 @@ enum Closed {
     AfterRelay(relay::RelayOutcome),
 }
 
-async fn run(
+async fn run<S: PreLogin>(
     tcp: TcpStream,
     peer: SocketAddr,
     context: &ListenerContext,
     session_id: &str,
+    new_session: impl FnOnce(bool) -> S,
 ) -> std::io::Result<Closed> {
     let mut client = match (&context.tls_mode, &context.acceptor) {
         (ListenerTls::Implicit, Some(acceptor)) => {
@@ -83,15 +118,7 @@ async fn run(
         }
         _ => ClientStream::Plain(tcp),
     };
-    let mut session = ImapSession::new(ImapSessionConfig {
-        tls_active: client.is_tls(),
-        starttls_available: context.tls_mode == ListenerTls::Starttls,
-        allow_plaintext_auth: context.allow_plaintext_auth,
-        max_auth_failures: context.max_auth_failures,
-        openid_configuration: context.challenge.openid_configuration.clone(),
-        challenge_scope: context.challenge.scope.clone(),
-        ..ImapSessionConfig::default()
-    });
+    let mut session = new_session(client.is_tls());
     let mut input = BytesMut::new();
     loop {
         let action = session.advance(&mut input);
@@ -142,70 +169,90 @@ async fn run(
                 let identity = match auth::check(&context.validator, &credentials).await {
                     Ok(identity) => identity,
                     Err(AuthError::Unavailable(why)) => {
-                        METRICS.login(Protocol::Imap, LoginOutcome::IdpUnavailable);
+                        METRICS.login(context.protocol, LoginOutcome::IdpUnavailable);
                         warn!(mechanism, reason = %why, "identity provider unavailable");
                         session.unavailable();
                         continue;
                     }
                     Err(AuthError::Refused(why)) => {
-                        METRICS.login(Protocol::Imap, LoginOutcome::Refused);
+                        METRICS.login(context.protocol, LoginOutcome::Refused);
                         info!(mechanism, reason = %why, "authentication refused");
-                        session.token_refused(refusal(&why));
+                        session.token_refused(if why.is_missing_scope() {
+                            Refusal::InsufficientScope
+                        } else {
+                            Refusal::InvalidToken
+                        });
                         continue;
                     }
                 };
-                let login =
-                    backend::imap::login(&context.backend, &identity.user, peer, session_id);
-                match tokio::time::timeout(context.backend.login_timeout, login).await {
-                    Ok(Ok(mut logged_in)) => {
-                        METRICS.login(Protocol::Imap, LoginOutcome::Success);
-                        session.logged_in(&logged_in.capabilities);
-                        // Recorded once, on success: the span's fields describe the session.
-                        let span = tracing::Span::current();
-                        span.record("user", identity.user.as_str());
-                        span.record("mechanism", mechanism);
-                        flush_output(&mut session, &mut client).await?;
-                        info!("logged in");
-                        // Commands the client pipelined behind AUTHENTICATE go to the backend
-                        // as they were sent.
-                        if !input.is_empty() {
-                            logged_in.stream.write_all(&input).await?;
-                        }
-                        drop(input);
-                        drop(session);
-                        if !logged_in.leftover.is_empty() {
-                            client.write_all(&logged_in.leftover).await?;
-                        }
-                        let mut backend = logged_in.stream;
-                        drop(logged_in.leftover);
-                        let outcome = relay::relay(&mut client, &mut backend).await;
-                        return Ok(Closed::AfterRelay(outcome));
-                    }
+                let request = backend::LoginRequest {
+                    user: &identity.user,
+                    credentials: &credentials,
+                    client: peer,
+                    client_name: session.client_name(),
+                    session_id,
+                };
+                let login = backend::login(context.protocol, &context.backend, request);
+                let logged_in = match tokio::time::timeout(context.backend.login_timeout, login)
+                    .await
+                {
+                    Ok(Ok(logged_in)) => logged_in,
                     Ok(Err(e)) => {
-                        METRICS.login(Protocol::Imap, LoginOutcome::BackendUnavailable);
+                        METRICS.login(context.protocol, LoginOutcome::BackendUnavailable);
                         warn!(backend = %context.backend.name, user = %identity.user, error = %e, "backend login failed");
                         session.unavailable();
+                        continue;
                     }
                     Err(_) => {
-                        METRICS.login(Protocol::Imap, LoginOutcome::BackendUnavailable);
-                        warn!(backend = %context.backend.name, "backend login timed out");
+                        METRICS.login(context.protocol, LoginOutcome::BackendUnavailable);
+                        warn!(backend = %context.backend.name, user = %identity.user, "backend login timed out");
                         session.unavailable();
+                        continue;
                     }
-                }
+                };
+                METRICS.login(context.protocol, LoginOutcome::Success);
+                session.logged_in(&logged_in);
+                flush_output(&mut session, &mut client).await?;
+                // Recorded once, on success: the span's fields describe the session.
+                let span = tracing::Span::current();
+                span.record("user", identity.user.as_str());
+                span.record("mechanism", mechanism);
+                info!("logged in");
+                drop(session);
+                return relay_after_login(client, logged_in, input).await;
             }
         }
     }
 }
 
-fn refusal(why: &auth::Refused) -> Refusal {
-    if why.is_missing_scope() {
-        Refusal::InsufficientScope
-    } else {
-        Refusal::InvalidToken
+/// Hands over: what the client pipelined behind its login goes to the backend, what the
+/// backend sent behind its login reply goes to the client, then the plain byte copy.
+async fn relay_after_login(
+    mut client: ClientStream,
+    logged_in: LoggedIn,
+    pipelined: BytesMut,
+) -> std::io::Result<Closed> {
+    let LoggedIn {
+        stream: mut backend,
+        leftover,
+        ..
+    } = logged_in;
+    if !pipelined.is_empty() {
+        backend.write_all(&pipelined).await?;
     }
+    drop(pipelined);
+    if !leftover.is_empty() {
+        client.write_all(&leftover).await?;
+    }
+    drop(leftover);
+    let outcome = relay::relay(&mut client, &mut backend).await;
+    Ok(Closed::AfterRelay(outcome))
 }
 
-async fn flush_output(session: &mut ImapSession, client: &mut ClientStream) -> std::io::Result<()> {
+async fn flush_output<S: PreLogin>(
+    session: &mut S,
+    client: &mut ClientStream,
+) -> std::io::Result<()> {
     let output = session.output();
     if output.is_empty() {
         return Ok(());
