@@ -488,9 +488,10 @@ impl BackendConfig {
                     (Some(_), None) => {}
                 }
             }
-            LoginStrategy::Passthrough | LoginStrategy::Xclient => errors.push(ConfigError::new(
+            LoginStrategy::Passthrough => {}
+            LoginStrategy::Xclient => errors.push(ConfigError::new(
                 key("login"),
-                "only \"master\" and \"plain-authzid\" are available in this version",
+                "\"xclient\" is not available in this version",
             )),
         }
         if self.login == LoginStrategy::Master && !self.master_user_format.contains("{user}") {

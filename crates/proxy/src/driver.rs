@@ -37,6 +37,8 @@ pub trait PreLogin {
     fn tls_started(&mut self);
     /// The token was refused.
     fn token_refused(&mut self, refusal: Refusal);
+    /// A backend that validates tokens itself refused this one.
+    fn backend_refused(&mut self, challenge: Option<Vec<u8>>);
     /// The identity provider or the backend is unavailable.
     fn unavailable(&mut self);
     /// The backend accepted the login.
@@ -197,6 +199,12 @@ async fn run<S: PreLogin>(
                     .await
                 {
                     Ok(Ok(logged_in)) => logged_in,
+                    Ok(Err(backend::BackendError::TokenRefused { challenge })) => {
+                        METRICS.login(context.protocol, LoginOutcome::Refused);
+                        info!(mechanism, backend = %context.backend.name, "backend refused the token");
+                        session.backend_refused(challenge);
+                        continue;
+                    }
                     Ok(Err(e)) => {
                         METRICS.login(context.protocol, LoginOutcome::BackendUnavailable);
                         warn!(backend = %context.backend.name, user = %identity.user, error = %e, "backend login failed");

@@ -64,6 +64,9 @@ impl PreLogin for ImapSession {
     fn token_refused(&mut self, refusal: Refusal) {
         ImapSession::token_refused(self, refusal)
     }
+    fn backend_refused(&mut self, challenge: Option<Vec<u8>>) {
+        ImapSession::backend_refused(self, challenge)
+    }
     fn unavailable(&mut self) {
         ImapSession::unavailable(self)
     }

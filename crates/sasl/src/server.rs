@@ -294,6 +294,23 @@ impl ServerExchange {
         Ok(error.to_json(self.mechanism))
     }
 
+    /// The token was refused by someone else who sent their own challenge (a backend that
+    /// validates OAuth itself, with `login = "passthrough"`): the challenge is relayed as it
+    /// came, and the exchange then waits for the client's dummy answer like after
+    /// [`ServerExchange::refuse`].
+    ///
+    /// In any other state the challenge is handed back in the error.
+    pub fn refuse_with_challenge(
+        &mut self,
+        challenge: Vec<u8>,
+    ) -> Result<Vec<u8>, WrongState<Vec<u8>>> {
+        if self.state != State::AwaitingVerdict {
+            return Err(self.wrong_state("refuse_with_challenge", challenge));
+        }
+        self.state = State::AwaitingDummy;
+        Ok(challenge)
+    }
+
     /// Ends the exchange without a challenge, from any state: for outcomes that are not
     /// the token's fault (identity provider unreachable, shutdown), where the session
     /// replies `NO [UNAVAILABLE]` / `454` directly.
@@ -325,6 +342,24 @@ mod tests {
 
     fn invalid_token() -> ChallengeError {
         ChallengeError::new(ChallengeStatus::InvalidToken)
+    }
+
+    #[test]
+    fn foreign_challenge_is_relayed_then_dummy_fails() {
+        let mut ex = ServerExchange::new(Mechanism::OAuthBearer);
+        assert!(ex.refuse_with_challenge(b"{}".to_vec()).is_err());
+        let ServerStep::Validate(_) = ex.step_line(RFC_4_1_IMAP) else {
+            panic!("expected Validate");
+        };
+        let backend = br#"{"status":"invalid_token"}"#.to_vec();
+        assert_eq!(
+            ex.refuse_with_challenge(backend.clone()).ok(),
+            Some(backend)
+        );
+        assert!(matches!(
+            ex.step_line(b"AQ=="),
+            ServerStep::Failed(Failure::Refused)
+        ));
     }
 
     #[test]

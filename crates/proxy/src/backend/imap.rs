@@ -93,6 +93,81 @@ impl Conversation {
     }
 }
 
+impl Conversation {
+    /// `bg3 AUTHENTICATE mech`, with the response as SASL-IR or after the `+`. A challenge
+    /// after the response means the backend refused: it is answered with the mechanism's
+    /// dummy (RFC 7628: `AQ==`; XOAUTH2: an empty line) and returned for the client.
+    async fn authenticate(
+        &mut self,
+        mechanism: &str,
+        response: &[u8],
+        sasl_ir: bool,
+        capabilities: &mut Option<Vec<String>>,
+    ) -> Result<(Status, bool, String, Option<Vec<u8>>), BackendError> {
+        let encoded = sasl::encode_base64(response);
+        if sasl_ir {
+            let initial = InitialResponse::Base64(encoded.into_bytes().into());
+            write_authenticate(&mut self.output, "bg3", mechanism, Some(&initial))
+                .map_err(write_error)?;
+            self.send().await?;
+        } else {
+            write_authenticate(&mut self.output, "bg3", mechanism, None).map_err(write_error)?;
+            self.send().await?;
+            match self.read_response().await? {
+                Response::Continue(_) => {}
+                Response::Tagged {
+                    status, code, text, ..
+                } => return Ok((status, is_unavailable(&code), text, None)),
+                other => {
+                    return Err(BackendError::Protocol(format!(
+                        "expected continuation, got {other:?}"
+                    )))
+                }
+            }
+            self.output.extend_from_slice(encoded.as_bytes());
+            self.output.extend_from_slice(b"\r\n");
+            self.send().await?;
+        }
+        let mut challenge = None;
+        loop {
+            let response = self.read_response().await?;
+            if let Some(caps) = response.capabilities() {
+                *capabilities = Some(caps.to_vec());
+            }
+            match response {
+                Response::Continue(data) if challenge.is_none() => {
+                    let decoded = sasl::decode_base64(&data).unwrap_or_default();
+                    challenge = Some(decoded);
+                    let dummy: &[u8] = if mechanism == "OAUTHBEARER" {
+                        b"AQ==\r\n"
+                    } else {
+                        b"\r\n"
+                    };
+                    self.output.extend_from_slice(dummy);
+                    self.send().await?;
+                }
+                Response::Tagged {
+                    tag,
+                    status,
+                    code,
+                    text,
+                } if tag == "bg3" => return Ok((status, is_unavailable(&code), text, challenge)),
+                Response::Bye { text, .. } => {
+                    return Err(BackendError::Refused(format!("BYE {text}")))
+                }
+                Response::Continue(_) => {
+                    return Err(BackendError::Protocol("second challenge".into()))
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn is_unavailable(code: &Option<codec::imap::response::Code>) -> bool {
+    matches!(code, Some(codec::imap::response::Code::Unavailable))
+}
+
 fn write_error(e: codec::imap::WriteError) -> BackendError {
     BackendError::Protocol(format!("cannot encode command: {e}"))
 }
@@ -201,6 +276,10 @@ pub async fn login(backend: &Backend, request: LoginRequest<'_>) -> Result<Logge
             )
             .map_err(write_error)?;
             conversation.send().await?;
+            let (status, text) = conversation.until_tagged("bg3", &mut post_login).await?;
+            if status != Status::Ok {
+                return Err(BackendError::Refused(text));
+            }
         }
         LoginStrategy::PlainAuthzid => {
             let response = sasl::plain_client_response(
@@ -209,39 +288,30 @@ pub async fn login(backend: &Backend, request: LoginRequest<'_>) -> Result<Logge
                 backend.master_password.expose_secret(),
             )
             .map_err(|e| BackendError::Protocol(format!("cannot encode PLAIN: {e}")))?;
-            let encoded = sasl::encode_base64(&response);
-            if has(&capabilities, "SASL-IR") {
-                let initial = InitialResponse::Base64(encoded.into_bytes().into());
-                write_authenticate(&mut conversation.output, "bg3", "PLAIN", Some(&initial))
-                    .map_err(write_error)?;
-                conversation.send().await?;
-            } else {
-                write_authenticate(&mut conversation.output, "bg3", "PLAIN", None)
-                    .map_err(write_error)?;
-                conversation.send().await?;
-                match conversation.read_response().await? {
-                    Response::Continue(_) => {}
-                    Response::Tagged { text, .. } => return Err(BackendError::Refused(text)),
-                    other => {
-                        return Err(BackendError::Protocol(format!(
-                            "expected continuation, got {other:?}"
-                        )))
-                    }
-                }
-                conversation.output.extend_from_slice(encoded.as_bytes());
-                conversation.output.extend_from_slice(b"\r\n");
-                conversation.send().await?;
+            let sasl_ir = has(&capabilities, "SASL-IR");
+            let (status, _, text, challenge) = conversation
+                .authenticate("PLAIN", &response, sasl_ir, &mut post_login)
+                .await?;
+            if status != Status::Ok || challenge.is_some() {
+                return Err(BackendError::Refused(text));
             }
         }
-        LoginStrategy::Passthrough | LoginStrategy::Xclient => {
+        LoginStrategy::Passthrough => {
+            let response = super::client_response(request)?;
+            let mechanism = request.credentials.mechanism.name();
+            let sasl_ir = has(&capabilities, "SASL-IR");
+            let (status, unavailable, text, challenge) = conversation
+                .authenticate(mechanism, &response, sasl_ir, &mut post_login)
+                .await?;
+            if status != Status::Ok {
+                return Err(super::passthrough_refusal(challenge, unavailable, text));
+            }
+        }
+        LoginStrategy::Xclient => {
             return Err(BackendError::Protocol(
                 "login strategy not available for IMAP".into(),
             ))
         }
-    }
-    let (status, text) = conversation.until_tagged("bg3", &mut post_login).await?;
-    if status != Status::Ok {
-        return Err(BackendError::Refused(text));
     }
     if post_login.is_none() {
         write_capability(&mut conversation.output, "bg4").map_err(write_error)?;

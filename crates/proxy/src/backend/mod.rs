@@ -58,6 +58,37 @@ pub async fn login(
     }
 }
 
+/// The client's SASL response rebuilt for a backend that validates the token itself: the
+/// same mechanism and token; the user is the token's.
+pub fn client_response(request: LoginRequest<'_>) -> Result<Vec<u8>, BackendError> {
+    let credentials = request.credentials;
+    let token = secrecy::ExposeSecret::expose_secret(&credentials.token);
+    let built = match credentials.mechanism {
+        sasl::Mechanism::OAuthBearer => sasl::oauthbearer_client_response(
+            credentials.authzid.as_deref(),
+            token,
+            credentials.host.as_deref(),
+            credentials.port,
+        ),
+        sasl::Mechanism::XOAuth2 => sasl::xoauth2_client_response(request.user, token),
+    };
+    built.map_err(|e| BackendError::Protocol(format!("cannot rebuild the client's response: {e}")))
+}
+
+/// A passthrough backend said no: with a challenge, or a plain failure, it is the token's
+/// fault; a reply that says the backend is unavailable is not.
+pub fn passthrough_refusal(
+    challenge: Option<Vec<u8>>,
+    unavailable: bool,
+    text: String,
+) -> BackendError {
+    if challenge.is_some() || !unavailable {
+        BackendError::TokenRefused { challenge }
+    } else {
+        BackendError::Refused(text)
+    }
+}
+
 /// A configured backend.
 #[derive(Debug)]
 pub struct Backend {
@@ -112,6 +143,13 @@ pub enum BackendError {
     /// The backend refused the login (wrong master password, unknown user, ...).
     #[error("backend refused the login: {0}")]
     Refused(String),
+    /// The backend validates tokens itself (`passthrough`) and refused this one; its
+    /// challenge, if it sent one, is relayed to the client as it came.
+    #[error("backend refused the token")]
+    TokenRefused {
+        /// The backend's decoded error challenge.
+        challenge: Option<Vec<u8>>,
+    },
     /// The backend closed the connection.
     #[error("backend closed the connection")]
     Closed,

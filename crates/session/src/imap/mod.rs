@@ -495,6 +495,29 @@ impl ImapSession {
         }
     }
 
+    /// A backend that validates tokens itself (`passthrough`) refused this one. Its challenge,
+    /// when it sent one, reaches the client unchanged; the command then fails like any
+    /// refused token.
+    pub fn backend_refused(&mut self, challenge: Option<Vec<u8>>) {
+        let State::Validating { tag, mut exchange } =
+            std::mem::replace(&mut self.state, State::Commands)
+        else {
+            return;
+        };
+        let Some(challenge) = challenge else {
+            exchange.abandon();
+            self.authentication_failed(&tag);
+            return;
+        };
+        match exchange.refuse_with_challenge(challenge) {
+            Ok(challenge) => {
+                reply::continuation(&mut self.output, Some(&sasl::encode_base64(&challenge)));
+                self.state = State::SaslResponse { tag, exchange };
+            }
+            Err(_) => self.authentication_failed(&tag),
+        }
+    }
+
     /// The identity provider or the backend could not be reached: the command fails with
     /// UNAVAILABLE and the client may try again.
     pub fn unavailable(&mut self) {

@@ -323,3 +323,33 @@ fn backend_capabilities_are_filtered() {
         vec!["IMAP4rev1", "IDLE"]
     );
 }
+
+#[test]
+fn backend_challenge_is_relayed_unchanged() {
+    let mut session = tls_session();
+    greeting(&mut session);
+    let mut buffer = BytesMut::new();
+    let line = format!("a AUTHENTICATE XOAUTH2 {}\r\n", xoauth2("alice", TOKEN));
+    feed(&mut session, &mut buffer, line.as_bytes());
+    let backend = br#"{"status":"401","schemes":"bearer","scope":"mail"}"#.to_vec();
+    session.backend_refused(Some(backend.clone()));
+    assert_eq!(
+        greeting(&mut session),
+        format!("+ {}\r\n", sasl::encode_base64(&backend))
+    );
+    let (_, out) = feed(&mut session, &mut buffer, b"\r\n");
+    assert_eq!(
+        out,
+        "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+    );
+    feed(
+        &mut session,
+        &mut buffer,
+        line.replace("a AUTH", "b AUTH").as_bytes(),
+    );
+    session.backend_refused(None);
+    assert_eq!(
+        greeting(&mut session),
+        "b NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+    );
+}
