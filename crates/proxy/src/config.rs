@@ -159,6 +159,11 @@ pub struct ListenerConfig {
     /// Allow authentication before TLS. Tokens then cross the network in clear text.
     #[serde(default)]
     pub allow_plaintext_auth: bool,
+    /// Let password logins (IMAP LOGIN and AUTHENTICATE PLAIN/LOGIN) through to the backend
+    /// unchanged, so app-password users and OAuth users share one port. Only where
+    /// authentication is allowed at all (TLS, or `allow_plaintext_auth`).
+    #[serde(default)]
+    pub password_fallback: bool,
     /// Name of a `[backends.NAME]` table.
     pub backend: String,
     /// A client that sends nothing for this long before logging in is disconnected.

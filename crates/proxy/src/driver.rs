@@ -39,6 +39,8 @@ pub trait PreLogin {
     fn token_refused(&mut self, refusal: Refusal);
     /// A backend that validates tokens itself refused this one.
     fn backend_refused(&mut self, challenge: Option<Vec<u8>>);
+    /// The backend could not be reached for a password login (`command` is the client's).
+    fn unavailable_for_password(&mut self, command: &[u8]);
     /// The identity provider or the backend is unavailable.
     fn unavailable(&mut self);
     /// The backend accepted the login.
@@ -165,6 +167,36 @@ async fn run<S: PreLogin>(
                     Err(_) => return Ok(Closed::BeforeLogin("tls-handshake-timeout")),
                 }
                 session.tls_started();
+            }
+            Action::PasswordLogin(command) => {
+                // The backend checks the password; the proxy only carries the bytes. The
+                // backend learns the client's address first, so its own brute-force limits
+                // apply to the client, not to the proxy.
+                let open = backend::open_for_password(
+                    context.protocol,
+                    &context.backend,
+                    peer,
+                    session_id,
+                );
+                match tokio::time::timeout(context.backend.login_timeout, open).await {
+                    Ok(Ok(opened)) => {
+                        info!(backend = %context.backend.name, "password login handed to the backend");
+                        drop(session);
+                        let mut pipelined = BytesMut::with_capacity(command.len() + input.len());
+                        pipelined.extend_from_slice(&command);
+                        pipelined.extend_from_slice(&input);
+                        drop(input);
+                        return relay_after_login(client, opened, pipelined).await;
+                    }
+                    Ok(Err(e)) => {
+                        warn!(backend = %context.backend.name, error = %e, "backend unavailable for a password login");
+                        session.unavailable_for_password(&command);
+                    }
+                    Err(_) => {
+                        warn!(backend = %context.backend.name, "backend timed out for a password login");
+                        session.unavailable_for_password(&command);
+                    }
+                }
             }
             Action::Authenticate(credentials) => {
                 let mechanism = credentials.mechanism.name();

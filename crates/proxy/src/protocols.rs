@@ -41,6 +41,7 @@ fn imap_config(context: &ListenerContext) -> ImapSessionConfig {
     ImapSessionConfig {
         starttls_available: context.tls_mode == ListenerTls::Starttls,
         allow_plaintext_auth: context.allow_plaintext_auth,
+        password_fallback: context.password_fallback,
         max_auth_failures: context.max_auth_failures,
         openid_configuration: context.challenge.openid_configuration.clone(),
         challenge_scope: context.challenge.scope.clone(),
@@ -69,6 +70,9 @@ impl PreLogin for ImapSession {
     }
     fn unavailable(&mut self) {
         ImapSession::unavailable(self)
+    }
+    fn unavailable_for_password(&mut self, command: &[u8]) {
+        ImapSession::unavailable_for_password(self, command)
     }
     fn logged_in(&mut self, logged_in: &LoggedIn) {
         ImapSession::logged_in(self, &logged_in.capabilities)

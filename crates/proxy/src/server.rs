@@ -57,6 +57,8 @@ pub struct ListenerContext {
     pub acceptor: Option<TlsAcceptor>,
     /// Authentication allowed before TLS.
     pub allow_plaintext_auth: bool,
+    /// LOGIN / AUTH PLAIN go to the backend unchanged.
+    pub password_fallback: bool,
     /// Disconnect after this long without input before login.
     pub preauth_idle_timeout: Duration,
     /// Failed authentications before the connection is closed.
@@ -180,6 +182,7 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
                 .clone()
                 .filter(|_| listener_config.tls != ListenerTls::None),
             allow_plaintext_auth: listener_config.allow_plaintext_auth,
+            password_fallback: listener_config.password_fallback,
             preauth_idle_timeout: listener_config.preauth_idle_timeout,
             max_auth_failures: listener_config.max_auth_failures,
             backend: backend.clone(),

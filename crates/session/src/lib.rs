@@ -21,6 +21,9 @@ pub enum Action {
     StartTls,
     /// Validate these credentials, then call `token_refused`, `unavailable` or `logged_in`.
     Authenticate(BearerCredentials),
+    /// Password fallback: connect the backend, send it these bytes (the client's own login
+    /// command, unchanged) and relay from then on; the backend checks the password.
+    PasswordLogin(bytes::Bytes),
     /// Close the connection.
     Close,
 }

@@ -3,6 +3,8 @@
 //! PLAIN with an authorization id. Returns the backend's post-login capabilities for the
 //! client's tagged OK.
 
+use std::net::SocketAddr;
+
 use bytes::BytesMut;
 use codec::imap::client::{
     write_authenticate, write_capability, write_id, write_login, write_starttls,
@@ -180,12 +182,94 @@ fn has(capabilities: &Option<Vec<String>>, name: &str) -> bool {
 
 /// Connects and logs in as `user`.
 pub async fn login(backend: &Backend, request: LoginRequest<'_>) -> Result<LoggedIn, BackendError> {
-    let LoginRequest {
-        user,
-        client,
-        session_id,
-        ..
-    } = request;
+    let user = request.user;
+    let (mut conversation, capabilities) =
+        open(backend, request.client, request.session_id).await?;
+    let literal_plus = has(&capabilities, "LITERAL+");
+    let mut post_login = None;
+    match backend.login {
+        LoginStrategy::Master => {
+            let name = backend.master_login_name(user);
+            write_login(
+                &mut conversation.output,
+                "bg3",
+                name.as_bytes(),
+                backend.master_password.expose_secret().as_bytes(),
+                literal_plus,
+            )
+            .map_err(write_error)?;
+            conversation.send().await?;
+            let (status, text) = conversation.until_tagged("bg3", &mut post_login).await?;
+            if status != Status::Ok {
+                return Err(BackendError::Refused(text));
+            }
+        }
+        LoginStrategy::PlainAuthzid => {
+            let response = sasl::plain_client_response(
+                user,
+                &backend.master_user,
+                backend.master_password.expose_secret(),
+            )
+            .map_err(|e| BackendError::Protocol(format!("cannot encode PLAIN: {e}")))?;
+            let sasl_ir = has(&capabilities, "SASL-IR");
+            let (status, _, text, challenge) = conversation
+                .authenticate("PLAIN", &response, sasl_ir, &mut post_login)
+                .await?;
+            if status != Status::Ok || challenge.is_some() {
+                return Err(BackendError::Refused(text));
+            }
+        }
+        LoginStrategy::Passthrough => {
+            let response = super::client_response(request)?;
+            let mechanism = request.credentials.mechanism.name();
+            let sasl_ir = has(&capabilities, "SASL-IR");
+            let (status, unavailable, text, challenge) = conversation
+                .authenticate(mechanism, &response, sasl_ir, &mut post_login)
+                .await?;
+            if status != Status::Ok {
+                return Err(super::passthrough_refusal(challenge, unavailable, text));
+            }
+        }
+        LoginStrategy::Xclient => {
+            return Err(BackendError::Protocol(
+                "login strategy not available for IMAP".into(),
+            ))
+        }
+    }
+    if post_login.is_none() {
+        write_capability(&mut conversation.output, "bg4").map_err(write_error)?;
+        conversation.send().await?;
+        conversation.until_tagged("bg4", &mut post_login).await?;
+    }
+    let capabilities = session::imap::filter_backend_capabilities(&post_login.unwrap_or_default());
+    Ok(LoggedIn {
+        stream: conversation.stream,
+        capabilities,
+        leftover: conversation.buffer,
+    })
+}
+
+/// Connects for the password fallback: everything up to (not including) the login, which
+/// the client sends itself.
+pub async fn open_for_password(
+    backend: &Backend,
+    client: SocketAddr,
+    session_id: &str,
+) -> Result<LoggedIn, BackendError> {
+    let (conversation, _) = open(backend, client, session_id).await?;
+    Ok(LoggedIn {
+        stream: conversation.stream,
+        capabilities: Vec::new(),
+        leftover: conversation.buffer,
+    })
+}
+
+/// Greeting, STARTTLS, capabilities and the client's address: what comes before any login.
+async fn open(
+    backend: &Backend,
+    client: SocketAddr,
+    session_id: &str,
+) -> Result<(Conversation, Option<Vec<String>>), BackendError> {
     let stream = backend.connect().await?;
     let mut conversation = Conversation::new(stream);
     let mut capabilities = None;
@@ -262,66 +346,5 @@ pub async fn login(backend: &Backend, request: LoginRequest<'_>) -> Result<Logge
         // A refused ID does not stop the login: the backend just logs the proxy's address.
         conversation.until_tagged("bg2", &mut None).await?;
     }
-
-    let mut post_login = None;
-    match backend.login {
-        LoginStrategy::Master => {
-            let name = backend.master_login_name(user);
-            write_login(
-                &mut conversation.output,
-                "bg3",
-                name.as_bytes(),
-                backend.master_password.expose_secret().as_bytes(),
-                literal_plus,
-            )
-            .map_err(write_error)?;
-            conversation.send().await?;
-            let (status, text) = conversation.until_tagged("bg3", &mut post_login).await?;
-            if status != Status::Ok {
-                return Err(BackendError::Refused(text));
-            }
-        }
-        LoginStrategy::PlainAuthzid => {
-            let response = sasl::plain_client_response(
-                user,
-                &backend.master_user,
-                backend.master_password.expose_secret(),
-            )
-            .map_err(|e| BackendError::Protocol(format!("cannot encode PLAIN: {e}")))?;
-            let sasl_ir = has(&capabilities, "SASL-IR");
-            let (status, _, text, challenge) = conversation
-                .authenticate("PLAIN", &response, sasl_ir, &mut post_login)
-                .await?;
-            if status != Status::Ok || challenge.is_some() {
-                return Err(BackendError::Refused(text));
-            }
-        }
-        LoginStrategy::Passthrough => {
-            let response = super::client_response(request)?;
-            let mechanism = request.credentials.mechanism.name();
-            let sasl_ir = has(&capabilities, "SASL-IR");
-            let (status, unavailable, text, challenge) = conversation
-                .authenticate(mechanism, &response, sasl_ir, &mut post_login)
-                .await?;
-            if status != Status::Ok {
-                return Err(super::passthrough_refusal(challenge, unavailable, text));
-            }
-        }
-        LoginStrategy::Xclient => {
-            return Err(BackendError::Protocol(
-                "login strategy not available for IMAP".into(),
-            ))
-        }
-    }
-    if post_login.is_none() {
-        write_capability(&mut conversation.output, "bg4").map_err(write_error)?;
-        conversation.send().await?;
-        conversation.until_tagged("bg4", &mut post_login).await?;
-    }
-    let capabilities = session::imap::filter_backend_capabilities(&post_login.unwrap_or_default());
-    Ok(LoggedIn {
-        stream: conversation.stream,
-        capabilities,
-        leftover: conversation.buffer,
-    })
+    Ok((conversation, capabilities))
 }

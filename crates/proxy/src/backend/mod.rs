@@ -89,6 +89,23 @@ pub fn passthrough_refusal(
     }
 }
 
+/// Opens a backend connection up to the point where the client's own password login can be
+/// sent (password fallback).
+pub async fn open_for_password(
+    protocol: Protocol,
+    backend: &Backend,
+    client: SocketAddr,
+    session_id: &str,
+) -> Result<LoggedIn, BackendError> {
+    match protocol {
+        Protocol::Imap => imap::open_for_password(backend, client, session_id).await,
+        Protocol::Smtp | Protocol::Sieve => Err(BackendError::Protocol(format!(
+            "{} backends are not available in this version",
+            protocol.name()
+        ))),
+    }
+}
+
 /// A configured backend.
 #[derive(Debug)]
 pub struct Backend {

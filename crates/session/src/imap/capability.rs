@@ -2,13 +2,17 @@
 
 /// What the proxy advertises before login. `AUTH=` only where authentication is allowed;
 /// elsewhere `LOGINDISABLED`, so clients do not even try (RFC 3501 section 6.2.3).
-pub(crate) fn pre_login(auth_allowed: bool, starttls: bool) -> Vec<&'static str> {
+/// With the password fallback, `AUTH=PLAIN` too: those logins go to the backend unchanged.
+pub(crate) fn pre_login(auth_allowed: bool, starttls: bool, passwords: bool) -> Vec<&'static str> {
     let mut list = vec!["IMAP4rev1", "SASL-IR", "ID", "LITERAL+"];
     if starttls {
         list.push("STARTTLS");
     }
     if auth_allowed {
         list.extend(["AUTH=OAUTHBEARER", "AUTH=XOAUTH2"]);
+        if passwords {
+            list.push("AUTH=PLAIN");
+        }
     } else {
         list.push("LOGINDISABLED");
     }

@@ -21,6 +21,11 @@ pub use crate::{Action, Refusal};
 pub use capability::filter_backend_capabilities;
 use reply::{Code, Status};
 
+/// Mechanisms whose secret is a password the backend checks (password fallback).
+fn is_password_mechanism(name: &str) -> bool {
+    name.eq_ignore_ascii_case("PLAIN") || name.eq_ignore_ascii_case("LOGIN")
+}
+
 /// How a session is set up.
 #[derive(Debug, Clone)]
 pub struct ImapSessionConfig {
@@ -30,6 +35,9 @@ pub struct ImapSessionConfig {
     pub starttls_available: bool,
     /// Authentication is allowed without TLS.
     pub allow_plaintext_auth: bool,
+    /// LOGIN and AUTHENTICATE PLAIN/LOGIN go to the backend unchanged (app passwords and
+    /// OAuth users on one port). Still only where authentication is allowed at all.
+    pub password_fallback: bool,
     /// Failed authentications before the connection is closed.
     pub max_auth_failures: u32,
     /// Framing limits for commands before login.
@@ -50,6 +58,7 @@ impl Default for ImapSessionConfig {
             tls_active: false,
             starttls_available: false,
             allow_plaintext_auth: false,
+            password_fallback: false,
             max_auth_failures: 3,
             limits: codec::Limits {
                 // A 16 KiB token, base64-encoded, plus the command around it.
@@ -145,10 +154,15 @@ impl ImapSession {
         self.config.tls_active || self.config.allow_plaintext_auth
     }
 
+    fn password_fallback_allowed(&self) -> bool {
+        self.config.password_fallback && self.auth_allowed()
+    }
+
     fn capabilities(&self) -> Vec<&'static str> {
         capability::pre_login(
             self.auth_allowed(),
             self.config.starttls_available && !self.config.tls_active,
+            self.password_fallback_allowed(),
         )
     }
 
@@ -225,7 +239,15 @@ impl ImapSession {
                 reply::tagged(&mut self.output, &tag, Status::Ok, None, "ID completed.");
             }
             CommandBody::StartTls => return self.starttls(&tag),
+            CommandBody::Login { .. } if self.password_fallback_allowed() => {
+                return Some(Action::PasswordLogin(bytes));
+            }
             CommandBody::Login { .. } => self.login_refused(&tag),
+            CommandBody::Authenticate { mechanism, .. }
+                if self.password_fallback_allowed() && is_password_mechanism(&mechanism) =>
+            {
+                return Some(Action::PasswordLogin(bytes));
+            }
             CommandBody::Authenticate {
                 mechanism,
                 initial_response,
@@ -533,6 +555,23 @@ impl ImapSession {
             Status::No,
             Some(Code::Unavailable),
             "Authentication service temporarily unavailable; try again later.",
+        );
+    }
+
+    /// The backend could not be reached for a password login: the client's command fails
+    /// with UNAVAILABLE.
+    pub fn unavailable_for_password(&mut self, command: &[u8]) {
+        let tag = command
+            .split(|b| *b == b' ')
+            .next()
+            .map(|t| String::from_utf8_lossy(t).into_owned())
+            .unwrap_or_default();
+        reply::tagged(
+            &mut self.output,
+            &tag,
+            Status::No,
+            Some(Code::Unavailable),
+            "Mail server temporarily unavailable; try again later.",
         );
     }
 

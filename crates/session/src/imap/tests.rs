@@ -353,3 +353,57 @@ fn backend_challenge_is_relayed_unchanged() {
         "b NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
     );
 }
+
+#[test]
+fn password_fallback_hands_the_login_to_the_backend_unchanged() {
+    let mut session = ImapSession::new(ImapSessionConfig {
+        tls_active: true,
+        password_fallback: true,
+        ..ImapSessionConfig::default()
+    });
+    assert!(greeting(&mut session).contains(" AUTH=PLAIN]"));
+    let mut buffer = BytesMut::new();
+    let (action, _) = feed(
+        &mut session,
+        &mut buffer,
+        b"a LOGIN alice {4+}\r\npass\r\nb NOOP\r\n",
+    );
+    let Action::PasswordLogin(command) = action else {
+        panic!("expected PasswordLogin, got {action:?}");
+    };
+    assert_eq!(&command[..], b"a LOGIN alice {4+}\r\npass\r\n");
+    assert_eq!(&buffer[..], b"b NOOP\r\n");
+    let mut session = ImapSession::new(ImapSessionConfig {
+        tls_active: true,
+        password_fallback: true,
+        ..ImapSessionConfig::default()
+    });
+    greeting(&mut session);
+    let (action, _) = feed(
+        &mut session,
+        &mut BytesMut::new(),
+        b"c AUTHENTICATE plain\r\n",
+    );
+    assert!(matches!(action, Action::PasswordLogin(_)), "{action:?}");
+}
+
+#[test]
+fn password_fallback_never_works_before_tls() {
+    let mut session = ImapSession::new(ImapSessionConfig {
+        starttls_available: true,
+        password_fallback: true,
+        ..ImapSessionConfig::default()
+    });
+    let text = greeting(&mut session);
+    assert!(
+        !text.contains("AUTH=PLAIN") && text.contains("LOGINDISABLED"),
+        "{text}"
+    );
+    let (action, out) = feed(
+        &mut session,
+        &mut BytesMut::new(),
+        b"a LOGIN alice pass\r\n",
+    );
+    assert!(matches!(action, Action::NeedInput));
+    assert!(out.starts_with("a NO [PRIVACYREQUIRED] "), "{out}");
+}
