@@ -6,7 +6,11 @@
 #[allow(dead_code)] // each test module uses a different part of the support code
 mod support;
 
+mod cli;
 mod dovecot_backend;
+mod imap_backend;
 mod imap_login;
 mod imap_negative;
+mod imap_passthrough_fallback;
 mod imap_security;
+mod operations;

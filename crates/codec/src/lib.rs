@@ -18,5 +18,6 @@
 pub mod fuzzing;
 pub mod imap;
 pub mod limits;
+pub mod smtp;
 
 pub use limits::Limits;

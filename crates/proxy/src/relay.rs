@@ -28,7 +28,7 @@ pub struct RelayOutcome {
     pub error: Option<io::Error>,
 }
 
-/// Copies until both directions reached end of stream, or either failed.
+/// Copies until the backend has closed and all it sent was delivered, or either side failed.
 pub async fn relay<C, B>(client: &mut C, backend: &mut B) -> RelayOutcome
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -64,17 +64,16 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut **self.get_mut();
-        let up = this
+        // A finished upload (the client half-closed) changes nothing: the backend's answer
+        // is still delivered.
+        let _upload = this
             .up
             .poll_copy(cx, &mut *this.client, &mut *this.backend)?;
-        let down = this
-            .down
-            .poll_copy(cx, &mut *this.backend, &mut *this.client)?;
-        if up.is_ready() && down.is_ready() {
-            Poll::Ready(Ok(()))
-        } else {
-            Poll::Pending
-        }
+        // In mail protocols the server ends the session (after LOGOUT/QUIT, or on its own
+        // timeout). Once everything it sent has reached the client, the session is over even
+        // if the client keeps its side open.
+        this.down
+            .poll_copy(cx, &mut *this.backend, &mut *this.client)
     }
 }
 
@@ -184,16 +183,15 @@ mod tests {
             received.expect("read down");
             got
         });
+        // The backend answers after reading the whole upload, then closes, as a mail
+        // server does after QUIT.
+        let up_len = up.len();
         let writer_backend = tokio::spawn(async move {
             let (mut read, mut write) = tokio::io::split(backend_far);
-            let sending = async {
-                write.write_all(&down2).await.expect("write down");
-                write.shutdown().await.expect("shutdown");
-            };
-            let mut got = Vec::new();
-            let receiving = read.read_to_end(&mut got);
-            let (_, received) = tokio::join!(sending, receiving);
-            received.expect("read up");
+            let mut got = vec![0; up_len];
+            read.read_exact(&mut got).await.expect("read up");
+            write.write_all(&down2).await.expect("write down");
+            write.shutdown().await.expect("shutdown");
             got
         });
         let got_down = writer_client.await.expect("join");
@@ -204,6 +202,25 @@ mod tests {
         assert_eq!(outcome.client_to_backend, up.len() as u64);
         assert_eq!(outcome.backend_to_client, down.len() as u64);
         assert!(outcome.error.is_none());
+    }
+
+    #[tokio::test]
+    async fn backend_close_ends_the_relay_while_the_client_stays_open() {
+        let (mut client_far, mut client_near) = duplex(1024);
+        let (mut backend_near, backend_far) = duplex(1024);
+        let task = tokio::spawn(async move { relay(&mut client_near, &mut backend_near).await });
+        let (mut read, mut write) = tokio::io::split(backend_far);
+        write.write_all(b"* BYE\r\n").await.expect("write");
+        write.shutdown().await.expect("shutdown");
+        let outcome = task.await.expect("join");
+        assert_eq!(outcome.backend_to_client, 7);
+        let mut got = Vec::new();
+        client_far.read_to_end(&mut got).await.expect("read");
+        assert_eq!(got, b"* BYE\r\n");
+        let mut rest = Vec::new();
+        read.read_to_end(&mut rest)
+            .await
+            .expect("backend sees the relay end");
     }
 
     #[tokio::test]

@@ -31,9 +31,27 @@ pub struct DovecotBuilder {
     sieve: bool,
     submission_relay_port: Option<u16>,
     tls: Option<(PathBuf, PathBuf)>,
+    oauth2: Option<String>,
+    extra_config: String,
 }
 
 impl DovecotBuilder {
+    /// Append raw settings to `dovecot.conf` (later settings win), e.g. a
+    /// `login_log_format_elements` that shows the forwarded client port.
+    pub fn config(mut self, settings: &str) -> Self {
+        self.extra_config.push_str(settings);
+        self.extra_config.push('\n');
+        self
+    }
+
+    /// Also accept XOAUTH2 and OAUTHBEARER itself (`passdb oauth2`), validating tokens by
+    /// introspection at `introspection_url` (credentials in its userinfo) and accepting only
+    /// tokens with the `dovecot` scope: a backend for `login = "passthrough"`.
+    pub fn oauth2(mut self, introspection_url: &str) -> Self {
+        self.oauth2 = Some(introspection_url.to_owned());
+        self
+    }
+
     /// Offer TLS with this PEM certificate chain and key: STARTTLS on the plaintext ports and
     /// an implicit-TLS IMAP listener ([`Dovecot::imaps_port`]), for backend `tls` modes.
     pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
@@ -81,6 +99,8 @@ impl Dovecot {
             sieve: false,
             submission_relay_port: None,
             tls: None,
+            oauth2: None,
+            extra_config: String::new(),
         }
     }
 
@@ -136,6 +156,26 @@ impl Dovecot {
             )
             .expect("format TLS config");
         }
+        if let Some(url) = &builder.oauth2 {
+            let ext = root.join("oauth2.conf.ext");
+            fs::write(
+                &ext,
+                format!(
+                    "introspection_url = {url}\nintrospection_mode = post\n\
+                     username_attribute = username\nscope = dovecot\nactive_attribute = active\nactive_value = true\n"
+                ),
+            )
+            .expect("write oauth2.conf.ext");
+            write!(
+                conf,
+                "\nauth_mechanisms = plain login xoauth2 oauthbearer\n\
+                 passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}\n}}\n",
+                ext.display()
+            )
+            .expect("format oauth2 config");
+        }
+        conf.push('\n');
+        conf.push_str(&builder.extra_config);
         let conf_path = root.join("dovecot.conf");
         fs::write(&conf_path, conf).expect("write dovecot.conf");
 

@@ -152,6 +152,16 @@ impl ImapClient {
         lines
     }
 
+    /// The client's own address on this connection (what the server sees as its peer).
+    pub fn local_addr(&self) -> SocketAddr {
+        let addr = match &self.stream {
+            Stream::Plain(s) => s.local_addr(),
+            Stream::Tls(s) => s.get_ref().0.local_addr(),
+            Stream::Gone => panic!("local_addr on a closed client"),
+        };
+        addr.expect("local address of a connected socket")
+    }
+
     /// Write exactly these bytes, in one write call.
     pub async fn send(&mut self, bytes: &[u8]) {
         let result = match &mut self.stream {

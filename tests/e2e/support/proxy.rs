@@ -107,6 +107,8 @@ pub struct ProxyConfig {
     pub validator: ValidatorConfig,
     /// Raw TOML appended at the end (whole tables).
     pub extra_toml: String,
+    /// Top-level keys written before any table (e.g. `drain_timeout = "1s"`).
+    pub top_level: Vec<String>,
 }
 
 impl ProxyConfig {
@@ -147,6 +149,7 @@ impl ProxyConfig {
                 extra: Vec::new(),
             },
             extra_toml: String::new(),
+            top_level: Vec::new(),
         }
     }
 
@@ -168,6 +171,7 @@ impl ProxyConfig {
             out.push_str(&line);
             out.push('\n');
         };
+        self.top_level.iter().for_each(|line| w(line.clone()));
         w("[log]".into());
         w(format!("format = {}", q(&self.log_format)));
         w(format!("level = {}", q(&self.log_level)));
@@ -300,6 +304,32 @@ impl Proxy {
             );
         }
         proxy
+    }
+
+    /// The proxy's process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit; `None` if it is still running after `timeout`. The event
+    /// waited for is both output pipes closing, which happens when the process ends.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        {
+            let (lock, changed) = &*self.output;
+            let mut captured = lock.lock().expect("log lock poisoned");
+            while captured.open_pipes > 0 {
+                let now = Instant::now();
+                if now >= deadline {
+                    return None;
+                }
+                captured = changed
+                    .wait_timeout(captured, deadline - now)
+                    .expect("log lock poisoned")
+                    .0;
+            }
+        }
+        Some(self.child.wait().expect("wait for the proxy"))
     }
 
     /// Address of the first listener with this TLS mode.
