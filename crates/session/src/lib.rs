@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod imap;
+pub mod sieve;
 pub mod smtp;
 
 use sasl::BearerCredentials;

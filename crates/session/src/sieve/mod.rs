@@ -1,0 +1,515 @@
+//! The ManageSieve pre-authentication session (RFC 5804, non-authenticated state).
+//!
+//! The proxy answers everything before login itself: the greeting (capability block and
+//! `OK`), CAPABILITY, NOOP, LOGOUT, STARTTLS and AUTHENTICATE with OAUTHBEARER or XOAUTH2.
+//! Every other command gets `NO "Authenticate first."`. The driver-facing API is the IMAP
+//! session's ([`crate::imap::ImapSession`]), so the drivers look alike.
+//!
+//! Input handling:
+//! - Commands are handled strictly one at a time from the driver's buffer. Once
+//!   AUTHENTICATE has the client's credentials the session stops reading: whatever the
+//!   client pipelined behind it stays in the driver's buffer and goes to the backend
+//!   untouched after login.
+//! - **After STARTTLS nothing buffered survives.** The session stops reading at STARTTLS
+//!   and returns [`Action::StartTls`] (again, until told otherwise); the driver discards
+//!   every byte still buffered before the handshake, and [`SieveSession::tls_started`]
+//!   starts framing afresh and re-sends the capability block and `OK` unasked, as RFC 5804
+//!   §2.2 requires.
+//! - Strings may be quoted or literals (`{n+}`, and `{n}` read at once: see
+//!   [`codec::sieve::framing`]). Quoted strings are accepted beyond RFC 5804's 1024 octets,
+//!   up to the line limit, because sievelib sends the OAUTHBEARER token as one quoted
+//!   string whatever its length.
+//!
+//! Replies (DESIGN.md's table): a refused token gets the mechanism's error challenge, then
+//! `NO "Authentication failed."` after the client's dummy answer; an unreachable identity
+//! provider or backend `NO (TRYLATER) "..."`; AUTHENTICATE before TLS where that is not
+//! allowed `NO (ENCRYPT-NEEDED) "..."`; over-long input `NO "..."`. A `BYE` that closes the
+//! connection *replaces* the `NO` it would otherwise be, since in ManageSieve `BYE` is a
+//! command's final response (RFC 5804 §2.1's example ends three failed AUTHENTICATEs with
+//! `BYE "Too many failed authentication attempts"` alone).
+
+mod reply;
+#[cfg(test)]
+mod tests;
+
+use bytes::{Bytes, BytesMut};
+use codec::sieve::{
+    parse_command, parse_sasl_response, Code, Command, Framer, FramingError, InitialResponse,
+    SaslResponse,
+};
+use sasl::{ChallengeError, ClientMessage, Failure, Mechanism, ServerExchange, ServerStep};
+
+/// [`Action::PasswordLogin`] is never returned: this session has no password fallback.
+pub use crate::{Action, Refusal};
+
+/// How a session is set up.
+#[derive(Debug, Clone)]
+pub struct SieveSessionConfig {
+    /// TLS already protects the connection (implicit TLS listener).
+    pub tls_active: bool,
+    /// The listener offers STARTTLS (port 4190).
+    pub starttls_available: bool,
+    /// Authentication is allowed without TLS (loopback tests only).
+    pub allow_plaintext_auth: bool,
+    /// Failed authentications before the connection is closed.
+    pub max_auth_failures: u32,
+    /// Framing limits for commands before login. The default line limit fits a 16 KiB
+    /// token, base64-encoded, in a quoted string.
+    pub limits: codec::Limits,
+    /// Sent in the OAUTHBEARER error challenge.
+    pub openid_configuration: Option<String>,
+    /// Scope named in error challenges.
+    pub challenge_scope: Option<String>,
+    /// The backend's `"SIEVE"` capability (its Sieve extensions), advertised as is. `None`
+    /// advertises `"SIEVE" ""`: clients then see the real list only when they ask the
+    /// backend with CAPABILITY after login, so the driver should fill this in.
+    pub sieve_extensions: Option<String>,
+    /// Over-long inputs tolerated before the connection is closed.
+    pub max_oversized_inputs: u32,
+    /// Malformed commands tolerated before the connection is closed.
+    pub max_bad_commands: u32,
+}
+
+impl Default for SieveSessionConfig {
+    fn default() -> Self {
+        Self {
+            tls_active: false,
+            starttls_available: false,
+            allow_plaintext_auth: false,
+            max_auth_failures: 3,
+            limits: codec::Limits {
+                // A 16 KiB token, base64-encoded, plus the command around it.
+                max_line: sasl::MAX_ENCODED_RESPONSE_LEN + 1_024,
+                ..codec::Limits::default()
+            },
+            openid_configuration: None,
+            challenge_scope: None,
+            sieve_extensions: None,
+            // "NO, then close if it repeats": the second over-long input closes.
+            max_oversized_inputs: 2,
+            // Dovecot closes after 20 bad commands; a client that needs ten is broken.
+            max_bad_commands: 10,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    /// Reading commands.
+    Commands,
+    /// AUTHENTICATE sent a challenge; the next line is the client's response.
+    SaslResponse { exchange: ServerExchange },
+    /// Waiting for the driver to validate the token.
+    Validating { exchange: ServerExchange },
+    /// `OK "Begin TLS negotiation now."` sent; waiting for the driver's handshake.
+    TlsPending,
+    /// Logged in: the session is finished and the driver relays.
+    LoggedIn,
+    /// Closing.
+    Closed,
+}
+
+/// One client connection before login.
+#[derive(Debug)]
+pub struct SieveSession {
+    config: SieveSessionConfig,
+    framer: Framer,
+    state: State,
+    output: Vec<u8>,
+    auth_failures: u32,
+    oversized_inputs: u32,
+    bad_commands: u32,
+    close_reason: &'static str,
+}
+
+impl SieveSession {
+    /// A new session; its greeting (the capability block and `OK "bearergate ready."`) is
+    /// already in the output.
+    pub fn new(config: SieveSessionConfig) -> Self {
+        let framer = Framer::new(config.limits);
+        let mut session = Self {
+            config,
+            framer,
+            state: State::Commands,
+            output: Vec::new(),
+            auth_failures: 0,
+            oversized_inputs: 0,
+            bad_commands: 0,
+            close_reason: "closed",
+        };
+        session.write_capabilities();
+        reply::ok(&mut session.output, None, "bearergate ready.");
+        session
+    }
+
+    /// Bytes to send to the client.
+    pub fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    /// The driver wrote all of [`SieveSession::output`].
+    pub fn output_written(&mut self) {
+        self.output.clear();
+        if self.output.capacity() > 4 * 1_024 {
+            self.output = Vec::new();
+        }
+    }
+
+    /// Why the session ended, for the log.
+    pub fn close_reason(&self) -> &'static str {
+        self.close_reason
+    }
+
+    fn auth_allowed(&self) -> bool {
+        self.config.tls_active || self.config.allow_plaintext_auth
+    }
+
+    fn write_capabilities(&mut self) {
+        let sasl = if self.auth_allowed() {
+            Mechanism::ALL.map(|m| m.name()).join(" ")
+        } else {
+            String::new()
+        };
+        let sieve = self.config.sieve_extensions.as_deref().unwrap_or("");
+        let starttls = self.config.starttls_available && !self.config.tls_active;
+        reply::capabilities(&mut self.output, &sasl, sieve, starttls);
+    }
+
+    /// Processes buffered input until the session needs something from the driver.
+    pub fn advance(&mut self, input: &mut BytesMut) -> Action {
+        loop {
+            let step = match &self.state {
+                State::Commands => self.next_command(input),
+                State::SaslResponse { .. } => self.next_sasl_response(input),
+                State::TlsPending => return Action::StartTls,
+                State::Validating { .. } | State::LoggedIn => return Action::NeedInput,
+                State::Closed => return Action::Close,
+            };
+            if let Some(action) = step {
+                return action;
+            }
+        }
+    }
+
+    /// Handles one command, or says more input is needed (`Some(NeedInput)`); `None` means
+    /// "handled, carry on".
+    fn next_command(&mut self, input: &mut BytesMut) -> Option<Action> {
+        let bytes = match self.framer.decode(input) {
+            Ok(None) => return Some(Action::NeedInput),
+            Ok(Some(bytes)) => bytes,
+            Err(error) => {
+                self.framing_error(&error);
+                return None;
+            }
+        };
+        let Ok(command) = parse_command(&bytes) else {
+            self.bad_command("Syntax error in command.");
+            return None;
+        };
+        match command {
+            Command::Capability => {
+                self.write_capabilities();
+                reply::ok(&mut self.output, None, "Capability completed.");
+            }
+            Command::Noop { tag } => {
+                // RFC 5804 §2.13: the tag comes back in a TAG response code.
+                reply::ok(&mut self.output, tag.map(Code::Tag), "NOOP completed.");
+            }
+            Command::Logout => {
+                reply::ok(&mut self.output, None, "Logout completed.");
+                self.close("logout");
+            }
+            Command::StartTls => return self.starttls(),
+            Command::Authenticate {
+                mechanism,
+                initial_response,
+            } => return self.authenticate(&mechanism, initial_response),
+            Command::Unauthenticate => {
+                reply::no(&mut self.output, None, "Not authenticated.");
+            }
+            Command::Other { .. } => {
+                reply::no(&mut self.output, None, "Authenticate first.");
+            }
+        }
+        None
+    }
+
+    fn starttls(&mut self) -> Option<Action> {
+        if self.config.tls_active || !self.config.starttls_available {
+            let text = if self.config.tls_active {
+                "TLS is already active."
+            } else {
+                "STARTTLS is not available on this port."
+            };
+            reply::no(&mut self.output, None, text);
+            return None;
+        }
+        reply::ok(&mut self.output, None, "Begin TLS negotiation now.");
+        self.state = State::TlsPending;
+        Some(Action::StartTls)
+    }
+
+    fn authenticate(
+        &mut self,
+        mechanism: &str,
+        initial_response: Option<InitialResponse>,
+    ) -> Option<Action> {
+        if !self.auth_allowed() {
+            reply::no(
+                &mut self.output,
+                Some(Code::EncryptNeeded),
+                "Authentication requires TLS: use STARTTLS first.",
+            );
+            return None;
+        }
+        let Some(mechanism) = Mechanism::from_name(mechanism.as_bytes()) else {
+            reply::no(
+                &mut self.output,
+                None,
+                "Unsupported authentication mechanism: use OAUTHBEARER or XOAUTH2.",
+            );
+            return None;
+        };
+        let mut exchange = ServerExchange::new(mechanism).with_discovery(
+            self.config.challenge_scope.clone(),
+            self.config.openid_configuration.clone(),
+        );
+        let message = match initial_response {
+            // No initial response: the exchange answers with an empty challenge `""`.
+            None | Some(InitialResponse::Empty) => ClientMessage::Empty,
+            Some(InitialResponse::Base64(text)) => match ClientMessage::from_line(&text) {
+                Ok(message) => message,
+                Err(_) => {
+                    reply::no(
+                        &mut self.output,
+                        None,
+                        "Invalid base64 in initial response.",
+                    );
+                    return None;
+                }
+            },
+        };
+        let step = exchange.step(message);
+        self.sasl_step(exchange, step)
+    }
+
+    fn next_sasl_response(&mut self, input: &mut BytesMut) -> Option<Action> {
+        let framed = match self.framer.decode(input) {
+            Ok(None) => return Some(Action::NeedInput),
+            Ok(Some(bytes)) => Ok(bytes),
+            Err(error) => Err(error),
+        };
+        let State::SaslResponse { mut exchange } =
+            std::mem::replace(&mut self.state, State::Commands)
+        else {
+            return None;
+        };
+        let bytes = match framed {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                exchange.abandon();
+                self.framing_error(&error);
+                return None;
+            }
+        };
+        let line: Bytes = match parse_sasl_response(&bytes) {
+            Ok(SaslResponse::Empty) => Bytes::new(),
+            Ok(SaslResponse::Cancel) => Bytes::from_static(b"*"),
+            Ok(SaslResponse::Base64(text)) => text,
+            Err(_) => {
+                exchange.abandon();
+                self.bad_command("Invalid SASL response: expected a string.");
+                return None;
+            }
+        };
+        let step = exchange.step_line(&line);
+        self.sasl_step(exchange, step)
+    }
+
+    fn sasl_step(&mut self, exchange: ServerExchange, step: ServerStep) -> Option<Action> {
+        match step {
+            ServerStep::SendEmptyChallenge => {
+                reply::challenge(&mut self.output, String::new());
+                self.state = State::SaslResponse { exchange };
+                None
+            }
+            ServerStep::Challenge(challenge) => {
+                reply::challenge(&mut self.output, sasl::encode_base64(&challenge));
+                self.state = State::SaslResponse { exchange };
+                None
+            }
+            ServerStep::Validate(credentials) => {
+                self.state = State::Validating { exchange };
+                Some(Action::Authenticate(credentials))
+            }
+            ServerStep::Failed(Failure::Undecodable(_)) => {
+                reply::no(&mut self.output, None, "Invalid base64 in SASL response.");
+                None
+            }
+            ServerStep::Failed(_) => {
+                self.authentication_failed();
+                None
+            }
+            ServerStep::Cancelled => {
+                // RFC 5804 §2.1: the server answers a cancel with NO.
+                reply::no(&mut self.output, None, "Authentication cancelled.");
+                None
+            }
+        }
+    }
+
+    fn authentication_failed(&mut self) {
+        self.auth_failures += 1;
+        if self.auth_failures >= self.config.max_auth_failures {
+            reply::bye(&mut self.output, "Too many failed authentications.");
+            self.close("too-many-auth-failures");
+            return;
+        }
+        reply::no(&mut self.output, None, "Authentication failed.");
+    }
+
+    fn framing_error(&mut self, error: &FramingError) {
+        self.oversized_inputs += 1;
+        if self.oversized_inputs >= self.config.max_oversized_inputs {
+            reply::bye(&mut self.output, "Too many invalid commands.");
+            self.close("too-many-bad-commands");
+            return;
+        }
+        let text = match error {
+            FramingError::LineTooLong => "Line too long.",
+            FramingError::LiteralTooLarge { .. } => "Literal too large.",
+            FramingError::CommandTooLong => "Command too long.",
+        };
+        reply::no(&mut self.output, None, text);
+    }
+
+    fn bad_command(&mut self, text: &str) {
+        self.bad_commands += 1;
+        if self.bad_commands >= self.config.max_bad_commands {
+            reply::bye(&mut self.output, "Too many invalid commands.");
+            self.close("too-many-bad-commands");
+            return;
+        }
+        reply::no(&mut self.output, None, text);
+    }
+
+    fn close(&mut self, reason: &'static str) {
+        self.state = State::Closed;
+        self.close_reason = reason;
+    }
+
+    /// The TLS handshake after STARTTLS succeeded. Framing starts afresh (nothing read
+    /// before the handshake may be taken as a command) and, as RFC 5804 §2.2 requires, the
+    /// capability block and `OK` are sent again without being asked, now with the SASL
+    /// mechanisms and without STARTTLS.
+    pub fn tls_started(&mut self) {
+        self.config.tls_active = true;
+        self.framer = Framer::new(self.config.limits);
+        if !matches!(self.state, State::TlsPending) {
+            return;
+        }
+        self.state = State::Commands;
+        self.write_capabilities();
+        reply::ok(&mut self.output, None, "TLS negotiation successful.");
+    }
+
+    /// The token was refused: send the mechanism's error challenge and wait for the client's
+    /// dummy response, after which AUTHENTICATE fails with `NO "Authentication failed."`.
+    pub fn token_refused(&mut self, refusal: Refusal) {
+        let State::Validating { mut exchange } =
+            std::mem::replace(&mut self.state, State::Commands)
+        else {
+            return;
+        };
+        let error = ChallengeError {
+            status: match refusal {
+                Refusal::InvalidToken => sasl::ChallengeStatus::InvalidToken,
+                Refusal::InsufficientScope => sasl::ChallengeStatus::InsufficientScope,
+            },
+            scope: self.config.challenge_scope.clone(),
+            openid_configuration: self.config.openid_configuration.clone(),
+        };
+        match exchange.refuse(error) {
+            Ok(challenge) => {
+                reply::challenge(&mut self.output, sasl::encode_base64(&challenge));
+                self.state = State::SaslResponse { exchange };
+            }
+            Err(_) => self.authentication_failed(),
+        }
+    }
+
+    /// A backend that validates tokens itself (`passthrough`) refused this one. Its
+    /// challenge, when it sent one, reaches the client unchanged; AUTHENTICATE then fails
+    /// like for any refused token.
+    pub fn backend_refused(&mut self, challenge: Option<Vec<u8>>) {
+        let State::Validating { mut exchange } =
+            std::mem::replace(&mut self.state, State::Commands)
+        else {
+            return;
+        };
+        let Some(challenge) = challenge else {
+            exchange.abandon();
+            self.authentication_failed();
+            return;
+        };
+        match exchange.refuse_with_challenge(challenge) {
+            Ok(challenge) => {
+                reply::challenge(&mut self.output, sasl::encode_base64(&challenge));
+                self.state = State::SaslResponse { exchange };
+            }
+            Err(_) => self.authentication_failed(),
+        }
+    }
+
+    /// The identity provider or the backend could not be reached: AUTHENTICATE fails with
+    /// `NO (TRYLATER)` and the client may try again.
+    pub fn unavailable(&mut self) {
+        let State::Validating { mut exchange } =
+            std::mem::replace(&mut self.state, State::Commands)
+        else {
+            return;
+        };
+        exchange.abandon();
+        reply::no(
+            &mut self.output,
+            Some(Code::TryLater),
+            "Authentication service temporarily unavailable; try again later.",
+        );
+    }
+
+    /// For the driver's common interface only: this session never asks for a password
+    /// login, so there is no command to fail. Answers `NO (TRYLATER)` all the same.
+    pub fn unavailable_for_password(&mut self, _command: &[u8]) {
+        reply::no(
+            &mut self.output,
+            Some(Code::TryLater),
+            "Mail server temporarily unavailable; try again later.",
+        );
+    }
+
+    /// The backend accepted the login: AUTHENTICATE completes with `OK "Logged in."`.
+    ///
+    /// No capabilities follow: RFC 5804 §2.1 has the server re-send them only when the
+    /// SASL exchange negotiated a security layer, which OAUTHBEARER and XOAUTH2 never do.
+    /// A client that wants the backend's own list (with `OWNER`, `MAXREDIRECTS`, ...) asks
+    /// with CAPABILITY, which is relayed to the backend from now on.
+    pub fn logged_in(&mut self) {
+        let State::Validating { mut exchange } =
+            std::mem::replace(&mut self.state, State::LoggedIn)
+        else {
+            return;
+        };
+        // Only fails outside AwaitingVerdict, which Validating rules out.
+        let _ = exchange.accept();
+        reply::ok(&mut self.output, None, "Logged in.");
+    }
+
+    /// The client sent nothing for too long: `BYE`, then close.
+    pub fn idle_timeout(&mut self) {
+        if matches!(self.state, State::Closed | State::LoggedIn) {
+            return;
+        }
+        reply::bye(&mut self.output, "Disconnected for inactivity.");
+        self.close("idle-timeout");
+    }
+}
