@@ -166,6 +166,9 @@ pub struct ListenerConfig {
     pub password_fallback: bool,
     /// Name of a `[backends.NAME]` table.
     pub backend: String,
+    /// The proxy's name in SMTP greetings and EHLO replies.
+    #[serde(default = "defaults::hostname")]
+    pub hostname: String,
     /// A client that sends nothing for this long before logging in is disconnected.
     #[serde(
         default = "defaults::preauth_idle_timeout",
@@ -318,6 +321,9 @@ mod defaults {
     pub fn max_auth_failures() -> u32 {
         3
     }
+    pub fn hostname() -> String {
+        "localhost".to_owned()
+    }
     pub fn max_connections() -> usize {
         10_000
     }
@@ -412,10 +418,10 @@ impl Config {
         }
         for (i, listener) in self.listeners.iter().enumerate() {
             let key = |field: &str| format!("listeners[{i}].{field}");
-            if listener.protocol != Protocol::Imap {
+            if listener.password_fallback && listener.protocol != Protocol::Imap {
                 errors.push(ConfigError::new(
-                    key("protocol"),
-                    "only \"imap\" is available in this version",
+                    key("password_fallback"),
+                    "available for IMAP listeners only in this version",
                 ));
             }
             if listener.tls != ListenerTls::None && self.tls.is_none() {

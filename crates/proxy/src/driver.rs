@@ -176,6 +176,7 @@ async fn run<S: PreLogin>(
                     context.protocol,
                     &context.backend,
                     peer,
+                    session.client_name(),
                     session_id,
                 );
                 match tokio::time::timeout(context.backend.login_timeout, open).await {

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use session::imap::{ImapSession, ImapSessionConfig};
+use session::sieve::{SieveSession, SieveSessionConfig};
+use session::smtp::{SmtpSession, SmtpSessionConfig};
 use session::{Action, Refusal};
 use tokio::net::TcpStream;
-use tracing::warn;
 
 use crate::backend::LoggedIn;
 use crate::config::{ListenerTls, Protocol};
@@ -28,11 +29,25 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, context: Arc<ListenerContex
             })
             .await
         }
-        Protocol::Smtp | Protocol::Sieve => {
-            warn!(
-                protocol = context.protocol.name(),
-                "protocol not available in this version"
-            );
+        Protocol::Smtp => {
+            let config = smtp_config(&context);
+            driver::serve(tcp, peer, context, move |tls_active| {
+                SmtpSession::new(SmtpSessionConfig {
+                    tls_active,
+                    ..config
+                })
+            })
+            .await
+        }
+        Protocol::Sieve => {
+            let config = sieve_config(&context);
+            driver::serve(tcp, peer, context, move |tls_active| {
+                SieveSession::new(SieveSessionConfig {
+                    tls_active,
+                    ..config
+                })
+            })
+            .await
         }
     }
 }
@@ -49,38 +64,90 @@ fn imap_config(context: &ListenerContext) -> ImapSessionConfig {
     }
 }
 
-impl PreLogin for ImapSession {
-    fn output(&self) -> &[u8] {
-        ImapSession::output(self)
-    }
-    fn output_written(&mut self) {
-        ImapSession::output_written(self)
-    }
-    fn advance(&mut self, input: &mut BytesMut) -> Action {
-        ImapSession::advance(self, input)
-    }
-    fn tls_started(&mut self) {
-        ImapSession::tls_started(self)
-    }
-    fn token_refused(&mut self, refusal: Refusal) {
-        ImapSession::token_refused(self, refusal)
-    }
-    fn backend_refused(&mut self, challenge: Option<Vec<u8>>) {
-        ImapSession::backend_refused(self, challenge)
-    }
-    fn unavailable(&mut self) {
-        ImapSession::unavailable(self)
-    }
-    fn unavailable_for_password(&mut self, command: &[u8]) {
-        ImapSession::unavailable_for_password(self, command)
-    }
-    fn logged_in(&mut self, logged_in: &LoggedIn) {
-        ImapSession::logged_in(self, &logged_in.capabilities)
-    }
-    fn idle_timeout(&mut self) {
-        ImapSession::idle_timeout(self)
-    }
-    fn close_reason(&self) -> &'static str {
-        ImapSession::close_reason(self)
+fn smtp_config(context: &ListenerContext) -> SmtpSessionConfig {
+    SmtpSessionConfig {
+        starttls_available: context.tls_mode == ListenerTls::Starttls,
+        allow_plaintext_auth: context.allow_plaintext_auth,
+        max_auth_failures: context.max_auth_failures,
+        hostname: context.hostname.clone(),
+        openid_configuration: context.challenge.openid_configuration.clone(),
+        challenge_scope: context.challenge.scope.clone(),
+        max_message_size: context.backend.learned().smtp_size,
+        ..SmtpSessionConfig::default()
     }
 }
+
+fn sieve_config(context: &ListenerContext) -> SieveSessionConfig {
+    SieveSessionConfig {
+        starttls_available: context.tls_mode == ListenerTls::Starttls,
+        allow_plaintext_auth: context.allow_plaintext_auth,
+        max_auth_failures: context.max_auth_failures,
+        openid_configuration: context.challenge.openid_configuration.clone(),
+        challenge_scope: context.challenge.scope.clone(),
+        sieve_extensions: context.backend.learned().sieve_extensions,
+        ..SieveSessionConfig::default()
+    }
+}
+
+/// Implements [`PreLogin`] by forwarding to the session type's methods of the same names;
+/// the two that differ between protocols are given as closures.
+macro_rules! pre_login {
+    ($session:ty, logged_in: $logged_in:expr, client_name: $client_name:expr) => {
+        impl PreLogin for $session {
+            fn output(&self) -> &[u8] {
+                <$session>::output(self)
+            }
+            fn output_written(&mut self) {
+                <$session>::output_written(self)
+            }
+            fn advance(&mut self, input: &mut BytesMut) -> Action {
+                <$session>::advance(self, input)
+            }
+            fn tls_started(&mut self) {
+                <$session>::tls_started(self)
+            }
+            fn token_refused(&mut self, refusal: Refusal) {
+                <$session>::token_refused(self, refusal)
+            }
+            fn backend_refused(&mut self, challenge: Option<Vec<u8>>) {
+                <$session>::backend_refused(self, challenge)
+            }
+            fn unavailable(&mut self) {
+                <$session>::unavailable(self)
+            }
+            fn unavailable_for_password(&mut self, command: &[u8]) {
+                <$session>::unavailable_for_password(self, command)
+            }
+            fn logged_in(&mut self, logged_in: &LoggedIn) {
+                let finish: fn(&mut $session, &LoggedIn) = $logged_in;
+                finish(self, logged_in)
+            }
+            fn idle_timeout(&mut self) {
+                <$session>::idle_timeout(self)
+            }
+            fn close_reason(&self) -> &'static str {
+                <$session>::close_reason(self)
+            }
+            fn client_name(&self) -> Option<&str> {
+                let name: fn(&$session) -> Option<&str> = $client_name;
+                name(self)
+            }
+        }
+    };
+}
+
+pre_login!(
+    ImapSession,
+    logged_in: |session, logged_in| session.logged_in(&logged_in.capabilities),
+    client_name: |_| None
+);
+pre_login!(
+    SmtpSession,
+    logged_in: |session, _| session.logged_in(),
+    client_name: |session| session.client_ehlo()
+);
+pre_login!(
+    SieveSession,
+    logged_in: |session, _| session.logged_in(),
+    client_name: |_| None
+);

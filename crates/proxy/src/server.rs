@@ -57,6 +57,8 @@ pub struct ListenerContext {
     pub acceptor: Option<TlsAcceptor>,
     /// Authentication allowed before TLS.
     pub allow_plaintext_auth: bool,
+    /// The proxy's name in SMTP greetings and EHLO replies.
+    pub hostname: String,
     /// LOGIN / AUTH PLAIN go to the backend unchanged.
     pub password_fallback: bool,
     /// Disconnect after this long without input before login.
@@ -183,6 +185,7 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
                 .filter(|_| listener_config.tls != ListenerTls::None),
             allow_plaintext_auth: listener_config.allow_plaintext_auth,
             password_fallback: listener_config.password_fallback,
+            hostname: listener_config.hostname.clone(),
             preauth_idle_timeout: listener_config.preauth_idle_timeout,
             max_auth_failures: listener_config.max_auth_failures,
             backend: backend.clone(),
@@ -205,6 +208,21 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
             tracker.clone(),
             shutdown.clone(),
         ));
+    }
+    // ManageSieve clients see the Sieve extensions in the greeting, before any login: ask
+    // the backends once now (later logins keep the list current).
+    for listener_config in config
+        .listeners
+        .iter()
+        .filter(|l| l.protocol == Protocol::Sieve)
+    {
+        if let Some(backend) = backends.get(&listener_config.backend).cloned() {
+            tokio::spawn(async move {
+                if let Err(e) = crate::backend::sieve::probe(&backend).await {
+                    warn!(backend = %backend.name, error = %e, "cannot read the ManageSieve backend's capabilities yet");
+                }
+            });
+        }
     }
     info!(listeners = config.listeners.len(), "bearergate ready");
 

@@ -2,6 +2,8 @@
 //! on the user's behalf. Protocol-specific login lives in submodules.
 
 pub mod imap;
+pub mod sieve;
+pub mod smtp;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -51,10 +53,8 @@ pub async fn login(
 ) -> Result<LoggedIn, BackendError> {
     match protocol {
         Protocol::Imap => imap::login(backend, request).await,
-        Protocol::Smtp | Protocol::Sieve => Err(BackendError::Protocol(format!(
-            "{} backends are not available in this version",
-            protocol.name()
-        ))),
+        Protocol::Smtp => smtp::login(backend, request).await,
+        Protocol::Sieve => sieve::login(backend, request).await,
     }
 }
 
@@ -95,15 +95,25 @@ pub async fn open_for_password(
     protocol: Protocol,
     backend: &Backend,
     client: SocketAddr,
+    client_name: Option<&str>,
     session_id: &str,
 ) -> Result<LoggedIn, BackendError> {
     match protocol {
         Protocol::Imap => imap::open_for_password(backend, client, session_id).await,
-        Protocol::Smtp | Protocol::Sieve => Err(BackendError::Protocol(format!(
-            "{} backends are not available in this version",
-            protocol.name()
-        ))),
+        Protocol::Smtp => smtp::open_for_password(backend, client_name).await,
+        Protocol::Sieve => Err(BackendError::Protocol(
+            "ManageSieve has no password fallback".into(),
+        )),
     }
+}
+
+/// What the proxy learned about a backend from talking to it, to advertise before login.
+#[derive(Debug, Default, Clone)]
+pub struct Learned {
+    /// The backend's SMTP `SIZE` limit.
+    pub smtp_size: Option<u64>,
+    /// The backend's ManageSieve `SIEVE` extensions.
+    pub sieve_extensions: Option<String>,
 }
 
 /// A configured backend.
@@ -131,6 +141,8 @@ pub struct Backend {
     pub login_timeout: Duration,
     /// Send the client's address before login.
     pub forward_client_address: bool,
+    /// Capabilities seen at the last login, advertised to the next clients.
+    pub learned: std::sync::Mutex<Learned>,
 }
 
 /// Why a backend login did not happen. All of these are the backend's (or the network's)
@@ -207,6 +219,7 @@ impl Backend {
             connect_timeout: config.connect_timeout,
             login_timeout: config.login_timeout,
             forward_client_address: config.forward_client_address,
+            learned: std::sync::Mutex::new(Learned::default()),
         })
     }
 
@@ -238,6 +251,29 @@ impl Backend {
             .await
             .map_err(BackendError::Tls)?;
         Ok(BackendStream::Tls(Box::new(stream)))
+    }
+
+    /// What was learned so far.
+    pub fn learned(&self) -> Learned {
+        self.learned.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Remembers the SMTP `SIZE` from an EHLO reply.
+    pub fn learn_smtp_size(&self, keywords: &[(String, String)]) {
+        let size = keywords
+            .iter()
+            .find(|(k, _)| k == "SIZE")
+            .and_then(|(_, v)| v.trim().parse().ok());
+        if let Ok(mut learned) = self.learned.lock() {
+            learned.smtp_size = size;
+        }
+    }
+
+    /// Remembers the ManageSieve `SIEVE` capability.
+    pub fn learn_sieve_extensions(&self, extensions: Option<String>) {
+        if let Ok(mut learned) = self.learned.lock() {
+            learned.sieve_extensions = extensions;
+        }
     }
 
     /// The LOGIN user name for the `master` strategy.

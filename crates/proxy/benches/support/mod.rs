@@ -1,0 +1,40 @@
+//! The bench's peers: a fake identity provider and a fake IMAP backend (tokio, in this
+//! process), a blocking IMAP client, and the `bearergate` binary run as a child process so its
+//! memory and CPU can be read from `/proc`.
+
+pub mod backend;
+pub mod client;
+pub mod idp;
+pub mod process;
+
+use std::error::Error;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Errors are reported and end the bench; none is recovered from.
+pub type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A token as long as a typical signed access token (RFC 6750 `b64token` characters), so the
+/// proxy parses, hashes and looks up what a real client sends.
+pub fn realistic_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/";
+    let mut state = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0x9E37_79B9_7F4A_7C15, |d| d.as_nanos() as u64)
+        | 1;
+    (0..len)
+        .map(|_| {
+            // xorshift64: enough to make every run's token different
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(ALPHABET[(state % ALPHABET.len() as u64) as usize])
+        })
+        .collect()
+}

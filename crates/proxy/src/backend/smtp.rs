@@ -1,0 +1,225 @@
+//! Logging in to an SMTP submission backend: greeting, EHLO with the client's own name (so
+//! the backend's view of the session matches the client's), optional STARTTLS and a fresh
+//! EHLO, then AUTH PLAIN as the master user, with an authorization id, or the client's own
+//! mechanism and token.
+
+use bytes::BytesMut;
+use codec::smtp::client::{write_auth, write_auth_response, write_ehlo, write_starttls};
+use codec::smtp::{ehlo_keywords, InitialResponse, ReplyFramer, ReplyLimits, Response};
+use secrecy::ExposeSecret;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{Backend, BackendError, LoggedIn, LoginRequest};
+use crate::config::{BackendTls, LoginStrategy};
+use crate::stream::BackendStream;
+
+/// RFC 4954 lets servers refuse AUTH lines over 512 octets; longer responses go on their own
+/// line after `334`.
+const MAX_AUTH_LINE: usize = 512;
+
+/// The name the proxy gives when the client gave none (password fallback before EHLO).
+const DEFAULT_EHLO: &str = "bearergate";
+
+struct Conversation {
+    stream: BackendStream,
+    buffer: BytesMut,
+    framer: ReplyFramer,
+    output: Vec<u8>,
+}
+
+impl Conversation {
+    async fn reply(&mut self) -> Result<Response, BackendError> {
+        loop {
+            match self.framer.decode(&mut self.buffer) {
+                Ok(Some(reply)) => return Ok(reply),
+                Ok(None) => {}
+                Err(e) => return Err(BackendError::Protocol(format!("{e:?}"))),
+            }
+            if self.stream.read_buf(&mut self.buffer).await? == 0 {
+                return Err(BackendError::Closed);
+            }
+        }
+    }
+
+    async fn send(&mut self) -> Result<(), BackendError> {
+        self.stream.write_all(&self.output).await?;
+        self.stream.flush().await?;
+        self.output.clear();
+        Ok(())
+    }
+
+    async fn expect(&mut self, code: u16, what: &str) -> Result<Response, BackendError> {
+        let reply = self.reply().await?;
+        if reply.code == code {
+            return Ok(reply);
+        }
+        let text = reply.lines.join(" ");
+        if reply.class() == 4 || reply.class() == 5 {
+            Err(BackendError::Refused(format!(
+                "{what}: {} {text}",
+                reply.code
+            )))
+        } else {
+            Err(BackendError::Protocol(format!(
+                "{what}: {} {text}",
+                reply.code
+            )))
+        }
+    }
+
+    async fn ehlo(&mut self, name: &str) -> Result<Vec<(String, String)>, BackendError> {
+        write_ehlo(&mut self.output, name)
+            .map_err(|e| BackendError::Protocol(format!("EHLO: {e:?}")))?;
+        self.send().await?;
+        let reply = self.expect(250, "EHLO").await?;
+        Ok(ehlo_keywords(&reply.lines))
+    }
+}
+
+/// Greeting, EHLO and STARTTLS: what comes before any login.
+async fn open(
+    backend: &Backend,
+    client_name: Option<&str>,
+) -> Result<(Conversation, Vec<(String, String)>), BackendError> {
+    let stream = backend.connect().await?;
+    let mut conversation = Conversation {
+        stream,
+        buffer: BytesMut::with_capacity(1_024),
+        framer: ReplyFramer::new(ReplyLimits::default()),
+        output: Vec::with_capacity(256),
+    };
+    conversation.expect(220, "greeting").await?;
+    let name = client_name.unwrap_or(DEFAULT_EHLO);
+    let mut keywords = conversation.ehlo(name).await?;
+    if backend.tls_mode == BackendTls::Starttls {
+        let Some(tls) = &backend.tls else {
+            return Err(BackendError::Protocol(
+                "STARTTLS without TLS settings".into(),
+            ));
+        };
+        write_starttls(&mut conversation.output);
+        conversation.send().await?;
+        conversation.expect(220, "STARTTLS").await?;
+        // Nothing the backend sent in clear text after its 220 is trusted (RFC 3207).
+        conversation.buffer.clear();
+        conversation.framer = ReplyFramer::new(ReplyLimits::default());
+        let BackendStream::Plain(tcp) = conversation.stream else {
+            return Err(BackendError::Protocol(
+                "STARTTLS on a TLS connection".into(),
+            ));
+        };
+        conversation.stream = backend.start_tls(tcp, tls).await?;
+        keywords = conversation.ehlo(name).await?;
+    }
+    backend.learn_smtp_size(&keywords);
+    Ok((conversation, keywords))
+}
+
+/// Connects for the password fallback: the client sends its own AUTH next.
+pub async fn open_for_password(
+    backend: &Backend,
+    client_name: Option<&str>,
+) -> Result<LoggedIn, BackendError> {
+    let (conversation, _) = open(backend, client_name).await?;
+    Ok(LoggedIn {
+        stream: conversation.stream,
+        capabilities: Vec::new(),
+        leftover: conversation.buffer,
+    })
+}
+
+/// Connects and logs in as `request.user`.
+pub async fn login(backend: &Backend, request: LoginRequest<'_>) -> Result<LoggedIn, BackendError> {
+    let (mut conversation, keywords) = open(backend, request.client_name).await?;
+    let (mechanism, response) = credentials(backend, request)?;
+    let offered = keywords
+        .iter()
+        .find(|(k, _)| k == "AUTH")
+        .map(|(_, mechanisms)| {
+            mechanisms
+                .split_whitespace()
+                .any(|m| m.eq_ignore_ascii_case(mechanism))
+        })
+        .unwrap_or(false);
+    if !offered {
+        return Err(BackendError::Protocol(format!(
+            "backend does not offer AUTH {mechanism}"
+        )));
+    }
+    let encoded = sasl::encode_base64(&response);
+    let write_error = |e| BackendError::Protocol(format!("AUTH: {e:?}"));
+    if encoded.len() + mechanism.len() + 8 <= MAX_AUTH_LINE {
+        let initial = InitialResponse::Base64(encoded.into_bytes().into());
+        write_auth(&mut conversation.output, mechanism, Some(&initial)).map_err(write_error)?;
+        conversation.send().await?;
+    } else {
+        write_auth(&mut conversation.output, mechanism, None).map_err(write_error)?;
+        conversation.send().await?;
+        conversation.expect(334, "AUTH").await?;
+        write_auth_response(&mut conversation.output, encoded.as_bytes()).map_err(write_error)?;
+        conversation.send().await?;
+    }
+    let mut reply = conversation.reply().await?;
+    let mut challenge = None;
+    if reply.code == 334 {
+        // The backend refused the token with a challenge: answer with the mechanism's dummy
+        // and keep the challenge for the client.
+        let data = reply.lines.first().map(String::as_str).unwrap_or("");
+        challenge = Some(sasl::decode_base64(data.as_bytes()).unwrap_or_default());
+        let dummy: &[u8] = if mechanism == "OAUTHBEARER" {
+            b"AQ==\r\n"
+        } else {
+            b"\r\n"
+        };
+        conversation.output.extend_from_slice(dummy);
+        conversation.send().await?;
+        reply = conversation.reply().await?;
+    }
+    match reply.code {
+        235 => Ok(LoggedIn {
+            stream: conversation.stream,
+            capabilities: Vec::new(),
+            leftover: conversation.buffer,
+        }),
+        code if backend.login == LoginStrategy::Passthrough
+            && (code == 535 || challenge.is_some()) =>
+        {
+            Err(BackendError::TokenRefused { challenge })
+        }
+        code => Err(BackendError::Refused(format!(
+            "AUTH: {code} {}",
+            reply.lines.join(" ")
+        ))),
+    }
+}
+
+/// The mechanism and unencoded response for the backend's AUTH.
+fn credentials(
+    backend: &Backend,
+    request: LoginRequest<'_>,
+) -> Result<(&'static str, Vec<u8>), BackendError> {
+    let encode_error =
+        |e: sasl::SaslError| BackendError::Protocol(format!("cannot encode AUTH: {e}"));
+    let password = backend.master_password.expose_secret();
+    match backend.login {
+        LoginStrategy::Master => {
+            let name = backend.master_login_name(request.user);
+            let response =
+                sasl::plain_client_response("", &name, password).map_err(encode_error)?;
+            Ok(("PLAIN", response))
+        }
+        LoginStrategy::PlainAuthzid => {
+            let response =
+                sasl::plain_client_response(request.user, &backend.master_user, password)
+                    .map_err(encode_error)?;
+            Ok(("PLAIN", response))
+        }
+        LoginStrategy::Passthrough => Ok((
+            request.credentials.mechanism.name(),
+            super::client_response(request)?,
+        )),
+        LoginStrategy::Xclient => Err(BackendError::Protocol(
+            "xclient is not available in this version".into(),
+        )),
+    }
+}
