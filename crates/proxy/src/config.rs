@@ -430,11 +430,24 @@ impl Config {
                     "needs a [tls] table with cert and key",
                 ));
             }
-            if !self.backends.contains_key(&listener.backend) {
-                errors.push(ConfigError::new(
+            match self.backends.get(&listener.backend) {
+                None => errors.push(ConfigError::new(
                     key("backend"),
                     format!("no [backends.{}] table", listener.backend),
-                ));
+                )),
+                Some(backend)
+                    if backend.login == LoginStrategy::Xclient
+                        && listener.protocol != Protocol::Smtp =>
+                {
+                    errors.push(ConfigError::new(
+                        key("backend"),
+                        format!(
+                            "[backends.{}] uses login = \"xclient\", which only SMTP listeners can use",
+                            listener.backend
+                        ),
+                    ))
+                }
+                Some(_) => {}
             }
             if listener.max_auth_failures == 0 {
                 errors.push(ConfigError::new(
@@ -500,10 +513,7 @@ impl BackendConfig {
                 }
             }
             LoginStrategy::Passthrough => {}
-            LoginStrategy::Xclient => errors.push(ConfigError::new(
-                key("login"),
-                "\"xclient\" is not available in this version",
-            )),
+            LoginStrategy::Xclient => {}
         }
         if self.login == LoginStrategy::Master && !self.master_user_format.contains("{user}") {
             errors.push(ConfigError::new(

@@ -4,7 +4,9 @@
 //! mechanism and token.
 
 use bytes::BytesMut;
-use codec::smtp::client::{write_auth, write_auth_response, write_ehlo, write_starttls};
+use codec::smtp::client::{
+    write_auth, write_auth_response, write_ehlo, write_starttls, write_xclient,
+};
 use codec::smtp::{ehlo_keywords, InitialResponse, ReplyFramer, ReplyLimits, Response};
 use secrecy::ExposeSecret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -131,6 +133,9 @@ pub async fn open_for_password(
 /// Connects and logs in as `request.user`.
 pub async fn login(backend: &Backend, request: LoginRequest<'_>) -> Result<LoggedIn, BackendError> {
     let (mut conversation, keywords) = open(backend, request.client_name).await?;
+    if backend.login == LoginStrategy::Xclient {
+        return xclient(conversation, &keywords, request).await;
+    }
     let (mechanism, response) = credentials(backend, request)?;
     let offered = keywords
         .iter()
@@ -191,6 +196,61 @@ pub async fn login(backend: &Backend, request: LoginRequest<'_>) -> Result<Logge
             reply.lines.join(" ")
         ))),
     }
+}
+
+/// Postfix XCLIENT: the proxy vouches for the user and the client's address (the backend
+/// must list the proxy in `smtpd_authorized_xclient_hosts`). Only the attributes the backend
+/// advertises are sent; then the backend greets anew and gets a fresh EHLO.
+async fn xclient(
+    mut conversation: Conversation,
+    keywords: &[(String, String)],
+    request: LoginRequest<'_>,
+) -> Result<LoggedIn, BackendError> {
+    let Some((_, advertised)) = keywords.iter().find(|(k, _)| k == "XCLIENT") else {
+        return Err(BackendError::Protocol(
+            "backend does not offer XCLIENT (smtpd_authorized_xclient_hosts)".into(),
+        ));
+    };
+    let advertised: Vec<String> = advertised
+        .split_whitespace()
+        .map(str::to_ascii_uppercase)
+        .collect();
+    let name = request.client_name.unwrap_or(DEFAULT_EHLO);
+    let address = request.client.ip().to_string();
+    let port = request.client.port().to_string();
+    let wanted = [
+        ("LOGIN", request.user),
+        ("ADDR", address.as_str()),
+        ("PORT", port.as_str()),
+        // The proxy does no reverse lookups; Postfix's own word for "not known".
+        ("NAME", "[UNAVAILABLE]"),
+        ("HELO", name),
+        ("PROTO", "ESMTP"),
+    ];
+    let attributes: Vec<(&str, &str)> = wanted
+        .into_iter()
+        .filter(|(attribute, _)| advertised.iter().any(|a| a == attribute))
+        .collect();
+    if !attributes
+        .iter()
+        .any(|(attribute, _)| *attribute == "LOGIN")
+    {
+        return Err(BackendError::Protocol(
+            "backend's XCLIENT does not take LOGIN".into(),
+        ));
+    }
+    let commands = write_xclient(&mut conversation.output, &attributes)
+        .map_err(|e| BackendError::Protocol(format!("XCLIENT: {e:?}")))?;
+    conversation.send().await?;
+    for _ in 0..commands {
+        conversation.expect(220, "XCLIENT").await?;
+    }
+    conversation.ehlo(name).await?;
+    Ok(LoggedIn {
+        stream: conversation.stream,
+        capabilities: Vec::new(),
+        leftover: conversation.buffer,
+    })
 }
 
 /// The mechanism and unencoded response for the backend's AUTH.
