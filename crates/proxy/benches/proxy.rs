@@ -55,6 +55,8 @@ const LATENCY_WARM_UP: usize = 1_000;
 const RELAY_WARM_UP: u64 = 16 << 20;
 /// Longest wait for the backend to see sessions open or close.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(30);
+/// CPU time below which `/proc` tick counts (10 ms each) are too coarse to compare.
+const MIN_CPU_SAMPLE: Duration = Duration::from_millis(200);
 /// A typical signed access token is 800–1 200 characters.
 const TOKEN_LENGTH: usize = 800;
 
@@ -292,6 +294,7 @@ impl Bench<'_> {
         best.direct_cpu_ms_per_gib = ms_per_gib(own_cpu[0]);
         best.peers_cpu_ms_per_gib = ms_per_gib(own_cpu[1]);
         best.proxy_cpu_ms_per_gib = ms_per_gib(proxy_cpu);
+        best.cpu_measurable = own_cpu[0].min(own_cpu[1] + proxy_cpu) >= MIN_CPU_SAMPLE;
         Ok(best)
     }
 }
@@ -358,6 +361,8 @@ struct Relay {
     peers_cpu_ms_per_gib: f64,
     /// Proxy CPU per GiB relayed.
     proxy_cpu_ms_per_gib: f64,
+    /// Enough CPU ticks passed for the per-GiB figures to mean something.
+    cpu_measurable: bool,
 }
 
 #[derive(Debug)]
@@ -434,14 +439,18 @@ impl Report {
             l.proxied.p50, l.direct.p50, l.proxied.p99, l.direct.p99
         );
         let proxied_cpu = r.peers_cpu_ms_per_gib + r.proxy_cpu_ms_per_gib;
-        println!(
-            "  relay: CPU per GiB: direct path {:.0} ms (client+backend); proxied path {:.0} ms = {:.0} ms client+backend + {:.0} ms proxy",
-            r.direct_cpu_ms_per_gib, proxied_cpu, r.peers_cpu_ms_per_gib, r.proxy_cpu_ms_per_gib
-        );
-        println!(
-            "         when every CPU is busy the proxied rate is bounded near {:.2} of direct (direct CPU / proxied CPU)",
-            r.direct_cpu_ms_per_gib / proxied_cpu.max(1e-9)
-        );
+        if r.cpu_measurable {
+            println!(
+                "  relay: CPU per GiB: direct path {:.0} ms (client+backend); proxied path {:.0} ms = {:.0} ms client+backend + {:.0} ms proxy",
+                r.direct_cpu_ms_per_gib, proxied_cpu, r.peers_cpu_ms_per_gib, r.proxy_cpu_ms_per_gib
+            );
+            println!(
+                "         when every CPU is busy the proxied rate is bounded near {:.2} of direct (direct CPU / proxied CPU)",
+                r.direct_cpu_ms_per_gib / proxied_cpu.max(1e-9)
+            );
+        } else {
+            println!("  relay: too few bytes for CPU-per-GiB figures (raise BENCH_RELAY_MIB)");
+        }
         println!(
             "  logins: proxy CPU {:.0} ms over {:.2} s wall; introspection requests in the whole run: {}",
             g.cpu.as_secs_f64() * 1e3,
