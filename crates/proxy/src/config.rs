@@ -418,10 +418,10 @@ impl Config {
         }
         for (i, listener) in self.listeners.iter().enumerate() {
             let key = |field: &str| format!("listeners[{i}].{field}");
-            if listener.password_fallback && listener.protocol != Protocol::Imap {
+            if listener.password_fallback && listener.protocol == Protocol::Sieve {
                 errors.push(ConfigError::new(
                     key("password_fallback"),
-                    "available for IMAP listeners only in this version",
+                    "available for IMAP and SMTP listeners only",
                 ));
             }
             if listener.tls != ListenerTls::None && self.tls.is_none() {

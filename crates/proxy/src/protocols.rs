@@ -70,6 +70,7 @@ fn smtp_config(context: &ListenerContext) -> SmtpSessionConfig {
         allow_plaintext_auth: context.allow_plaintext_auth,
         max_auth_failures: context.max_auth_failures,
         hostname: context.hostname.clone(),
+        password_fallback: context.password_fallback,
         openid_configuration: context.challenge.openid_configuration.clone(),
         challenge_scope: context.challenge.scope.clone(),
         max_message_size: context.backend.learned().smtp_size,

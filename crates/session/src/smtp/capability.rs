@@ -19,6 +19,7 @@ pub(crate) fn ehlo_extensions(
     auth_allowed: bool,
     starttls: bool,
     max_message_size: Option<u64>,
+    password_fallback: bool,
 ) -> Vec<String> {
     let mut list: Vec<String> = ["PIPELINING", "ENHANCEDSTATUSCODES", "8BITMIME"]
         .into_iter()
@@ -32,7 +33,11 @@ pub(crate) fn ehlo_extensions(
         list.push("STARTTLS".to_owned());
     }
     if auth_allowed {
-        let mechanisms: Vec<&str> = sasl::Mechanism::ALL.iter().map(|m| m.name()).collect();
+        let mut mechanisms: Vec<&str> = sasl::Mechanism::ALL.iter().map(|m| m.name()).collect();
+        if password_fallback {
+            // Passed to the backend unchanged (password fallback).
+            mechanisms.extend(["PLAIN", "LOGIN"]);
+        }
         list.push(format!("AUTH {}", mechanisms.join(" ")));
     }
     list

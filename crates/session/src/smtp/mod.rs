@@ -42,6 +42,9 @@ pub struct SmtpSessionConfig {
     pub starttls_available: bool,
     /// Authentication is allowed without TLS (loopback tests only).
     pub allow_plaintext_auth: bool,
+    /// AUTH PLAIN and AUTH LOGIN go to the backend unchanged (app passwords and OAuth users
+    /// on one port). Still only where authentication is allowed at all.
+    pub password_fallback: bool,
     /// Failed authentications before the connection is closed.
     pub max_auth_failures: u32,
     /// The proxy's name in the greeting, the EHLO reply and `421` replies.
@@ -68,6 +71,7 @@ impl Default for SmtpSessionConfig {
             tls_active: false,
             starttls_available: false,
             allow_plaintext_auth: false,
+            password_fallback: false,
             max_auth_failures: 3,
             hostname: "localhost".to_owned(),
             max_line: codec::smtp::DEFAULT_MAX_LINE,
@@ -216,6 +220,7 @@ impl SmtpSession {
                     self.auth_allowed(),
                     self.config.starttls_available && !self.config.tls_active,
                     self.config.max_message_size,
+                    self.config.password_fallback,
                 );
                 reply::ehlo(&mut self.output, &self.config.hostname, extensions);
                 self.ehlo = Some(name);
@@ -225,6 +230,17 @@ impl SmtpSession {
                 self.ehlo = Some(name);
             }
             Command::StartTls => return self.starttls(),
+            Command::Auth { mechanism, .. }
+                if self.config.password_fallback
+                    && self.ehlo.is_some()
+                    && (mechanism == "PLAIN" || mechanism == "LOGIN") =>
+            {
+                // The backend checks the password: it gets the client's AUTH line as sent.
+                let mut command = BytesMut::with_capacity(line.len() + 2);
+                command.extend_from_slice(&line);
+                command.extend_from_slice(b"\r\n");
+                return Some(Action::PasswordLogin(command.freeze()));
+            }
             Command::Auth {
                 mechanism,
                 initial_response,

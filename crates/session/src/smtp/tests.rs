@@ -687,3 +687,29 @@ fn replies_never_carry_injected_lines_from_config() {
         "220 evil  250 injected ESMTP bearergate ready\r\n"
     );
 }
+
+#[test]
+fn password_fallback_hands_auth_plain_to_the_backend_unchanged() {
+    let mut session = SmtpSession::new(SmtpSessionConfig {
+        tls_active: true,
+        password_fallback: true,
+        ..SmtpSessionConfig::default()
+    });
+    session.output_written();
+    let mut buffer = BytesMut::new();
+    buffer.extend_from_slice(b"EHLO client.example\r\n");
+    assert!(matches!(session.advance(&mut buffer), Action::NeedInput));
+    let ehlo = String::from_utf8_lossy(session.output()).into_owned();
+    assert!(
+        ehlo.contains("AUTH OAUTHBEARER XOAUTH2 PLAIN LOGIN\r\n"),
+        "{ehlo}"
+    );
+    session.output_written();
+    buffer.extend_from_slice(b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nMAIL FROM:<a@b>\r\n");
+    let Action::PasswordLogin(command) = session.advance(&mut buffer) else {
+        panic!("expected PasswordLogin");
+    };
+    assert_eq!(&command[..], b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+    assert_eq!(&buffer[..], b"MAIL FROM:<a@b>\r\n");
+    assert_eq!(session.client_ehlo(), Some("client.example"));
+}
