@@ -13,4 +13,7 @@ mod imap_login;
 mod imap_negative;
 mod imap_passthrough_fallback;
 mod imap_security;
+mod managesieve;
 mod operations;
+mod smtp_submission;
+mod smtp_xclient;

@@ -222,6 +222,26 @@ impl Dovecot {
             .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
+    /// ManageSieve, when built with [`DovecotBuilder::sieve`].
+    pub fn sieve_addr(&self) -> SocketAddr {
+        let port = self.sieve_port.expect("Dovecot built without .sieve()");
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// Submission, when built with [`DovecotBuilder::submission`].
+    pub fn submission_addr(&self) -> SocketAddr {
+        let port = self
+            .submission_port
+            .expect("Dovecot built without .submission(relay_port)");
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// `user`'s home directory (Sieve scripts live in `sieve/` there, the active one is
+    /// linked from `.dovecot.sieve`).
+    pub fn home(&self, user: &str) -> PathBuf {
+        self.mail_dir.join(user)
+    }
+
     /// Everything Dovecot logged so far (for failure messages).
     pub fn log(&self) -> String {
         let main = fs::read_to_string(self.root.join("log/dovecot.log")).unwrap_or_default();

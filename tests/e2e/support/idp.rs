@@ -132,6 +132,21 @@ impl Idp {
         token
     }
 
+    /// Like [`Idp::issue`], but the token is exactly `len` characters of the b64token
+    /// alphabet, as from providers whose access tokens are large signed JWTs.
+    pub fn issue_sized(&self, user: &str, len: usize) -> String {
+        let short = self.issue(user);
+        let mut state = self.lock();
+        let claims = state.tokens.remove(&short).expect("token just issued");
+        let mut token = short;
+        while token.len() < len {
+            token.push_str(&random_token()[41..]);
+        }
+        token.truncate(len);
+        state.tokens.insert(token.clone(), claims);
+        token
+    }
+
     /// Stop listening: later connections to the port are refused.
     pub fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {

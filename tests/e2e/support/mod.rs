@@ -7,7 +7,9 @@ pub mod dovecot;
 pub mod idp;
 pub mod imap_client;
 pub mod ports;
+pub mod postfix;
 pub mod proxy;
+pub mod smtp_sink;
 
 use std::fs;
 use std::io::Read;
@@ -21,10 +23,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
 pub use certs::TestCerts;
-pub use dovecot::Dovecot;
+pub use dovecot::{Dovecot, DovecotBuilder};
 pub use idp::{Idp, IdpMode};
 pub use imap_client::{ImapClient, Status};
 pub use proxy::{Proxy, ProxyConfig, TlsMode};
+pub use smtp_sink::{SinkMessage, SmtpSink};
 
 /// A fresh directory under the system temp dir, open to Dovecot's unprivileged processes.
 /// Removed on drop, except when the test is failing (the path is printed so logs can be read).
@@ -90,6 +93,29 @@ impl TestEnv {
             certs,
             dir,
         }
+    }
+
+    /// Like [`TestEnv::new`], with Dovecot's optional services set by `configure` (e.g.
+    /// `|b| b.sieve()` or `|b| b.submission(sink.port())`).
+    pub fn with_dovecot(
+        label: &str,
+        configure: impl FnOnce(DovecotBuilder) -> DovecotBuilder,
+    ) -> Self {
+        let dir = TestDir::new(label);
+        let certs = TestCerts::generate(dir.path());
+        let dovecot = configure(Dovecot::builder(dir.path())).start();
+        let idp = Idp::start();
+        Self {
+            dovecot,
+            idp,
+            certs,
+            dir,
+        }
+    }
+
+    /// Start the proxy with exactly this configuration.
+    pub fn start_proxy_with(&self, config: &ProxyConfig) -> Proxy {
+        Proxy::start(self.dir.path(), config)
     }
 
     /// The standard proxy configuration for this environment (see [`ProxyConfig::standard`]).

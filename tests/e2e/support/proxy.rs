@@ -67,6 +67,26 @@ impl ListenerConfig {
     }
 }
 
+impl ListenerConfig {
+    /// An SMTP submission listener forwarding to backend `submission`.
+    pub fn smtp(tls: TlsMode) -> Self {
+        Self {
+            protocol: "smtp".into(),
+            backend: "submission".into(),
+            ..Self::imap(tls)
+        }
+    }
+
+    /// A ManageSieve listener forwarding to backend `sieve`.
+    pub fn sieve(tls: TlsMode) -> Self {
+        Self {
+            protocol: "sieve".into(),
+            backend: "sieve".into(),
+            ..Self::imap(tls)
+        }
+    }
+}
+
 /// One `[backends.NAME]` table.
 #[derive(Debug, Clone)]
 pub struct BackendConfig {
@@ -151,6 +171,48 @@ impl ProxyConfig {
             extra_toml: String::new(),
             top_level: Vec::new(),
         }
+    }
+
+    /// Like [`ProxyConfig::standard`], but three SMTP submission listeners (implicit TLS,
+    /// STARTTLS, plaintext with `allow_plaintext_auth`) and one master-user backend,
+    /// `submission`, at Dovecot's submission port.
+    pub fn submission(env: &TestEnv) -> Self {
+        Self::with_protocol(
+            env,
+            ListenerConfig::smtp,
+            "submission",
+            env.dovecot.submission_addr(),
+        )
+    }
+
+    /// Like [`ProxyConfig::standard`], but three ManageSieve listeners (implicit TLS,
+    /// STARTTLS, plaintext with `allow_plaintext_auth`) and one master-user backend, `sieve`,
+    /// at Dovecot's ManageSieve port.
+    pub fn managesieve(env: &TestEnv) -> Self {
+        Self::with_protocol(
+            env,
+            ListenerConfig::sieve,
+            "sieve",
+            env.dovecot.sieve_addr(),
+        )
+    }
+
+    fn with_protocol(
+        env: &TestEnv,
+        listener: fn(TlsMode) -> ListenerConfig,
+        backend: &str,
+        address: SocketAddr,
+    ) -> Self {
+        let mut config = Self::standard(env);
+        config.listeners = [TlsMode::Implicit, TlsMode::Starttls, TlsMode::None]
+            .into_iter()
+            .map(listener)
+            .collect();
+        let mut only = config.backend_mut("imap").clone();
+        only.name = backend.into();
+        only.address = address.to_string();
+        config.backends = vec![only];
+        config
     }
 
     /// Apply `edit` to every listener (e.g. a short `preauth_idle_timeout`).
