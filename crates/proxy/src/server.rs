@@ -193,7 +193,7 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
             challenge: challenge.clone(),
         });
         info!(
-            protocol = ?listener_config.protocol,
+            protocol = listener_config.protocol.name(),
             addr = %listener_config.listen,
             tls = ?listener_config.tls,
             "listening"
