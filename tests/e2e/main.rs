@@ -17,3 +17,4 @@ mod managesieve;
 mod operations;
 mod smtp_submission;
 mod smtp_xclient;
+mod strategies_smtp_sieve;
