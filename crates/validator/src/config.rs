@@ -115,28 +115,31 @@ impl IntrospectionConfig {
 }
 
 /// `scope-token` characters of RFC 6749 §3.3.
-fn is_scope_token_byte(b: u8) -> bool {
+pub(crate) fn is_scope_token_byte(b: u8) -> bool {
     b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)
 }
 
 fn validate_url(raw: &str) -> Result<(), ConfigError> {
-    const KEY: &str = "introspection_url";
-    let url = reqwest::Url::parse(raw).map_err(|e| invalid(KEY, format!("not a URL: {e}")))?;
+    validate_url_key("introspection_url", raw)
+}
+
+pub(crate) fn validate_url_key(key: &'static str, raw: &str) -> Result<(), ConfigError> {
+    let url = reqwest::Url::parse(raw).map_err(|e| invalid(key, format!("not a URL: {e}")))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(invalid(
-            KEY,
+            key,
             "must not carry credentials; use client_id and client_secret",
         ));
     }
-    let host = url.host_str().ok_or_else(|| invalid(KEY, "has no host"))?;
+    let host = url.host_str().ok_or_else(|| invalid(key, "has no host"))?;
     match url.scheme() {
         "https" => Ok(()),
         "http" if is_loopback_host(host) => Ok(()),
         "http" => Err(invalid(
-            KEY,
+            key,
             "plain http is allowed only to a loopback address; the token would cross the network in clear",
         )),
-        other => Err(invalid(KEY, format!("scheme {other:?} is not http(s)"))),
+        other => Err(invalid(key, format!("scheme {other:?} is not http(s)"))),
     }
 }
 

@@ -41,6 +41,24 @@ pub enum InvalidReason {
     /// The token is longer than [`crate::MAX_TOKEN_LEN`]; nothing was asked of the
     /// identity provider.
     TokenTooLong,
+    /// A JWT's signature does not verify with the key its `kid` names.
+    BadSignature,
+    /// A JWT's `iss` is not the configured issuer.
+    WrongIssuer,
+    /// A JWT's `aud` names none of the configured audiences.
+    WrongAudience,
+    /// A JWT's `kid` is not in the issuer's JWKS (even after a refetch), or it has no `kid`.
+    UnknownKey,
+    /// A JWT's `alg` is not allowed (`none`, `HS*`, or not configured), or does not fit
+    /// the key its `kid` names.
+    AlgorithmNotAllowed {
+        /// The header's `alg`.
+        alg: String,
+    },
+    /// A JWT's header `typ` is not the required one (e.g. RFC 9068 `at+jwt`).
+    WrongType,
+    /// The token is not a well-formed JWT (JWS compact serialisation).
+    MalformedJwt,
 }
 
 impl fmt::Display for InvalidReason {
@@ -54,6 +72,15 @@ impl fmt::Display for InvalidReason {
             Self::Malformed { claim, problem } => write!(f, "claim {claim:?} {problem}"),
             Self::EmptyToken => f.write_str("token is empty"),
             Self::TokenTooLong => f.write_str("token is too long"),
+            Self::BadSignature => f.write_str("token signature does not verify"),
+            Self::WrongIssuer => f.write_str("token has the wrong issuer"),
+            Self::WrongAudience => f.write_str("token is not meant for this audience"),
+            Self::UnknownKey => f.write_str("token is signed with an unknown key"),
+            Self::AlgorithmNotAllowed { alg } => {
+                write!(f, "token algorithm {alg:?} is not allowed")
+            }
+            Self::WrongType => f.write_str("token has the wrong typ"),
+            Self::MalformedJwt => f.write_str("token is not a well-formed JWT"),
         }
     }
 }

@@ -100,7 +100,10 @@ fn is_past(exp: SystemTime, now: SystemTime) -> bool {
     now >= exp + CLOCK_LEEWAY
 }
 
-fn user_claim(response: &Map<String, Value>, claim: &str) -> Result<String, InvalidReason> {
+pub(crate) fn user_claim(
+    response: &Map<String, Value>,
+    claim: &str,
+) -> Result<String, InvalidReason> {
     let malformed = |problem| InvalidReason::Malformed {
         claim: claim.to_owned(),
         problem,
@@ -119,7 +122,7 @@ fn user_claim(response: &Map<String, Value>, claim: &str) -> Result<String, Inva
 }
 
 /// A string member that may be absent or `null`.
-fn optional_str<'a>(
+pub(crate) fn optional_str<'a>(
     response: &'a Map<String, Value>,
     claim: &str,
 ) -> Result<Option<&'a str>, InvalidReason> {

@@ -42,15 +42,7 @@ impl IntrospectionClient {
             key: "introspection_url",
             problem: format!("not a URL: {e}"),
         })?;
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            // A redirect would resend the token to wherever the Location points.
-            .redirect(redirect::Policy::none())
-            .user_agent(concat!("bearergate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ConfigError::HttpClient(error_chain(&e)))?;
+        let http = http_client(config.timeout)?;
         Ok(Self {
             http,
             url,
@@ -173,6 +165,20 @@ fn too_large() -> Unavailable {
     format!("answer is larger than {MAX_RESPONSE_LEN} bytes")
 }
 
+/// The HTTP client every request to the identity provider goes through: rustls, no
+/// redirects (one would resend the token to wherever the Location points), `timeout` for
+/// connecting and for the whole request.
+pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, ConfigError> {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(redirect::Policy::none())
+        .user_agent(concat!("bearergate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ConfigError::HttpClient(error_chain(&e)))
+}
+
 /// RFC 6749 §2.3.1: id and secret are each form-urlencoded, then joined and base64'd.
 fn basic_authorization(
     client_id: &str,
@@ -212,7 +218,7 @@ pub(crate) fn form_urlencode(input: &str) -> String {
 }
 
 /// A transport error in a few words, with its causes (e.g. "connection refused").
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

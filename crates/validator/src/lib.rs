@@ -18,6 +18,7 @@ mod config;
 mod error;
 mod identity;
 mod introspection;
+mod jwt;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,10 @@ pub use crate::config::{
 pub use crate::error::{ConfigError, InvalidReason, ValidationError};
 pub use crate::identity::{Identity, CLOCK_LEEWAY};
 pub use crate::introspection::MAX_RESPONSE_LEN;
+pub use crate::jwt::{
+    JwtConfig, JwtValidator, DEFAULT_JWKS_REFETCH_INTERVAL, DEFAULT_JWT_ALGORITHMS,
+    DEFAULT_JWT_LEEWAY, MAX_JWKS_LEN,
+};
 
 /// Longest token sent to the identity provider: 64 KiB, above any SASL line the proxy
 /// accepts. Longer ones are rejected without a request.

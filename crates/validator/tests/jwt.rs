@@ -1,0 +1,475 @@
+//! JWT validation against keys generated in the test and a JWKS served by the fake endpoint.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ED25519};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+use validator::{InvalidReason, JwtConfig, JwtValidator, ValidationError};
+
+use support::{now_secs, FakeIdp, Reply};
+
+const AUD: &str = "imap.example";
+
+struct TestKey {
+    kid: String,
+    pair: KeyPair,
+    alg: Algorithm,
+}
+
+impl TestKey {
+    fn ec(kid: &str) -> Self {
+        Self {
+            kid: kid.to_owned(),
+            pair: KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap(),
+            alg: Algorithm::ES256,
+        }
+    }
+
+    fn ed(kid: &str) -> Self {
+        Self {
+            kid: kid.to_owned(),
+            pair: KeyPair::generate_for(&PKCS_ED25519).unwrap(),
+            alg: Algorithm::EdDSA,
+        }
+    }
+
+    fn jwk(&self) -> Value {
+        let raw = self.pair.public_key_raw();
+        match self.alg {
+            Algorithm::ES256 => json!({
+                "kty": "EC", "crv": "P-256", "kid": self.kid, "use": "sig", "alg": "ES256",
+                "x": URL_SAFE_NO_PAD.encode(&raw[1..33]),
+                "y": URL_SAFE_NO_PAD.encode(&raw[33..65]),
+            }),
+            _ => json!({
+                "kty": "OKP", "crv": "Ed25519", "kid": self.kid, "use": "sig",
+                "x": URL_SAFE_NO_PAD.encode(raw),
+            }),
+        }
+    }
+
+    fn encoding(&self) -> EncodingKey {
+        let der = self.pair.serialize_der();
+        match self.alg {
+            Algorithm::ES256 => EncodingKey::from_ec_der(&der),
+            _ => EncodingKey::from_ed_der(&der),
+        }
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        self.sign_as(&self.kid, claims)
+    }
+
+    fn sign_as(&self, kid: &str, claims: &Value) -> String {
+        let mut header = Header::new(self.alg);
+        header.kid = Some(kid.to_owned());
+        header.typ = Some("at+jwt".to_owned());
+        jsonwebtoken::encode(&header, claims, &self.encoding()).unwrap()
+    }
+}
+
+fn claims(issuer: &str) -> Value {
+    json!({
+        "iss": issuer, "aud": [AUD, "other"], "sub": "u-123",
+        "preferred_username": "alice", "scope": "openid mail", "azp": "thunderbird",
+        "exp": now_secs() + 600, "iat": now_secs(),
+    })
+}
+
+type Jwks = Arc<Mutex<(u16, Value)>>;
+
+async fn serve(keys: &[&TestKey]) -> (FakeIdp, Jwks, String) {
+    let jwks: Jwks = Arc::new(Mutex::new((
+        200,
+        json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()}),
+    )));
+    let shared = Arc::clone(&jwks);
+    let fake = FakeIdp::start(move |request| {
+        let base = format!("http://{}", request.header("host").unwrap());
+        match request.path.as_str() {
+            "/.well-known/openid-configuration" => {
+                Reply::ok(json!({"issuer": base, "jwks_uri": format!("{base}/jwks")}))
+            }
+            "/jwks" => {
+                let (status, body) = shared.lock().unwrap().clone();
+                Reply::Json(status, body.to_string())
+            }
+            _ => Reply::Json(404, "{}".to_owned()),
+        }
+    })
+    .await;
+    let issuer = fake.url.trim_end_matches("/introspect").to_owned();
+    (fake, jwks, issuer)
+}
+
+fn config(issuer: &str) -> JwtConfig {
+    let mut config = JwtConfig::new(issuer, vec![AUD.to_owned()]);
+    config.jwks_url = Some(format!("{issuer}/jwks"));
+    config.required_scopes = vec!["mail".to_owned()];
+    config.require_typ = Some("at+jwt".to_owned());
+    config
+}
+
+fn secret(s: String) -> SecretString {
+    SecretString::from(s)
+}
+
+fn invalid(result: Result<validator::Identity, ValidationError>) -> InvalidReason {
+    match result {
+        Err(ValidationError::Invalid(reason)) => reason,
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn valid_tokens_give_identity() {
+    let ec = TestKey::ec("ec1");
+    let ed = TestKey::ed("ed1");
+    let (fake, _, issuer) = serve(&[&ec, &ed]).await;
+    let validator = JwtValidator::new(config(&issuer)).unwrap();
+
+    let identity = validator
+        .validate_jwt(&secret(ec.sign(&claims(&issuer))))
+        .await
+        .unwrap();
+    assert_eq!(identity.user, "alice");
+    assert_eq!(identity.scopes, ["openid", "mail"]);
+    assert_eq!(identity.client_id.as_deref(), Some("thunderbird"));
+    assert!(identity.expires_at.is_some());
+
+    let mut c = claims(&issuer);
+    c.as_object_mut().unwrap().remove("scope");
+    c["scp"] = json!(["mail"]);
+    c["client_id"] = json!("k9");
+    let identity = validator.validate_jwt(&secret(ed.sign(&c))).await.unwrap();
+    assert_eq!(identity.scopes, ["mail"]);
+    assert_eq!(identity.client_id.as_deref(), Some("k9"));
+    assert_eq!(fake.count(), 1, "one JWKS fetch for both keys");
+    assert_eq!(validator.jwks_requests(), 1);
+}
+
+#[tokio::test]
+async fn discovery_finds_the_jwks() {
+    let ec = TestKey::ec("ec1");
+    let (fake, _, issuer) = serve(&[&ec]).await;
+    let mut config = config(&issuer);
+    config.jwks_url = None;
+    let validator = JwtValidator::new(config).unwrap();
+    for _ in 0..2 {
+        validator
+            .validate_jwt(&secret(ec.sign(&claims(&issuer))))
+            .await
+            .unwrap();
+    }
+    let paths: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/.well-known/openid-configuration", "/jwks"]);
+}
+
+#[tokio::test]
+async fn forged_tokens_are_rejected() {
+    let ec = TestKey::ec("ec1");
+    let ed = TestKey::ed("ed1");
+    let (_fake, _, issuer) = serve(&[&ec, &ed]).await;
+    let validator = JwtValidator::new(config(&issuer)).unwrap();
+    let check = |token: String| {
+        let validator = &validator;
+        async move { invalid(validator.validate_jwt(&secret(token)).await) }
+    };
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = claims(&issuer);
+        f(&mut c);
+        c
+    };
+
+    // Same kid, another key.
+    let impostor = TestKey::ec("ec1");
+    assert_eq!(
+        check(impostor.sign(&claims(&issuer))).await,
+        InvalidReason::BadSignature
+    );
+    // Tampered payload.
+    let good = ec.sign(&claims(&issuer));
+    let mut parts: Vec<&str> = good.split('.').collect();
+    let evil =
+        URL_SAFE_NO_PAD.encode(with(&|c| c["preferred_username"] = json!("root")).to_string());
+    parts[1] = &evil;
+    assert_eq!(check(parts.join(".")).await, InvalidReason::BadSignature);
+
+    assert_eq!(
+        check(ec.sign(&with(&|c| c["iss"] = json!("https://evil.example")))).await,
+        InvalidReason::WrongIssuer
+    );
+    assert_eq!(
+        check(ec.sign(&with(&|c| c["aud"] = json!("smtp.example")))).await,
+        InvalidReason::WrongAudience
+    );
+    assert_eq!(
+        check(ec.sign(&with(&|c| {
+            c.as_object_mut().unwrap().remove("aud");
+        })))
+        .await,
+        InvalidReason::WrongAudience
+    );
+    assert_eq!(
+        check(ec.sign(&with(&|c| c["exp"] = json!(now_secs() - 120)))).await,
+        InvalidReason::Expired
+    );
+    // Within the 60 s leeway.
+    assert!(validator
+        .validate_jwt(&secret(
+            ec.sign(&with(&|c| c["exp"] = json!(now_secs() - 10)))
+        ))
+        .await
+        .is_ok());
+    assert!(matches!(
+        check(ec.sign(&with(&|c| {
+            c.as_object_mut().unwrap().remove("exp");
+        })))
+        .await,
+        InvalidReason::Malformed { ref claim, .. } if claim == "exp"
+    ));
+    assert_eq!(
+        check(ec.sign(&with(&|c| c["nbf"] = json!(now_secs() + 600)))).await,
+        InvalidReason::NotYetValid
+    );
+    assert_eq!(
+        check(ec.sign(&with(&|c| {
+            let map = c.as_object_mut().unwrap();
+            map.remove("preferred_username");
+            map.remove("sub");
+        })))
+        .await,
+        InvalidReason::NoUserClaim {
+            claim: "preferred_username,sub".to_owned()
+        }
+    );
+    // The next claim in the list is used when the first is absent.
+    let identity = validator
+        .validate_jwt(&secret(ec.sign(&with(&|c| {
+            c.as_object_mut().unwrap().remove("preferred_username");
+        }))))
+        .await
+        .unwrap();
+    assert_eq!(identity.user, "u-123");
+    assert_eq!(
+        check(ec.sign(&with(&|c| c["scope"] = json!("openid")))).await,
+        InvalidReason::MissingScope {
+            scope: "mail".to_owned()
+        }
+    );
+    assert_eq!(
+        check(ec.sign_as("nope", &claims(&issuer))).await,
+        InvalidReason::UnknownKey
+    );
+    assert_eq!(
+        check("not.a.jwt".to_owned()).await,
+        InvalidReason::MalformedJwt
+    );
+    assert_eq!(check("abc".to_owned()).await, InvalidReason::MalformedJwt);
+
+    // typ is required.
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("ec1".to_owned());
+    let plain = jsonwebtoken::encode(&header, &claims(&issuer), &ec.encoding()).unwrap();
+    assert_eq!(check(plain).await, InvalidReason::WrongType);
+}
+
+#[tokio::test]
+async fn algorithm_confusion_is_refused() {
+    let ec = TestKey::ec("ec1");
+    let ed = TestKey::ed("ed1");
+    let (_fake, _, issuer) = serve(&[&ec, &ed]).await;
+    let validator = JwtValidator::new(config(&issuer)).unwrap();
+    let check = |token: String| {
+        let validator = &validator;
+        async move { invalid(validator.validate_jwt(&secret(token)).await) }
+    };
+    let hs = |alg: &str| InvalidReason::AlgorithmNotAllowed {
+        alg: alg.to_owned(),
+    };
+
+    // HS256 with the public key (raw point, and its JWK JSON) as the HMAC secret.
+    for secret_bytes in [
+        ec.pair.public_key_raw().to_vec(),
+        ec.jwk().to_string().into_bytes(),
+    ] {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("ec1".to_owned());
+        header.typ = Some("at+jwt".to_owned());
+        let forged = jsonwebtoken::encode(
+            &header,
+            &claims(&issuer),
+            &EncodingKey::from_secret(&secret_bytes),
+        )
+        .unwrap();
+        assert_eq!(check(forged).await, hs("HS256"));
+    }
+
+    // alg none, with and without a signature.
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"ec1","typ":"at+jwt"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(claims(&issuer).to_string());
+    assert_eq!(check(format!("{header}.{payload}.")).await, hs("none"));
+    assert_eq!(check(format!("{header}.{payload}.AAAA")).await, hs("none"));
+
+    // An Ed25519 signature presented under the EC key's kid.
+    assert_eq!(
+        check(ed.sign_as("ec1", &claims(&issuer))).await,
+        hs("EdDSA")
+    );
+
+    // An allowed algorithm that is not configured.
+    let mut config = config(&issuer);
+    config.allowed_algorithms = vec!["EdDSA".to_owned()];
+    let only_ed = JwtValidator::new(config).unwrap();
+    assert_eq!(
+        invalid(
+            only_ed
+                .validate_jwt(&secret(ec.sign(&claims(&issuer))))
+                .await
+        ),
+        hs("ES256")
+    );
+}
+
+#[tokio::test]
+async fn key_rotation_refetches_once() {
+    let old = TestKey::ec("k1");
+    let new = TestKey::ed("k2");
+    let (fake, jwks, issuer) = serve(&[&old]).await;
+    let mut config = config(&issuer);
+    config.jwks_refetch_interval = Duration::ZERO;
+    let validator = JwtValidator::new(config).unwrap();
+
+    validator
+        .validate_jwt(&secret(old.sign(&claims(&issuer))))
+        .await
+        .unwrap();
+    assert_eq!(fake.count(), 1);
+
+    jwks.lock().unwrap().1 = json!({"keys": [old.jwk(), new.jwk()]});
+    let token = new.sign(&claims(&issuer));
+    validator
+        .validate_jwt(&secret(token.clone()))
+        .await
+        .unwrap();
+    assert_eq!(fake.count(), 2, "exactly one extra fetch");
+    validator.validate_jwt(&secret(token)).await.unwrap();
+    validator
+        .validate_jwt(&secret(old.sign(&claims(&issuer))))
+        .await
+        .unwrap();
+    assert_eq!(fake.count(), 2);
+}
+
+#[tokio::test]
+async fn unknown_kid_refetch_is_rate_limited() {
+    let old = TestKey::ec("k1");
+    let new = TestKey::ec("k2");
+    let (fake, jwks, issuer) = serve(&[&old]).await;
+    let validator = JwtValidator::new(config(&issuer)).unwrap(); // default 30 s
+    validator
+        .validate_jwt(&secret(old.sign(&claims(&issuer))))
+        .await
+        .unwrap();
+    jwks.lock().unwrap().1 = json!({"keys": [old.jwk(), new.jwk()]});
+    for _ in 0..3 {
+        assert_eq!(
+            invalid(
+                validator
+                    .validate_jwt(&secret(new.sign(&claims(&issuer))))
+                    .await
+            ),
+            InvalidReason::UnknownKey
+        );
+    }
+    assert_eq!(fake.count(), 1, "no refetch within the interval");
+}
+
+#[tokio::test]
+async fn concurrent_unknown_kid_fetches_once() {
+    let old = TestKey::ec("k1");
+    let new = TestKey::ec("k2");
+    let (fake, jwks, issuer) = serve(&[&old]).await;
+    let mut config = config(&issuer);
+    config.jwks_refetch_interval = Duration::ZERO;
+    let validator = Arc::new(JwtValidator::new(config).unwrap());
+
+    // Concurrent first use: one fetch.
+    let mut set = JoinSet::new();
+    for _ in 0..16 {
+        let (v, t) = (Arc::clone(&validator), old.sign(&claims(&issuer)));
+        set.spawn(async move { v.validate_jwt(&secret(t)).await });
+    }
+    while let Some(result) = set.join_next().await {
+        result.unwrap().unwrap();
+    }
+    assert_eq!(fake.count(), 1);
+
+    // Concurrent unknown kid: one more fetch.
+    jwks.lock().unwrap().1 = json!({"keys": [old.jwk(), new.jwk()]});
+    let mut set = JoinSet::new();
+    for _ in 0..16 {
+        let (v, t) = (Arc::clone(&validator), new.sign(&claims(&issuer)));
+        set.spawn(async move { v.validate_jwt(&secret(t)).await });
+    }
+    while let Some(result) = set.join_next().await {
+        result.unwrap().unwrap();
+    }
+    assert_eq!(fake.count(), 2);
+}
+
+#[tokio::test]
+async fn failed_refetch_keeps_known_keys() {
+    let old = TestKey::ec("k1");
+    let (fake, jwks, issuer) = serve(&[&old]).await;
+    let mut config = config(&issuer);
+    config.jwks_refetch_interval = Duration::ZERO;
+    let validator = JwtValidator::new(config).unwrap();
+    validator
+        .validate_jwt(&secret(old.sign(&claims(&issuer))))
+        .await
+        .unwrap();
+
+    jwks.lock().unwrap().0 = 503;
+    let result = validator
+        .validate_jwt(&secret(old.sign_as("k9", &claims(&issuer))))
+        .await;
+    assert!(
+        matches!(result, Err(ValidationError::Unavailable(_))),
+        "{result:?}"
+    );
+    validator
+        .validate_jwt(&secret(old.sign(&claims(&issuer))))
+        .await
+        .unwrap();
+    assert_eq!(fake.count(), 2);
+}
+
+#[tokio::test]
+async fn jwks_down_at_first_use_is_unavailable() {
+    let old = TestKey::ec("k1");
+    let (_fake, jwks, issuer) = serve(&[&old]).await;
+    jwks.lock().unwrap().0 = 500;
+    let validator = JwtValidator::new(config(&issuer)).unwrap();
+    let result = validator
+        .validate_jwt(&secret(old.sign(&claims(&issuer))))
+        .await;
+    assert!(
+        result.as_ref().is_err_and(ValidationError::is_unavailable),
+        "{result:?}"
+    );
+    // Recovers as soon as the JWKS is back, even within the refetch interval.
+    jwks.lock().unwrap().0 = 200;
+    validator
+        .validate_jwt(&secret(old.sign(&claims(&issuer))))
+        .await
+        .unwrap();
+}
