@@ -60,7 +60,7 @@ struct Inner {
     counters: Counters,
 }
 
-/// Where answers come from. One variant per `[validator] kind`; `jwt` will join it.
+/// Where answers come from. One variant per `[validator] kind`.
 #[derive(Debug)]
 enum Backend {
     Introspection {
@@ -68,6 +68,9 @@ enum Backend {
         username_claim: String,
         required_scopes: Vec<String>,
     },
+    /// Local validation against the issuer's keys. Answers are cached like introspection's,
+    /// which saves the signature check on every login with the same token.
+    Jwt(Box<jwt::JwtValidator>),
 }
 
 impl Backend {
@@ -92,12 +95,18 @@ impl Backend {
                     },
                 )
             }
+            Self::Jwt(validator) => match validator.validate_jwt(token).await {
+                Ok(identity) => Ok(Outcome::Valid(Arc::new(identity))),
+                Err(ValidationError::Invalid(reason)) => Ok(Outcome::Invalid(reason)),
+                Err(ValidationError::Unavailable(why)) => Err(why),
+            },
         }
     }
 
     fn requests(&self) -> u64 {
         match self {
             Self::Introspection { client, .. } => client.requests(),
+            Self::Jwt(validator) => validator.jwks_requests(),
         }
     }
 }
@@ -110,7 +119,7 @@ pub struct ValidatorStats {
     pub cache_hits: u64,
     /// Validations that had to fetch a fresh answer.
     pub cache_misses: u64,
-    /// Requests sent to the introspection endpoint.
+    /// Requests sent to the identity provider: introspection, or discovery and JWKS for `jwt`.
     pub introspection_requests: u64,
     /// Validations that ended in [`ValidationError::Invalid`] (cached or not).
     pub invalid: u64,
@@ -146,6 +155,30 @@ impl Validator {
             lifetimes: Lifetimes {
                 max_ttl: config.cache_max_ttl,
                 negative_ttl: config.negative_cache_ttl,
+            },
+            counters: Counters::default(),
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Builds a validator that checks JWTs locally against the issuer's keys, caching
+    /// answers for at most `cache_max_ttl` (never past the token's `exp`) and refusals for
+    /// `negative_cache_ttl`.
+    pub fn new_jwt(
+        config: JwtConfig,
+        cache_max_ttl: std::time::Duration,
+        negative_cache_ttl: std::time::Duration,
+        cache_capacity: u64,
+    ) -> Result<Self, ConfigError> {
+        let validator = jwt::JwtValidator::new(config)?;
+        let inner = Inner {
+            backend: Backend::Jwt(Box::new(validator)),
+            cache: cache::build(cache_capacity.max(1)),
+            lifetimes: Lifetimes {
+                max_ttl: cache_max_ttl,
+                negative_ttl: negative_cache_ttl,
             },
             counters: Counters::default(),
         };

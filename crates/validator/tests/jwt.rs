@@ -157,6 +157,34 @@ async fn valid_tokens_give_identity() {
 }
 
 #[tokio::test]
+async fn validator_caches_jwt_answers() {
+    let ec = TestKey::ec("ec1");
+    let (fake, _, issuer) = serve(&[&ec]).await;
+    let validator = validator::Validator::new_jwt(
+        config(&issuer),
+        Duration::from_secs(300),
+        Duration::from_secs(10),
+        1_000,
+    )
+    .unwrap();
+    let token = secret(ec.sign(&claims(&issuer)));
+    for _ in 0..3 {
+        assert_eq!(validator.validate(&token).await.unwrap().user, "alice");
+    }
+    let forged = secret(TestKey::ec("ec1").sign(&claims(&issuer)));
+    for _ in 0..2 {
+        assert_eq!(
+            validator.validate(&forged).await.unwrap_err(),
+            ValidationError::Invalid(InvalidReason::BadSignature)
+        );
+    }
+    let stats = validator.stats();
+    assert_eq!((stats.cache_misses, stats.cache_hits), (2, 3));
+    assert_eq!(stats.introspection_requests, 1, "one JWKS fetch");
+    assert_eq!(fake.count(), 1);
+}
+
+#[tokio::test]
 async fn discovery_finds_the_jwks() {
     let ec = TestKey::ec("ec1");
     let (fake, _, issuer) = serve(&[&ec]).await;
