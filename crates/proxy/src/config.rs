@@ -278,6 +278,25 @@ pub struct ValidatorConfig {
     /// Claim that names the mail user.
     #[serde(default = "defaults::username_claim")]
     pub username_claim: String,
+    /// For `jwt`: claims tried in order for the mail user (default: `username_claim`).
+    #[serde(default)]
+    pub username_claims: Vec<String>,
+    /// For `jwt`: the issuer (`iss`), also where discovery looks for the keys.
+    pub issuer: Option<String>,
+    /// For `jwt`: accepted audiences (`aud` must contain one).
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// For `jwt`: the JWKS URL; default: found through the issuer's discovery document.
+    pub jwks_url: Option<String>,
+    /// For `jwt`: clock skew allowed for `exp` and `nbf`.
+    #[serde(default = "defaults::jwt_leeway", deserialize_with = "duration")]
+    pub leeway: Duration,
+    /// For `jwt`: required `typ` header, e.g. `at+jwt` (RFC 9068).
+    pub require_typ: Option<String>,
+    /// For `jwt`: accepted signature algorithms (default RS/PS/ES256-512, EdDSA; never
+    /// `none` or HS*).
+    #[serde(default)]
+    pub allowed_algorithms: Vec<String>,
     /// Space-separated scopes every token must carry; empty means none.
     #[serde(default)]
     pub required_scope: String,
@@ -350,6 +369,10 @@ mod defaults {
     }
     pub fn negative_cache_ttl() -> Duration {
         Duration::from_secs(10)
+    }
+    /// A minute of clock skew, as most OpenID providers assume.
+    pub fn jwt_leeway() -> Duration {
+        Duration::from_secs(60)
     }
     pub fn validator_timeout() -> Duration {
         Duration::from_secs(5)
@@ -535,10 +558,18 @@ impl BackendConfig {
 impl ValidatorConfig {
     fn validate(&self, base: &Path, errors: &mut Vec<ConfigError>) {
         if self.kind == ValidatorKind::Jwt {
-            errors.push(ConfigError::new(
-                "validator.kind",
-                "only \"introspection\" is available in this version",
-            ));
+            if self.issuer.is_none() {
+                errors.push(ConfigError::new(
+                    "validator.issuer",
+                    "required for kind = \"jwt\"",
+                ));
+                return;
+            }
+            if let Err(validator::ConfigError::Invalid { key, problem }) =
+                self.jwt_config().validate()
+            {
+                errors.push(ConfigError::new(format!("validator.{key}"), problem));
+            }
             return;
         }
         let before = errors.len();
@@ -574,6 +605,28 @@ impl ValidatorConfig {
         {
             errors.push(ConfigError::new(format!("validator.{key}"), problem));
         }
+    }
+
+    /// The validator crate's JWT configuration.
+    pub fn jwt_config(&self) -> validator::JwtConfig {
+        let mut config = validator::JwtConfig::new(
+            self.issuer.clone().unwrap_or_default(),
+            self.audience.clone(),
+        );
+        config.jwks_url = self.jwks_url.clone();
+        config.leeway = self.leeway;
+        config.require_typ = self.require_typ.clone();
+        config.username_claims = if self.username_claims.is_empty() {
+            vec![self.username_claim.clone()]
+        } else {
+            self.username_claims.clone()
+        };
+        config.required_scopes = validator::IntrospectionConfig::parse_scopes(&self.required_scope);
+        if !self.allowed_algorithms.is_empty() {
+            config.allowed_algorithms = self.allowed_algorithms.clone();
+        }
+        config.timeout = self.timeout;
+        config
     }
 
     /// The validator crate's configuration, with the client secret already read.

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::backend::Backend;
-use crate::config::{self, Config, ListenerTls, Protocol};
+use crate::config::{self, Config, ListenerTls, Protocol, ValidatorKind};
 use crate::tls;
 
 /// Why the server could not start.
@@ -121,9 +121,19 @@ fn secret(
 
 fn build_validator(config: &Config, base: &Path) -> Result<validator::Validator, StartError> {
     let v = &config.validator;
-    let secret = secret(&v.client_secret, &v.client_secret_file, base)?;
-    validator::Validator::new(v.introspection_config(secret))
-        .map_err(|e| StartError::Validator(e.to_string()))
+    let built = match v.kind {
+        ValidatorKind::Introspection => {
+            let secret = secret(&v.client_secret, &v.client_secret_file, base)?;
+            validator::Validator::new(v.introspection_config(secret))
+        }
+        ValidatorKind::Jwt => validator::Validator::new_jwt(
+            v.jwt_config(),
+            v.cache_max_ttl,
+            v.negative_cache_ttl,
+            v.cache_capacity,
+        ),
+    };
+    built.map_err(|e| StartError::Validator(e.to_string()))
 }
 
 /// Runs until SIGTERM or SIGINT, then drains.

@@ -144,3 +144,54 @@ fn validator_rules_are_reported_by_check_config() {
         "{errors:?}"
     );
 }
+
+const JWT: &str = r#"
+[[listeners]]
+protocol = "imap"
+listen = "127.0.0.1:1143"
+tls = "none"
+allow_plaintext_auth = true
+backend = "imap"
+
+[backends.imap]
+address = "127.0.0.1:143"
+login = "master"
+master_user = "proxymaster"
+master_password = "secret"
+
+[validator]
+kind = "jwt"
+issuer = "https://idp.example/realms/mail"
+audience = ["imap.example", "bearergate"]
+username_claims = ["email", "preferred_username"]
+require_typ = "at+jwt"
+leeway = "30s"
+required_scope = "mail"
+"#;
+
+#[test]
+fn jwt_validator_keys_reach_the_validator() {
+    let config = Config::parse(JWT).expect("parses");
+    assert!(config.validate(Path::new(".")).is_empty());
+    let jwt = config.validator.jwt_config();
+    assert_eq!(jwt.issuer, "https://idp.example/realms/mail");
+    assert_eq!(jwt.audiences, ["imap.example", "bearergate"]);
+    assert_eq!(jwt.username_claims, ["email", "preferred_username"]);
+    assert_eq!(jwt.require_typ.as_deref(), Some("at+jwt"));
+    assert_eq!(jwt.leeway, Duration::from_secs(30));
+    assert_eq!(jwt.required_scopes, ["mail"]);
+
+    let no_issuer = JWT.replace("issuer = \"https://idp.example/realms/mail\"\n", "");
+    let errors = Config::parse(&no_issuer)
+        .expect("parses")
+        .validate(Path::new("."));
+    assert_eq!(keys(&errors), vec!["validator.issuer"]);
+    let no_audience = JWT.replace("audience = [\"imap.example\", \"bearergate\"]\n", "");
+    let errors = Config::parse(&no_audience)
+        .expect("parses")
+        .validate(Path::new("."));
+    assert_eq!(keys(&errors), vec!["validator.audience"]);
+    let hs = JWT.replace("leeway", "allowed_algorithms = [\"HS256\"]\nleeway");
+    let errors = Config::parse(&hs).expect("parses").validate(Path::new("."));
+    assert_eq!(keys(&errors), vec!["validator.allowed_algorithms"]);
+}
