@@ -9,6 +9,7 @@ mod support;
 mod cli;
 mod dovecot_backend;
 mod imap_backend;
+mod imap_jwt;
 mod imap_login;
 mod imap_negative;
 mod imap_passthrough_fallback;

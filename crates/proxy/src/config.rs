@@ -293,6 +293,12 @@ pub struct ValidatorConfig {
     pub leeway: Duration,
     /// For `jwt`: required `typ` header, e.g. `at+jwt` (RFC 9068).
     pub require_typ: Option<String>,
+    /// For `jwt`: least time between two JWKS fetches caused by unknown key ids.
+    #[serde(
+        default = "defaults::jwks_refetch_interval",
+        deserialize_with = "duration"
+    )]
+    pub jwks_refetch_interval: Duration,
     /// For `jwt`: accepted signature algorithms (default RS/PS/ES256-512, EdDSA; never
     /// `none` or HS*).
     #[serde(default)]
@@ -373,6 +379,10 @@ mod defaults {
     /// A minute of clock skew, as most OpenID providers assume.
     pub fn jwt_leeway() -> Duration {
         Duration::from_secs(60)
+    }
+    /// Keys rotate rarely; this bounds the requests a flood of forged `kid`s can cause.
+    pub fn jwks_refetch_interval() -> Duration {
+        validator::DEFAULT_JWKS_REFETCH_INTERVAL
     }
     pub fn validator_timeout() -> Duration {
         Duration::from_secs(5)
@@ -616,6 +626,7 @@ impl ValidatorConfig {
         config.jwks_url = self.jwks_url.clone();
         config.leeway = self.leeway;
         config.require_typ = self.require_typ.clone();
+        config.jwks_refetch_interval = self.jwks_refetch_interval;
         config.username_claims = if self.username_claims.is_empty() {
             vec![self.username_claim.clone()]
         } else {

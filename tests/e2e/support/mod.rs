@@ -6,6 +6,7 @@ pub mod certs;
 pub mod dovecot;
 pub mod idp;
 pub mod imap_client;
+pub mod jwks;
 pub mod ports;
 pub mod postfix;
 pub mod proxy;
