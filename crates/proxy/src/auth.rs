@@ -6,6 +6,8 @@ use std::sync::Arc;
 use sasl::BearerCredentials;
 use validator::{Identity, InvalidReason, ValidationError, Validator};
 
+use crate::config::Protocol;
+
 /// Why a login cannot go ahead.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -23,13 +25,21 @@ pub enum Refused {
     /// The validator refused the token.
     #[error("{0}")]
     Token(InvalidReason),
-    /// The token is valid but for another user than the one the client named.
-    #[error("claimed user `{claimed}` is not the token's user `{token_user}`")]
+    /// The token is valid but for another user than the one the client named. The message
+    /// names the claim compared: "which claim?" is the first question of whoever reads it.
+    #[error(
+        "claimed user `{claimed}` is not the token's user `{token_user}` \
+         (from claim `{claim}` of issuer {issuer})"
+    )]
     WrongUser {
         /// What the client sent (`user=` / `a=`).
         claimed: String,
-        /// What the token says.
+        /// What the token says, after the issuer's policy.
         token_user: String,
+        /// The claim the token's user came from.
+        claim: String,
+        /// The issuer that accepted the token.
+        issuer: String,
     },
 }
 
@@ -48,9 +58,10 @@ impl Refused {
 pub async fn check(
     validator: &Validator,
     credentials: &BearerCredentials,
+    protocol: Protocol,
 ) -> Result<Arc<Identity>, AuthError> {
     let identity = validator
-        .validate(&credentials.token)
+        .validate_for(&credentials.token, protocol.name())
         .await
         .map_err(|e| match e {
             ValidationError::Invalid(reason) => AuthError::Refused(Refused::Token(reason)),
@@ -61,6 +72,8 @@ pub async fn check(
             return Err(AuthError::Refused(Refused::WrongUser {
                 claimed: claimed.clone(),
                 token_user: identity.user.clone(),
+                claim: identity.user_claim.clone(),
+                issuer: identity.issuer.clone(),
             }));
         }
     }

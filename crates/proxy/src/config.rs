@@ -57,7 +57,12 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// Mail servers behind the proxy, by name.
     pub backends: BTreeMap<String, BackendConfig>,
+    /// `[validator]` as read; turned into [`Config::validator`] by [`Config::parse`] (and
+    /// emptied then, so no secret lingers in it).
+    #[serde(rename = "validator")]
+    validator_table: toml::Table,
     /// How bearer tokens are checked.
+    #[serde(skip)]
     pub validator: ValidatorConfig,
 }
 
@@ -250,83 +255,6 @@ pub struct BackendConfig {
     pub forward_client_address: bool,
 }
 
-/// Token validation methods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ValidatorKind {
-    /// RFC 7662 token introspection.
-    Introspection,
-    /// Local JWT validation against the issuer's JWKS.
-    Jwt,
-}
-
-/// `[validator]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ValidatorConfig {
-    /// Validation method.
-    pub kind: ValidatorKind,
-    /// RFC 7662 endpoint.
-    pub introspection_url: Option<String>,
-    /// Client id the proxy authenticates to the introspection endpoint with.
-    pub client_id: Option<String>,
-    /// Its secret (or `client_secret_file`).
-    #[serde(default, deserialize_with = "secret_opt")]
-    pub client_secret: Option<SecretString>,
-    /// File whose first line is the client secret.
-    pub client_secret_file: Option<PathBuf>,
-    /// Claim that names the mail user.
-    #[serde(default = "defaults::username_claim")]
-    pub username_claim: String,
-    /// For `jwt`: claims tried in order for the mail user (default: `username_claim`).
-    #[serde(default)]
-    pub username_claims: Vec<String>,
-    /// For `jwt`: the issuer (`iss`), also where discovery looks for the keys.
-    pub issuer: Option<String>,
-    /// For `jwt`: accepted audiences (`aud` must contain one).
-    #[serde(default)]
-    pub audience: Vec<String>,
-    /// For `jwt`: the JWKS URL; default: found through the issuer's discovery document.
-    pub jwks_url: Option<String>,
-    /// For `jwt`: clock skew allowed for `exp` and `nbf`.
-    #[serde(default = "defaults::jwt_leeway", deserialize_with = "duration")]
-    pub leeway: Duration,
-    /// For `jwt`: required `typ` header, e.g. `at+jwt` (RFC 9068).
-    pub require_typ: Option<String>,
-    /// For `jwt`: least time between two JWKS fetches caused by unknown key ids.
-    #[serde(
-        default = "defaults::jwks_refetch_interval",
-        deserialize_with = "duration"
-    )]
-    pub jwks_refetch_interval: Duration,
-    /// For `jwt`: accepted signature algorithms (default RS/PS/ES256-512, EdDSA; never
-    /// `none` or HS*).
-    #[serde(default)]
-    pub allowed_algorithms: Vec<String>,
-    /// Space-separated scopes every token must carry; empty means none.
-    #[serde(default)]
-    pub required_scope: String,
-    /// Upper bound on how long an answer is cached; never past the token's `exp`.
-    #[serde(default = "defaults::cache_max_ttl", deserialize_with = "duration")]
-    pub cache_max_ttl: Duration,
-    /// How long a refusal is remembered.
-    #[serde(
-        default = "defaults::negative_cache_ttl",
-        deserialize_with = "duration"
-    )]
-    pub negative_cache_ttl: Duration,
-    /// Time allowed for one request to the identity provider.
-    #[serde(default = "defaults::validator_timeout", deserialize_with = "duration")]
-    pub timeout: Duration,
-    /// Tokens kept in the cache at most.
-    #[serde(default = "defaults::cache_capacity")]
-    pub cache_capacity: u64,
-    /// `openid-configuration` URL sent to OAUTHBEARER clients in the error challenge.
-    pub openid_configuration: Option<String>,
-    /// Scope named in the error challenge (the scope a client should ask for).
-    pub challenge_scope: Option<String>,
-}
-
 /// Defaults, each with the reason for its number.
 mod defaults {
     use std::time::Duration;
@@ -367,29 +295,6 @@ mod defaults {
     pub fn login_timeout() -> Duration {
         Duration::from_secs(15)
     }
-    pub fn username_claim() -> String {
-        "username".to_owned()
-    }
-    pub fn cache_max_ttl() -> Duration {
-        Duration::from_secs(300)
-    }
-    pub fn negative_cache_ttl() -> Duration {
-        Duration::from_secs(10)
-    }
-    /// A minute of clock skew, as most OpenID providers assume.
-    pub fn jwt_leeway() -> Duration {
-        Duration::from_secs(60)
-    }
-    /// Keys rotate rarely; this bounds the requests a flood of forged `kid`s can cause.
-    pub fn jwks_refetch_interval() -> Duration {
-        validator::DEFAULT_JWKS_REFETCH_INTERVAL
-    }
-    pub fn validator_timeout() -> Duration {
-        Duration::from_secs(5)
-    }
-    pub fn cache_capacity() -> u64 {
-        100_000
-    }
 }
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
@@ -429,11 +334,14 @@ impl Config {
     /// Parses TOML text; the error names the key path where serde stopped.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let deserializer = toml::Deserializer::new(text);
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let message = e.into_inner().message().to_owned();
             ConfigError::new(if key == "." { String::new() } else { key }, message)
-        })
+        })?;
+        config.validator =
+            ValidatorConfig::from_table(std::mem::take(&mut config.validator_table))?;
+        Ok(config)
     }
 
     /// Cross-field rules. `base` is the directory relative paths are resolved against when
@@ -565,100 +473,6 @@ impl BackendConfig {
     }
 }
 
-impl ValidatorConfig {
-    fn validate(&self, base: &Path, errors: &mut Vec<ConfigError>) {
-        if self.kind == ValidatorKind::Jwt {
-            if self.issuer.is_none() {
-                errors.push(ConfigError::new(
-                    "validator.issuer",
-                    "required for kind = \"jwt\"",
-                ));
-                return;
-            }
-            if let Err(validator::ConfigError::Invalid { key, problem }) =
-                self.jwt_config().validate()
-            {
-                errors.push(ConfigError::new(format!("validator.{key}"), problem));
-            }
-            return;
-        }
-        let before = errors.len();
-        if self.introspection_url.is_none() {
-            errors.push(ConfigError::new(
-                "validator.introspection_url",
-                "required for kind = \"introspection\"",
-            ));
-        }
-        if self.client_id.is_none() {
-            errors.push(ConfigError::new("validator.client_id", "required"));
-        }
-        match (&self.client_secret, &self.client_secret_file) {
-            (None, None) => errors.push(ConfigError::new(
-                "validator.client_secret",
-                "required (or client_secret_file)",
-            )),
-            (Some(_), Some(_)) => errors.push(ConfigError::new(
-                "validator.client_secret_file",
-                "give client_secret or client_secret_file, not both",
-            )),
-            (None, Some(file)) => check_file(base, file, "validator.client_secret_file", errors),
-            (Some(_), None) => {}
-        }
-        if errors.len() > before {
-            return;
-        }
-        // The validator's own rules (https unless loopback, scope syntax, ...), checked here
-        // so that check-config reports what start-up would refuse.
-        let placeholder = SecretString::from(String::from("unused"));
-        if let Err(validator::ConfigError::Invalid { key, problem }) =
-            self.introspection_config(placeholder).validate()
-        {
-            errors.push(ConfigError::new(format!("validator.{key}"), problem));
-        }
-    }
-
-    /// The validator crate's JWT configuration.
-    pub fn jwt_config(&self) -> validator::JwtConfig {
-        let mut config = validator::JwtConfig::new(
-            self.issuer.clone().unwrap_or_default(),
-            self.audience.clone(),
-        );
-        config.jwks_url = self.jwks_url.clone();
-        config.leeway = self.leeway;
-        config.require_typ = self.require_typ.clone();
-        config.jwks_refetch_interval = self.jwks_refetch_interval;
-        config.username_claims = if self.username_claims.is_empty() {
-            vec![self.username_claim.clone()]
-        } else {
-            self.username_claims.clone()
-        };
-        config.required_scopes = validator::IntrospectionConfig::parse_scopes(&self.required_scope);
-        if !self.allowed_algorithms.is_empty() {
-            config.allowed_algorithms = self.allowed_algorithms.clone();
-        }
-        config.timeout = self.timeout;
-        config
-    }
-
-    /// The validator crate's configuration, with the client secret already read.
-    pub fn introspection_config(
-        &self,
-        client_secret: SecretString,
-    ) -> validator::IntrospectionConfig {
-        validator::IntrospectionConfig {
-            introspection_url: self.introspection_url.clone().unwrap_or_default(),
-            client_id: self.client_id.clone().unwrap_or_default(),
-            client_secret,
-            username_claim: self.username_claim.clone(),
-            required_scopes: validator::IntrospectionConfig::parse_scopes(&self.required_scope),
-            cache_max_ttl: self.cache_max_ttl,
-            negative_cache_ttl: self.negative_cache_ttl,
-            timeout: self.timeout,
-            cache_capacity: self.cache_capacity,
-        }
-    }
-}
-
 fn check_file(base: &Path, file: &Path, key: &str, errors: &mut Vec<ConfigError>) {
     let path = resolve(base, file);
     if !path.is_file() {
@@ -698,6 +512,9 @@ pub fn split_host_port(address: &str) -> Option<(&str, u16)> {
     }
     Some((host, port))
 }
+
+mod issuers;
+pub use issuers::{IssuerConfig, ValidatorConfig, ValidatorKind};
 
 #[cfg(test)]
 mod tests;

@@ -35,6 +35,8 @@ pub trait PreLogin {
     fn advance(&mut self, input: &mut BytesMut) -> Action;
     /// The STARTTLS handshake completed.
     fn tls_started(&mut self);
+    /// Sets the discovery hints of the error challenge (the refused token's issuer's).
+    fn set_discovery(&mut self, discovery: &validator::Discovery);
     /// The token was refused.
     fn token_refused(&mut self, refusal: Refusal);
     /// A backend that validates tokens itself refused this one.
@@ -201,7 +203,9 @@ async fn run<S: PreLogin>(
             }
             Action::Authenticate(credentials) => {
                 let mechanism = credentials.mechanism.name();
-                let identity = match auth::check(&context.validator, &credentials).await {
+                let identity = match auth::check(&context.validator, &credentials, context.protocol)
+                    .await
+                {
                     Ok(identity) => identity,
                     Err(AuthError::Unavailable(why)) => {
                         METRICS.login(context.protocol, LoginOutcome::IdpUnavailable);
@@ -212,6 +216,7 @@ async fn run<S: PreLogin>(
                     Err(AuthError::Refused(why)) => {
                         METRICS.login(context.protocol, LoginOutcome::Refused);
                         info!(mechanism, reason = %why, "authentication refused");
+                        session.set_discovery(context.validator.discovery_for(&credentials.token));
                         session.token_refused(if why.is_missing_scope() {
                             Refusal::InsufficientScope
                         } else {
@@ -221,7 +226,7 @@ async fn run<S: PreLogin>(
                     }
                 };
                 let request = backend::LoginRequest {
-                    user: &identity.user,
+                    user: &identity.backend_user,
                     credentials: &credentials,
                     client: peer,
                     client_name: session.client_name(),

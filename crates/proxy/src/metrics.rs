@@ -105,7 +105,11 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, validator: &validator::ValidatorStats) -> String {
+    pub fn render(
+        &self,
+        validator: &validator::ValidatorStats,
+        issuers: &[validator::IssuerStats],
+    ) -> String {
         let mut out = String::with_capacity(2_048);
         let push = |out: &mut String, name: &str, kind: &str, help: &str, body: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -211,6 +215,7 @@ impl Metrics {
                 &format!("{name} {value}\n"),
             );
         }
+        render_issuers(&mut out, issuers);
         out
     }
 }
@@ -280,7 +285,7 @@ async fn answer(mut stream: TcpStream, validator: &validator::Validator) -> std:
         (b"GET", b"/metrics") => (
             "200 OK",
             "text/plain; version=0.0.4",
-            METRICS.render(&validator.stats()),
+            METRICS.render(&validator.stats(), &validator.issuer_stats()),
         ),
         (b"GET", b"/healthz") => ("200 OK", "text/plain", "ok\n".to_owned()),
         (b"GET", _) => ("404 Not Found", "text/plain", "not found\n".to_owned()),
@@ -298,6 +303,44 @@ async fn answer(mut stream: TcpStream, validator: &validator::Validator) -> std:
     stream.shutdown().await
 }
 
+/// Per identity provider: requests, requests refused without asking, and whether its
+/// circuit is open (the provider counts as down).
+fn render_issuers(out: &mut String, issuers: &[validator::IssuerStats]) {
+    type Family = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&validator::IssuerStats) -> u64,
+    );
+    let families: [Family; 3] = [
+        (
+            "bearergate_idp_requests_total",
+            "counter",
+            "HTTP requests to each identity provider.",
+            |i| i.requests,
+        ),
+        (
+            "bearergate_idp_rejected_total",
+            "counter",
+            "Token checks answered unavailable without asking the identity provider.",
+            |i| i.rejected,
+        ),
+        (
+            "bearergate_idp_circuit_open",
+            "gauge",
+            "1 while the identity provider counts as down and is not asked.",
+            |i| u64::from(i.circuit != validator::CircuitState::Closed),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for issuer in issuers {
+            let label = issuer.name.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(out, "{name}{{issuer=\"{label}\"}} {}", value(issuer));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,7 +349,16 @@ mod tests {
     fn render_has_every_family_once_with_labels() {
         let _guard = METRICS.session_started(Protocol::Imap);
         METRICS.login(Protocol::Imap, LoginOutcome::Refused);
-        let text = METRICS.render(&validator::ValidatorStats::default());
+        let issuers = [validator::IssuerStats {
+            name: "key\"cloak".to_owned(),
+            requests: 7,
+            circuit: validator::CircuitState::Open,
+            rejected: 2,
+        }];
+        let text = METRICS.render(&validator::ValidatorStats::default(), &issuers);
+        assert!(text.contains("bearergate_idp_requests_total{issuer=\"key\\\"cloak\"} 7\n"));
+        assert!(text.contains("bearergate_idp_circuit_open{issuer=\"key\\\"cloak\"} 1\n"));
+        assert!(text.contains("bearergate_idp_rejected_total{issuer=\"key\\\"cloak\"} 2\n"));
         for family in [
             "bearergate_connections_total",
             "bearergate_sessions_active",

@@ -107,6 +107,13 @@ macro_rules! pre_login {
             fn tls_started(&mut self) {
                 <$session>::tls_started(self)
             }
+            fn set_discovery(&mut self, discovery: &validator::Discovery) {
+                <$session>::set_discovery(
+                    self,
+                    discovery.scope.clone(),
+                    discovery.openid_configuration.clone(),
+                )
+            }
             fn token_refused(&mut self, refusal: Refusal) {
                 <$session>::token_refused(self, refusal)
             }

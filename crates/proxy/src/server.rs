@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::backend::Backend;
-use crate::config::{self, Config, ListenerTls, Protocol, ValidatorKind};
+use crate::config::{self, Config, ListenerTls, Protocol};
 use crate::tls;
 
 /// Why the server could not start.
@@ -120,20 +120,11 @@ fn secret(
 }
 
 fn build_validator(config: &Config, base: &Path) -> Result<validator::Validator, StartError> {
-    let v = &config.validator;
-    let built = match v.kind {
-        ValidatorKind::Introspection => {
-            let secret = secret(&v.client_secret, &v.client_secret_file, base)?;
-            validator::Validator::new(v.introspection_config(secret))
-        }
-        ValidatorKind::Jwt => validator::Validator::new_jwt(
-            v.jwt_config(),
-            v.cache_max_ttl,
-            v.negative_cache_ttl,
-            v.cache_capacity,
-        ),
-    };
-    built.map_err(|e| StartError::Validator(e.to_string()))
+    let validator_config = config
+        .validator
+        .to_validator(base)
+        .map_err(|e| StartError::Validator(e.to_string()))?;
+    validator::Validator::new(validator_config).map_err(|e| StartError::Validator(e.to_string()))
 }
 
 /// Runs until SIGTERM or SIGINT, then drains.
@@ -156,9 +147,11 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
         let backend = Backend::from_config(name, backend_config, password, base)?;
         backends.insert(name.clone(), Arc::new(backend));
     }
+    // The first issuer's hints; a refused token gets its own issuer's (driver).
+    let first = &config.validator.issuers[0];
     let challenge = ChallengeInfo {
-        openid_configuration: config.validator.openid_configuration.clone(),
-        scope: config.validator.challenge_scope.clone(),
+        openid_configuration: first.openid_configuration.clone(),
+        scope: first.challenge_scope.clone(),
     };
 
     let shutdown = CancellationToken::new();

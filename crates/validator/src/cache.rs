@@ -127,6 +127,9 @@ mod tests {
     fn identity(exp: Option<u64>) -> Outcome {
         Outcome::Valid(Arc::new(Identity {
             user: "alice".into(),
+            user_claim: "username".into(),
+            backend_user: "alice".into(),
+            issuer: "idp".into(),
             scopes: vec!["mail".into()],
             client_id: None,
             expires_at: exp.map(|s| UNIX_EPOCH + Duration::from_secs(s)),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::error::ConfigError;
+use crate::error::{invalid, ConfigError};
 
 /// Default for `username_claim`: RFC 7662 §2.2 `username`.
 pub const DEFAULT_USERNAME_CLAIM: &str = "username";
@@ -23,32 +23,47 @@ pub const DEFAULT_NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default cache capacity in entries (about 100 000 concurrent users' tokens).
 pub const DEFAULT_CACHE_CAPACITY: u64 = 100_000;
+/// Default for `token_type_hint`: the proxy only ever sees access tokens.
+pub const DEFAULT_TOKEN_TYPE_HINT: &str = "access_token";
 
-/// How to reach an RFC 7662 introspection endpoint and what to demand of its answers.
+/// How the proxy authenticates itself to the introspection endpoint (RFC 7662 §2.1 demands
+/// some authorisation; RFC 6749 §2.3.1 names the two client-secret forms).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_secret_basic`: HTTP Basic with the URL-encoded id and secret. The default,
+    /// and what every provider supports.
+    #[default]
+    Basic,
+    /// `client_secret_post`: `client_id` and `client_secret` in the form body.
+    Post,
+    /// `Authorization: Bearer <client_secret>`: an endpoint protected by a bearer token of
+    /// its own (RFC 7662 §2.1 allows it; some gateways use it).
+    Bearer,
+}
+
+/// How to reach an RFC 7662 introspection endpoint and what to demand of its answers
+/// beyond `active`.
 #[derive(Clone)]
 pub struct IntrospectionConfig {
     /// `introspection_url`: the endpoint. `https` in production; plain `http` is accepted
     /// only towards a loopback address (tests, a sidecar), since the token travels in the
     /// request body.
     pub introspection_url: String,
-    /// `client_id`: our client identifier for HTTP Basic authentication (RFC 6749 §2.3.1).
+    /// `client_id`: our client identifier (unused for [`ClientAuth::Bearer`]).
     pub client_id: String,
-    /// `client_secret` (or `client_secret_file`): our client secret. Never logged.
+    /// `client_secret` (or `client_secret_file`): our client secret, or the bearer token
+    /// for [`ClientAuth::Bearer`]. Never logged.
     pub client_secret: SecretString,
-    /// `username_claim`: the response member naming the mail user; must be a non-empty string.
-    pub username_claim: String,
-    /// `required_scope`, split on spaces: every one must be among the token's `scope`.
-    pub required_scopes: Vec<String>,
-    /// `cache_max_ttl`: longest a positive answer is cached; never beyond the token's `exp`.
-    /// `Duration::ZERO` disables positive caching.
-    pub cache_max_ttl: Duration,
-    /// `negative_cache_ttl`: how long a rejected token stays rejected without asking again.
-    /// `Duration::ZERO` disables negative caching.
-    pub negative_cache_ttl: Duration,
+    /// `client_auth`: how the id and secret are presented.
+    pub client_auth: ClientAuth,
+    /// `token_type_hint`: sent with each request (RFC 7662 §2.1); `None` sends none.
+    pub token_type_hint: Option<String>,
+    /// `issuer`: when set, an `iss` in the answer must equal it.
+    pub issuer: Option<String>,
+    /// `audience`: when not empty, an `aud` in the answer must name one of these.
+    pub audiences: Vec<String>,
     /// `timeout`: limit for one whole introspection request (connect, send, read the body).
     pub timeout: Duration,
-    /// Maximum number of cached answers (positive and negative together).
-    pub cache_capacity: u64,
 }
 
 impl IntrospectionConfig {
@@ -62,17 +77,15 @@ impl IntrospectionConfig {
             introspection_url: introspection_url.into(),
             client_id: client_id.into(),
             client_secret,
-            username_claim: DEFAULT_USERNAME_CLAIM.to_owned(),
-            required_scopes: Vec::new(),
-            cache_max_ttl: DEFAULT_CACHE_MAX_TTL,
-            negative_cache_ttl: DEFAULT_NEGATIVE_CACHE_TTL,
+            client_auth: ClientAuth::Basic,
+            token_type_hint: Some(DEFAULT_TOKEN_TYPE_HINT.to_owned()),
+            issuer: None,
+            audiences: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
-            cache_capacity: DEFAULT_CACHE_CAPACITY,
         }
     }
 
-    /// Splits the `required_scope` key's value (space-separated; `""` means none) into
-    /// [`IntrospectionConfig::required_scopes`].
+    /// Splits a space-separated scope list (`""` means none).
     pub fn parse_scopes(required_scope: &str) -> Vec<String> {
         required_scope
             .split(' ')
@@ -83,32 +96,24 @@ impl IntrospectionConfig {
 
     /// Checks every key and the rules between them.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_url(&self.introspection_url)?;
-        if self.client_id.is_empty() {
+        validate_url_key("introspection_url", &self.introspection_url)?;
+        if self.client_id.is_empty() && self.client_auth != ClientAuth::Bearer {
             return Err(invalid("client_id", "must not be empty"));
         }
-        if self.username_claim.is_empty() {
-            return Err(invalid("username_claim", "must not be empty"));
-        }
-        if let Some(bad) = self
-            .required_scopes
-            .iter()
-            .find(|s| s.is_empty() || !s.bytes().all(is_scope_token_byte))
-        {
-            // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+        if self.token_type_hint.as_deref() == Some("") {
             return Err(invalid(
-                "required_scope",
-                format!("{bad:?} is not a valid scope token (RFC 6749 §3.3)"),
+                "token_type_hint",
+                "must not be empty (leave it out to send none)",
             ));
+        }
+        if self.issuer.as_deref() == Some("") {
+            return Err(invalid("issuer", "must not be empty"));
+        }
+        if self.audiences.iter().any(String::is_empty) {
+            return Err(invalid("audience", "must not contain \"\""));
         }
         if self.timeout.is_zero() {
             return Err(invalid("timeout", "must be greater than zero"));
-        }
-        if self.cache_capacity == 0 {
-            return Err(invalid(
-                "cache_capacity",
-                "must be at least 1 (set cache_max_ttl and negative_cache_ttl to 0 to disable caching)",
-            ));
         }
         Ok(())
     }
@@ -117,10 +122,6 @@ impl IntrospectionConfig {
 /// `scope-token` characters of RFC 6749 §3.3.
 pub(crate) fn is_scope_token_byte(b: u8) -> bool {
     b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)
-}
-
-fn validate_url(raw: &str) -> Result<(), ConfigError> {
-    validate_url_key("introspection_url", raw)
 }
 
 pub(crate) fn validate_url_key(key: &'static str, raw: &str) -> Result<(), ConfigError> {
@@ -151,25 +152,17 @@ fn is_loopback_host(host: &str) -> bool {
     bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        problem: problem.into(),
-    }
-}
-
 impl fmt::Debug for IntrospectionConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IntrospectionConfig")
             .field("introspection_url", &self.introspection_url)
             .field("client_id", &self.client_id)
             .field("client_secret", &"[REDACTED]")
-            .field("username_claim", &self.username_claim)
-            .field("required_scopes", &self.required_scopes)
-            .field("cache_max_ttl", &self.cache_max_ttl)
-            .field("negative_cache_ttl", &self.negative_cache_ttl)
+            .field("client_auth", &self.client_auth)
+            .field("token_type_hint", &self.token_type_hint)
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
             .field("timeout", &self.timeout)
-            .field("cache_capacity", &self.cache_capacity)
             .finish()
     }
 }
@@ -185,13 +178,15 @@ mod tests {
     #[test]
     fn defaults() {
         let c = config("https://idp.example/introspect");
-        assert_eq!(c.username_claim, "username");
-        assert_eq!(c.cache_max_ttl, Duration::from_secs(300));
-        assert_eq!(c.negative_cache_ttl, Duration::from_secs(10));
         assert_eq!(c.timeout, Duration::from_secs(5));
-        assert_eq!(c.cache_capacity, 100_000);
-        assert!(c.required_scopes.is_empty());
+        assert_eq!(c.client_auth, ClientAuth::Basic);
+        assert_eq!(c.token_type_hint.as_deref(), Some("access_token"));
         assert_eq!(c.validate(), Ok(()));
+
+        let mut bearer = config("https://idp.example/introspect");
+        bearer.client_auth = ClientAuth::Bearer;
+        bearer.client_id.clear();
+        assert_eq!(bearer.validate(), Ok(()), "bearer auth needs no client_id");
     }
 
     #[test]
@@ -256,21 +251,11 @@ mod tests {
         ));
 
         let mut c = config("https://idp.example/introspect");
-        c.required_scopes = vec!["ma\"il".to_owned()];
+        c.token_type_hint = Some(String::new());
         assert!(matches!(
             c.validate(),
             Err(ConfigError::Invalid {
-                key: "required_scope",
-                ..
-            })
-        ));
-
-        let mut c = config("https://idp.example/introspect");
-        c.cache_capacity = 0;
-        assert!(matches!(
-            c.validate(),
-            Err(ConfigError::Invalid {
-                key: "cache_capacity",
+                key: "token_type_hint",
                 ..
             })
         ));

@@ -59,6 +59,18 @@ pub enum InvalidReason {
     WrongType,
     /// The token is not a well-formed JWT (JWS compact serialisation).
     MalformedJwt,
+    /// The token was issued to an OAuth client not in `allowed_client_ids` (its `client_id`,
+    /// else `azp`; empty when it names none).
+    ClientNotAllowed {
+        /// The client the token names.
+        client_id: String,
+    },
+    /// A userinfo or tokeninfo endpoint refused the token with this HTTP status (400, 401
+    /// or 403).
+    RejectedByProvider {
+        /// The HTTP status.
+        status: u16,
+    },
 }
 
 impl fmt::Display for InvalidReason {
@@ -81,6 +93,18 @@ impl fmt::Display for InvalidReason {
             }
             Self::WrongType => f.write_str("token has the wrong typ"),
             Self::MalformedJwt => f.write_str("token is not a well-formed JWT"),
+            Self::ClientNotAllowed { client_id } if client_id.is_empty() => {
+                f.write_str("token names no client, and allowed_client_ids is set")
+            }
+            Self::ClientNotAllowed { client_id } => {
+                write!(
+                    f,
+                    "token was issued to client {client_id:?}, not an allowed one"
+                )
+            }
+            Self::RejectedByProvider { status } => {
+                write!(f, "identity provider refused the token (HTTP {status})")
+            }
         }
     }
 }
@@ -132,4 +156,12 @@ pub enum ConfigError {
     /// The HTTP client could not be built (e.g. the TLS backend failed to initialise).
     #[error("validator: cannot build the HTTP client: {0}")]
     HttpClient(String),
+}
+
+/// A [`ConfigError::Invalid`] for `key`.
+pub(crate) fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
 }

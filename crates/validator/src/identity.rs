@@ -1,29 +1,52 @@
-//! The identity a valid token stands for, and the pure evaluation of an RFC 7662 answer.
+//! The identity a valid token stands for, and the pure checks of an RFC 7662 answer
+//! (`active`, `exp`, `nbf`, and `iss`/`aud` when configured).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
 use crate::error::InvalidReason;
+use crate::policy::PolicyUser;
 
-/// Clock skew tolerated between us and the identity provider when checking `exp` and `nbf`.
-/// None for now: the identity provider judged the token against its own clock a moment ago.
+/// Clock skew tolerated between us and the identity provider when checking `exp` and `nbf`
+/// of an introspection answer. None: the identity provider judged the token against its own
+/// clock a moment ago.
 pub const CLOCK_LEEWAY: Duration = Duration::ZERO;
 
 /// Who a valid token belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// The mail user, from the configured `username_claim`.
+    /// The mail user: the first configured user claim the token has, after the policy's
+    /// domain and case rules. The identity a client claims must be this one.
     pub user: String,
-    /// The token's scopes (its `scope` member split on spaces).
+    /// The claim [`Identity::user`] came from, for the log line that explains a mismatch.
+    pub user_claim: String,
+    /// The login at the backend: [`Identity::user`], or what `user_map` maps it to.
+    pub backend_user: String,
+    /// The name of the configured issuer that accepted the token.
+    pub issuer: String,
+    /// The token's scopes (`scope` split on spaces, or `scp`).
     pub scopes: Vec<String>,
-    /// The OAuth client the token was issued to, when the identity provider says.
+    /// The OAuth client the token was issued to (`client_id`, else `azp`), when known.
     pub client_id: Option<String>,
     /// The token's `exp`, when it has one.
     pub expires_at: Option<SystemTime>,
 }
 
 impl Identity {
+    /// Assembles an identity from what the policy found.
+    pub(crate) fn new(found: PolicyUser, issuer: &str, expires_at: Option<SystemTime>) -> Self {
+        Self {
+            user: found.user,
+            user_claim: found.claim,
+            backend_user: found.backend_user,
+            issuer: issuer.to_owned(),
+            scopes: found.scopes,
+            client_id: found.client_id,
+            expires_at,
+        }
+    }
+
     /// True once `now` has reached the token's `exp` (plus [`CLOCK_LEEWAY`]).
     pub fn is_expired_at(&self, now: SystemTime) -> bool {
         self.expires_at.is_some_and(|exp| is_past(exp, now))
@@ -35,23 +58,25 @@ impl Identity {
     }
 }
 
-/// What an answer must show for its token to be accepted.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Requirements<'a> {
-    pub username_claim: &'a str,
-    pub required_scopes: &'a [String],
+/// What an introspection (or userinfo) answer must show besides `active`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AnswerRules<'a> {
+    /// When set, an `iss` member present in the answer must equal it.
+    pub issuer: Option<&'a str>,
+    /// When not empty, an `aud` member present in the answer must name one of these.
+    pub audiences: &'a [String],
 }
 
-/// Judges an RFC 7662 §2.2 response object at time `now`.
+/// Judges an RFC 7662 §2.2 response object at time `now`, returning the token's `exp`.
 ///
-/// `active` must be JSON `true`; `exp`/`nbf` (NumericDate) are honoured; the user comes from
-/// the configured claim and must be a non-empty string without control characters (it ends
-/// up in the backend's LOGIN command); every required scope must be in `scope`.
-pub(crate) fn evaluate(
+/// `active` must be JSON `true`; `exp`/`nbf` (NumericDate) are honoured; `iss` and `aud`
+/// are checked when the answer has them and the configuration names what they must be
+/// (RFC 7662 makes them optional, so their absence is no reason to refuse).
+pub(crate) fn check_answer(
     response: &Map<String, Value>,
-    requirements: Requirements<'_>,
+    rules: AnswerRules<'_>,
     now: SystemTime,
-) -> Result<Identity, InvalidReason> {
+) -> Result<Option<SystemTime>, InvalidReason> {
     if response.get("active") != Some(&Value::Bool(true)) {
         return Err(InvalidReason::Inactive);
     }
@@ -65,60 +90,46 @@ pub(crate) fn evaluate(
             return Err(InvalidReason::NotYetValid);
         }
     }
-
-    let user = user_claim(response, requirements.username_claim)?;
-
-    let scopes: Vec<String> = match optional_str(response, "scope")? {
-        Some(scope) => scope
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        None => Vec::new(),
-    };
-    if let Some(missing) = requirements
-        .required_scopes
-        .iter()
-        .find(|required| !scopes.contains(required))
-    {
-        return Err(InvalidReason::MissingScope {
-            scope: missing.clone(),
-        });
+    if let (Some(want), Some(iss)) = (rules.issuer, optional_str(response, "iss")?) {
+        if iss != want {
+            return Err(InvalidReason::WrongIssuer);
+        }
     }
+    if !rules.audiences.is_empty() && !audience_matches(response, rules.audiences)? {
+        return Err(InvalidReason::WrongAudience);
+    }
+    Ok(expires_at)
+}
 
-    let client_id = optional_str(response, "client_id")?.map(str::to_owned);
-
-    Ok(Identity {
-        user,
-        scopes,
-        client_id,
-        expires_at,
-    })
+/// RFC 7662 §2.2 / RFC 7519 §4.1.3: `aud` is a string or an array of strings. An absent
+/// `aud` passes.
+fn audience_matches(
+    response: &Map<String, Value>,
+    audiences: &[String],
+) -> Result<bool, InvalidReason> {
+    let malformed = || InvalidReason::Malformed {
+        claim: "aud".to_owned(),
+        problem: "is not a string or an array of strings",
+    };
+    match response.get("aud") {
+        None | Some(Value::Null) => Ok(true),
+        Some(Value::String(aud)) => Ok(audiences.contains(aud)),
+        Some(Value::Array(list)) => {
+            let mut found = false;
+            for aud in list {
+                let Value::String(aud) = aud else {
+                    return Err(malformed());
+                };
+                found |= audiences.contains(aud);
+            }
+            Ok(found)
+        }
+        Some(_) => Err(malformed()),
+    }
 }
 
 fn is_past(exp: SystemTime, now: SystemTime) -> bool {
     now >= exp + CLOCK_LEEWAY
-}
-
-pub(crate) fn user_claim(
-    response: &Map<String, Value>,
-    claim: &str,
-) -> Result<String, InvalidReason> {
-    let malformed = |problem| InvalidReason::Malformed {
-        claim: claim.to_owned(),
-        problem,
-    };
-    match response.get(claim) {
-        None | Some(Value::Null) => Err(InvalidReason::NoUserClaim {
-            claim: claim.to_owned(),
-        }),
-        Some(Value::String(user)) if user.is_empty() => Err(malformed("is empty")),
-        Some(Value::String(user)) if user.chars().any(char::is_control) => {
-            Err(malformed("contains control characters"))
-        }
-        Some(Value::String(user)) => Ok(user.clone()),
-        Some(_) => Err(malformed("is not a string")),
-    }
 }
 
 /// A string member that may be absent or `null`.
@@ -138,7 +149,7 @@ pub(crate) fn optional_str<'a>(
 
 /// An RFC 7519 NumericDate member (seconds since the epoch, fractions allowed) that may be
 /// absent or `null`.
-fn numeric_date(
+pub(crate) fn numeric_date(
     response: &Map<String, Value>,
     claim: &str,
 ) -> Result<Option<SystemTime>, InvalidReason> {
@@ -176,23 +187,61 @@ mod tests {
         judge_claim(response, "username", required)
     }
 
+    /// The whole path of an introspection answer: the answer checks, then a policy that
+    /// takes the user from `claim` and demands `required` scopes.
     fn judge_claim(
         response: Value,
         claim: &str,
         required: &[&str],
     ) -> Result<Identity, InvalidReason> {
-        let required: Vec<String> = required.iter().map(|s| (*s).to_owned()).collect();
         let Value::Object(map) = response else {
             panic!("test response must be an object");
         };
-        evaluate(
-            &map,
-            Requirements {
-                username_claim: claim,
-                required_scopes: &required,
-            },
-            now(),
-        )
+        let policy = crate::policy::Policy {
+            required_scopes: required.iter().map(|s| (*s).to_owned()).collect(),
+            ..crate::policy::Policy::with_claim(claim)
+        };
+        let expires_at = check_answer(&map, AnswerRules::default(), now())?;
+        Ok(Identity::new(policy.apply(&map)?, "test", expires_at))
+    }
+
+    fn rules_judge(response: Value, rules: AnswerRules<'_>) -> Result<(), InvalidReason> {
+        let Value::Object(map) = response else {
+            panic!("test response must be an object");
+        };
+        check_answer(&map, rules, now()).map(drop)
+    }
+
+    #[test]
+    fn iss_and_aud_are_checked_when_present_and_configured() {
+        let audiences = ["mail".to_owned(), "imap".to_owned()];
+        let rules = AnswerRules {
+            issuer: Some("https://idp.example"),
+            audiences: &audiences,
+        };
+        let ok = json!({"active":true,"iss":"https://idp.example","aud":["x","imap"]});
+        assert_eq!(rules_judge(ok, rules), Ok(()));
+        // Absent members pass: RFC 7662 makes them optional.
+        assert_eq!(rules_judge(json!({"active":true}), rules), Ok(()));
+        assert_eq!(
+            rules_judge(json!({"active":true,"iss":"https://evil.example"}), rules),
+            Err(InvalidReason::WrongIssuer)
+        );
+        assert_eq!(
+            rules_judge(json!({"active":true,"aud":"calendar"}), rules),
+            Err(InvalidReason::WrongAudience)
+        );
+        assert_eq!(
+            rules_judge(json!({"active":true,"aud":["calendar"]}), rules),
+            Err(InvalidReason::WrongAudience)
+        );
+        assert!(matches!(
+            rules_judge(json!({"active":true,"aud":[7]}), rules),
+            Err(InvalidReason::Malformed { ref claim, .. }) if claim == "aud"
+        ));
+        // Unconfigured: anything goes.
+        let any = json!({"active":true,"iss":"https://evil.example","aud":"calendar"});
+        assert_eq!(rules_judge(any, AnswerRules::default()), Ok(()));
     }
 
     #[test]
@@ -307,13 +356,15 @@ mod tests {
                 claim: "username".to_owned()
             })
         );
-        for bad in [
-            json!(42),
-            json!(["alice"]),
-            json!({"name":"alice"}),
-            json!(""),
-            json!("alice\r\nA1 LOGOUT"),
-        ] {
+        // A claim that is not a string does not name a user: the next claim is tried.
+        for not_a_string in [json!(42), json!(["alice"]), json!({"name":"alice"})] {
+            let result = judge(json!({"active":true,"username":not_a_string}), &[]);
+            assert!(
+                matches!(result, Err(InvalidReason::NoUserClaim { .. })),
+                "{not_a_string}: {result:?}"
+            );
+        }
+        for bad in [json!(""), json!("alice\r\nA1 LOGOUT")] {
             let result = judge(json!({"active":true,"username":bad}), &[]);
             assert!(
                 matches!(result, Err(InvalidReason::Malformed { ref claim, .. }) if claim == "username"),

@@ -15,7 +15,7 @@ use reqwest::{redirect, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
-use crate::config::IntrospectionConfig;
+use crate::config::{ClientAuth, IntrospectionConfig};
 use crate::error::ConfigError;
 
 /// Largest introspection response read: 64 KiB is far above any real answer (a few hundred
@@ -30,8 +30,11 @@ pub(crate) type Unavailable = String;
 pub(crate) struct IntrospectionClient {
     http: reqwest::Client,
     url: Url,
-    /// `Basic base64(urlencode(client_id) ":" urlencode(client_secret))`, marked sensitive.
-    authorization: HeaderValue,
+    /// `Basic …` or `Bearer …`, marked sensitive; `None` for `client_secret_post`.
+    authorization: Option<HeaderValue>,
+    /// The form parameters after `token=`: the hint and, for `client_secret_post`, our
+    /// credentials. Built once; holds the secret, so never logged.
+    form_tail: SecretString,
     timeout: Duration,
     requests: AtomicU64,
 }
@@ -46,7 +49,15 @@ impl IntrospectionClient {
         Ok(Self {
             http,
             url,
-            authorization: basic_authorization(&config.client_id, &config.client_secret)?,
+            authorization: match config.client_auth {
+                ClientAuth::Basic => Some(basic_authorization(
+                    &config.client_id,
+                    &config.client_secret,
+                )?),
+                ClientAuth::Bearer => Some(bearer_authorization(&config.client_secret)?),
+                ClientAuth::Post => None,
+            },
+            form_tail: form_tail(config),
             timeout: config.timeout,
             requests: AtomicU64::new(0),
         })
@@ -80,15 +91,19 @@ impl IntrospectionClient {
         tag: &str,
     ) -> Result<Map<String, Value>, Unavailable> {
         let body = format!(
-            "token={}&token_type_hint=access_token",
-            form_urlencode(token.expose_secret())
+            "token={}{}",
+            form_urlencode(token.expose_secret()),
+            self.form_tail.expose_secret()
         );
-        let mut response = self
+        let mut request = self
             .http
             .post(self.url.clone())
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(ACCEPT, "application/json")
-            .header(AUTHORIZATION, self.authorization.clone())
+            .header(ACCEPT, "application/json");
+        if let Some(authorization) = &self.authorization {
+            request = request.header(AUTHORIZATION, authorization.clone());
+        }
+        let mut response = request
             .body(body)
             .send()
             .await
@@ -155,7 +170,10 @@ impl fmt::Debug for IntrospectionClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IntrospectionClient")
             .field("url", &self.url.as_str())
-            .field("authorization", &"[REDACTED]")
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "[REDACTED]"),
+            )
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -177,6 +195,36 @@ pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, ConfigEr
         .user_agent(concat!("bearergate/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ConfigError::HttpClient(error_chain(&e)))
+}
+
+/// `&token_type_hint=…` and, for `client_secret_post` (RFC 6749 §2.3.1), `&client_id=…&
+/// client_secret=…`.
+fn form_tail(config: &IntrospectionConfig) -> SecretString {
+    let mut tail = String::new();
+    if let Some(hint) = &config.token_type_hint {
+        tail.push_str("&token_type_hint=");
+        tail.push_str(&form_urlencode(hint));
+    }
+    if config.client_auth == ClientAuth::Post {
+        tail.push_str("&client_id=");
+        tail.push_str(&form_urlencode(&config.client_id));
+        tail.push_str("&client_secret=");
+        tail.push_str(&form_urlencode(config.client_secret.expose_secret()));
+    }
+    SecretString::from(tail)
+}
+
+/// RFC 6750 §2.1: the endpoint's own bearer token.
+fn bearer_authorization(token: &SecretString) -> Result<HeaderValue, ConfigError> {
+    let mut value =
+        HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).map_err(|_| {
+            ConfigError::Invalid {
+                key: "client_secret",
+                problem: "is not usable in an HTTP header".to_owned(),
+            }
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// RFC 6749 §2.3.1: id and secret are each form-urlencoded, then joined and base64'd.

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
@@ -21,9 +21,8 @@ use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
-use crate::config::{is_scope_token_byte, validate_url_key, DEFAULT_TIMEOUT};
-use crate::error::{ConfigError, InvalidReason, ValidationError};
-use crate::identity::{optional_str, user_claim, Identity};
+use crate::config::{validate_url_key, DEFAULT_TIMEOUT};
+use crate::error::{invalid, ConfigError, InvalidReason, ValidationError};
 use crate::introspection::{describe, http_client};
 use crate::MAX_TOKEN_LEN;
 
@@ -33,8 +32,8 @@ pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(60);
 pub const DEFAULT_JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 /// Largest JWKS or discovery document read.
 pub const MAX_JWKS_LEN: usize = 256 * 1024;
-/// Algorithms that are never accepted, whatever the configuration says.
-const REFUSED_ALGORITHMS: [&str; 4] = ["none", "HS256", "HS384", "HS512"];
+/// Shared-secret algorithms: accepted only with a configured `hmac_secret`.
+const HMAC_ALGORITHMS: [&str; 3] = ["HS256", "HS384", "HS512"];
 /// Default for `allowed_algorithms`.
 pub const DEFAULT_JWT_ALGORITHMS: [&str; 9] = [
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
@@ -55,12 +54,12 @@ pub struct JwtConfig {
     /// `require_typ`: the header `typ` demanded (compared case-insensitively, with or
     /// without the `application/` prefix), e.g. `at+jwt` (RFC 9068).
     pub require_typ: Option<String>,
-    /// `username_claim`: tried in order; the first that is present as a string wins.
-    pub username_claims: Vec<String>,
-    /// `required_scope`: every one must be among the token's `scope` / `scp`.
-    pub required_scopes: Vec<String>,
-    /// `allowed_algorithms`: header `alg` values accepted. `none` and `HS*` are refused.
+    /// `allowed_algorithms`: header `alg` values accepted. `none` is always refused, `HS*`
+    /// unless `hmac_secret` is set.
     pub allowed_algorithms: Vec<String>,
+    /// `hmac_secret`: a secret shared with the issuer, for issuers that sign with HS256/384/
+    /// 512. Only then are `HS*` tokens accepted, and only with this secret, never with a JWK.
+    pub hmac_secret: Option<SecretString>,
     /// `jwks_refetch_interval`: least time between two JWKS fetches caused by unknown `kid`s.
     pub jwks_refetch_interval: Duration,
     /// `timeout`: limit for one JWKS or discovery request.
@@ -76,9 +75,8 @@ impl JwtConfig {
             jwks_url: None,
             leeway: DEFAULT_JWT_LEEWAY,
             require_typ: None,
-            username_claims: vec!["preferred_username".to_owned(), "sub".to_owned()],
-            required_scopes: Vec::new(),
             allowed_algorithms: DEFAULT_JWT_ALGORITHMS.map(str::to_owned).to_vec(),
+            hmac_secret: None,
             jwks_refetch_interval: DEFAULT_JWKS_REFETCH_INTERVAL,
             timeout: DEFAULT_TIMEOUT,
         }
@@ -93,40 +91,34 @@ impl JwtConfig {
         if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
             return Err(invalid("audience", "needs at least one non-empty audience"));
         }
-        if self.username_claims.is_empty() || self.username_claims.iter().any(String::is_empty) {
-            return Err(invalid(
-                "username_claim",
-                "needs at least one non-empty claim",
-            ));
-        }
-        if let Some(bad) = self
-            .required_scopes
-            .iter()
-            .find(|s| s.is_empty() || !s.bytes().all(is_scope_token_byte))
-        {
-            return Err(invalid(
-                "required_scope",
-                format!("{bad:?} is not a valid scope token (RFC 6749 §3.3)"),
-            ));
-        }
         if self.allowed_algorithms.is_empty() {
             return Err(invalid("allowed_algorithms", "must not be empty"));
         }
         for alg in &self.allowed_algorithms {
-            if REFUSED_ALGORITHMS
-                .iter()
-                .any(|r| r.eq_ignore_ascii_case(alg))
-            {
+            let hmac = HMAC_ALGORITHMS.contains(&alg.as_str());
+            if alg.eq_ignore_ascii_case("none") {
                 return Err(invalid(
                     "allowed_algorithms",
-                    format!("{alg:?} is never accepted (no shared-secret or unsigned tokens)"),
+                    "\"none\" is never accepted (unsigned tokens)",
                 ));
             }
-            if !DEFAULT_JWT_ALGORITHMS.contains(&alg.as_str()) {
+            if hmac && self.hmac_secret.is_none() {
+                return Err(invalid(
+                    "allowed_algorithms",
+                    format!("{alg:?} needs hmac_secret: a public key is never an HMAC secret"),
+                ));
+            }
+            if !hmac && !DEFAULT_JWT_ALGORITHMS.contains(&alg.as_str()) {
                 return Err(invalid(
                     "allowed_algorithms",
                     format!("{alg:?} is not a supported algorithm"),
                 ));
+            }
+        }
+        if let Some(secret) = &self.hmac_secret {
+            // RFC 7518 §3.2: the key must be at least as long as the hash.
+            if secret.expose_secret().len() < 32 {
+                return Err(invalid("hmac_secret", "must be at least 32 bytes"));
             }
         }
         if self.require_typ.as_deref() == Some("") {
@@ -147,19 +139,14 @@ impl fmt::Debug for JwtConfig {
             .field("jwks_url", &self.jwks_url)
             .field("leeway", &self.leeway)
             .field("require_typ", &self.require_typ)
-            .field("username_claims", &self.username_claims)
-            .field("required_scopes", &self.required_scopes)
+            .field(
+                "hmac_secret",
+                &self.hmac_secret.as_ref().map(|_| "[REDACTED]"),
+            )
             .field("allowed_algorithms", &self.allowed_algorithms)
             .field("jwks_refetch_interval", &self.jwks_refetch_interval)
             .field("timeout", &self.timeout)
             .finish()
-    }
-}
-
-fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        problem: problem.into(),
     }
 }
 
@@ -408,13 +395,22 @@ impl JwtValidator {
         Ok(Self { config, jwks })
     }
 
+    /// The `iss` this validator accepts.
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
+    }
+
     /// HTTP requests sent for discovery and JWKS so far.
     pub fn jwks_requests(&self) -> u64 {
         self.jwks.fetches.load(Ordering::Relaxed)
     }
 
-    /// The identity `token` stands for.
-    pub async fn validate_jwt(&self, token: &SecretString) -> Result<Identity, ValidationError> {
+    /// The claims of `token` once its signature, `alg`, `typ`, `iss`, `aud`, `exp` and `nbf`
+    /// have been checked. What the claims must say beyond that is the policy's business.
+    pub async fn verify(
+        &self,
+        token: &SecretString,
+    ) -> Result<Map<String, Value>, ValidationError> {
         let raw = token.expose_secret();
         if raw.is_empty() {
             return Err(InvalidReason::EmptyToken.into());
@@ -427,9 +423,7 @@ impl JwtValidator {
             Some(Value::String(alg)) => alg.clone(),
             _ => return Err(InvalidReason::MalformedJwt.into()),
         };
-        if REFUSED_ALGORITHMS.contains(&alg_name.as_str())
-            || !self.config.allowed_algorithms.contains(&alg_name)
-        {
+        if alg_name == "none" || !self.config.allowed_algorithms.contains(&alg_name) {
             return Err(not_allowed(&alg_name));
         }
         let alg: Algorithm = alg_name.parse().map_err(|_| not_allowed(&alg_name))?;
@@ -446,6 +440,35 @@ impl JwtValidator {
             // RFC 7515 §4.1.11: we understand no extensions.
             return Err(InvalidReason::MalformedJwt.into());
         }
+        let decoding = match (
+            &self.config.hmac_secret,
+            HMAC_ALGORITHMS.contains(&alg_name.as_str()),
+        ) {
+            // Only reachable when configured: validate() refuses HS* without a secret.
+            (Some(secret), true) => DecodingKey::from_secret(secret.expose_secret().as_bytes()),
+            (None, true) => return Err(not_allowed(&alg_name)),
+            (_, false) => self.public_key(&header, alg, &alg_name).await?,
+        };
+
+        let mut validation = Validation::new(alg);
+        validation.leeway = self.config.leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&self.config.issuer]);
+        validation.set_audience(&self.config.audiences);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        let data = jsonwebtoken::decode::<Map<String, Value>>(raw, &decoding, &validation)
+            .map_err(|e| ValidationError::Invalid(map_error(e.kind())))?;
+        Ok(data.claims)
+    }
+
+    /// The issuer's key the header's `kid` names, checked to fit `alg`.
+    async fn public_key(
+        &self,
+        header: &Map<String, Value>,
+        alg: Algorithm,
+        alg_name: &str,
+    ) -> Result<DecodingKey, ValidationError> {
         let Some(Value::String(kid)) = header.get("kid") else {
             return Err(InvalidReason::UnknownKey.into());
         };
@@ -456,19 +479,9 @@ impl JwtValidator {
             Err(KeyError::Unavailable(why)) => return Err(ValidationError::Unavailable(why)),
         };
         if !key_fits(&key.jwk, alg) {
-            return Err(not_allowed(&alg_name));
+            return Err(not_allowed(alg_name));
         }
-
-        let mut validation = Validation::new(alg);
-        validation.leeway = self.config.leeway.as_secs();
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.set_issuer(&[&self.config.issuer]);
-        validation.set_audience(&self.config.audiences);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let data = jsonwebtoken::decode::<Map<String, Value>>(raw, &key.decoding, &validation)
-            .map_err(|e| ValidationError::Invalid(map_error(e.kind())))?;
-        identity(&data.claims, &self.config).map_err(ValidationError::Invalid)
+        Ok(key.decoding.clone())
     }
 }
 
@@ -493,6 +506,27 @@ fn raw_header(token: &str) -> Result<Map<String, Value>, InvalidReason> {
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(InvalidReason::MalformedJwt),
+    }
+}
+
+/// The `iss` a token claims, read without checking anything: only to choose which
+/// configured issuer checks it. `None` for anything that is not a JWT with a string `iss`.
+pub(crate) fn peek_issuer(token: &str) -> Option<String> {
+    let mut parts = token.split('.');
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    match serde_json::from_slice::<Map<String, Value>>(&bytes)
+        .ok()?
+        .remove("iss")
+    {
+        Some(Value::String(iss)) => Some(iss),
+        _ => None,
     }
 }
 
@@ -561,73 +595,6 @@ fn map_error(kind: &ErrorKind) -> InvalidReason {
     }
 }
 
-/// The identity in verified claims.
-fn identity(claims: &Map<String, Value>, config: &JwtConfig) -> Result<Identity, InvalidReason> {
-    let claim = config
-        .username_claims
-        .iter()
-        .find(|c| matches!(claims.get(c.as_str()), Some(Value::String(_))))
-        .ok_or_else(|| InvalidReason::NoUserClaim {
-            claim: config.username_claims.join(","),
-        })?;
-    let user = user_claim(claims, claim)?;
-
-    let scopes: Vec<String> = match (claims.get("scope"), claims.get("scp")) {
-        (Some(Value::String(scope)), _) => scope
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        (None | Some(Value::Null), Some(Value::Array(scp))) => scp
-            .iter()
-            .map(|s| match s {
-                Value::String(s) => Ok(s.clone()),
-                _ => Err(InvalidReason::Malformed {
-                    claim: "scp".to_owned(),
-                    problem: "is not an array of strings",
-                }),
-            })
-            .collect::<Result<_, _>>()?,
-        (None | Some(Value::Null), None | Some(Value::Null)) => Vec::new(),
-        (Some(_), _) => {
-            return Err(InvalidReason::Malformed {
-                claim: "scope".to_owned(),
-                problem: "is not a string",
-            })
-        }
-        (_, Some(_)) => {
-            return Err(InvalidReason::Malformed {
-                claim: "scp".to_owned(),
-                problem: "is not an array of strings",
-            })
-        }
-    };
-    if let Some(missing) = config
-        .required_scopes
-        .iter()
-        .find(|required| !scopes.contains(required))
-    {
-        return Err(InvalidReason::MissingScope {
-            scope: missing.clone(),
-        });
-    }
-
-    let client_id = match optional_str(claims, "client_id")? {
-        Some(id) => Some(id.to_owned()),
-        None => optional_str(claims, "azp")?.map(str::to_owned),
-    };
-    let expires_at = match claims.get("exp").and_then(Value::as_u64) {
-        Some(secs) => UNIX_EPOCH.checked_add(Duration::from_secs(secs)),
-        None => None,
-    };
-    Ok(Identity {
-        user,
-        scopes,
-        client_id,
-        expires_at,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -679,17 +646,31 @@ mod tests {
             c.validate(),
             Err(ConfigError::Invalid { key: "issuer", .. })
         ));
+        let text = format!("{:?}", config());
+        assert!(text.contains("JwtConfig"), "{text}");
+    }
+
+    #[test]
+    fn hmac_needs_a_long_enough_shared_secret() {
         let mut c = config();
-        c.username_claims.clear();
+        c.allowed_algorithms = vec!["HS256".to_owned(), "ES256".to_owned()];
+        c.hmac_secret = Some(SecretString::from("0123456789abcdef0123456789abcdef"));
+        assert_eq!(c.validate(), Ok(()));
+        let text = format!("{c:?}");
+        assert!(!text.contains("0123456789abcdef"), "{text}");
+
+        c.hmac_secret = Some(SecretString::from("short"));
         assert!(matches!(
             c.validate(),
             Err(ConfigError::Invalid {
-                key: "username_claim",
+                key: "hmac_secret",
                 ..
             })
         ));
-        let text = format!("{:?}", config());
-        assert!(text.contains("JwtConfig"), "{text}");
+        // Even with a secret, `none` stays refused.
+        c.hmac_secret = Some(SecretString::from("0123456789abcdef0123456789abcdef"));
+        c.allowed_algorithms = vec!["none".to_owned()];
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Bearer token → mail identity.
 //!
-//! [`Validator::validate`] asks an RFC 7662 introspection endpoint whether a token is active
-//! and whose it is, and caches the answer:
+//! [`Validator::validate`] asks the configured issuers — RFC 7662 introspection, local JWT
+//! checks against the issuer's JWKS — whether a token is acceptable and whose it is, applies
+//! the issuer's [`Policy`], and caches the answer:
 //! - keyed by SHA-256 of the token, never the token;
 //! - a positive answer for `min(exp - now, cache_max_ttl)`, and never served past `exp`;
 //! - a negative answer ([`ValidationError::Invalid`]) for `negative_cache_ttl`;
@@ -16,9 +17,13 @@
 mod cache;
 mod config;
 mod error;
+mod guard;
 mod identity;
 mod introspection;
+mod issuer;
 mod jwt;
+mod policy;
+mod userinfo;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,87 +33,43 @@ use std::time::SystemTime;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::cache::{Cached, Lifetimes, Outcome, TokenCache, TokenKey};
-use crate::identity::Requirements;
-use crate::introspection::{IntrospectionClient, Unavailable};
+use crate::introspection::Unavailable;
+use crate::issuer::Issuer;
 
 pub use crate::config::{
-    IntrospectionConfig, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_MAX_TTL, DEFAULT_NEGATIVE_CACHE_TTL,
-    DEFAULT_TIMEOUT, DEFAULT_USERNAME_CLAIM,
+    ClientAuth, IntrospectionConfig, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_MAX_TTL,
+    DEFAULT_NEGATIVE_CACHE_TTL, DEFAULT_TIMEOUT, DEFAULT_TOKEN_TYPE_HINT, DEFAULT_USERNAME_CLAIM,
 };
 pub use crate::error::{ConfigError, InvalidReason, ValidationError};
+pub use crate::guard::{
+    CircuitState, GuardConfig, DEFAULT_FAILURE_THRESHOLD, DEFAULT_MAX_CONCURRENT, DEFAULT_OPEN_FOR,
+    DEFAULT_QUEUE_TIMEOUT,
+};
 pub use crate::identity::{Identity, CLOCK_LEEWAY};
 pub use crate::introspection::MAX_RESPONSE_LEN;
+pub use crate::issuer::{Discovery, IssuerConfig, Source, ValidatorConfig};
 pub use crate::jwt::{
     JwtConfig, JwtValidator, DEFAULT_JWKS_REFETCH_INTERVAL, DEFAULT_JWT_ALGORITHMS,
     DEFAULT_JWT_LEEWAY, MAX_JWKS_LEN,
 };
+pub use crate::policy::{Policy, PROTOCOLS};
+pub use crate::userinfo::{UserinfoConfig, UserinfoRequest};
 
 /// Longest token sent to the identity provider: 64 KiB, above any SASL line the proxy
 /// accepts. Longer ones are rejected without a request.
 pub const MAX_TOKEN_LEN: usize = 64 * 1024;
 
-/// Validates bearer tokens. Cheap to clone: clones share the HTTP client, cache and counters.
+/// Validates bearer tokens. Cheap to clone: clones share the HTTP clients, cache and counters.
 #[derive(Clone)]
 pub struct Validator {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    backend: Backend,
+    issuers: Vec<Issuer>,
     cache: TokenCache,
     lifetimes: Lifetimes,
     counters: Counters,
-}
-
-/// Where answers come from. One variant per `[validator] kind`.
-#[derive(Debug)]
-enum Backend {
-    Introspection {
-        client: IntrospectionClient,
-        username_claim: String,
-        required_scopes: Vec<String>,
-    },
-    /// Local validation against the issuer's keys. Answers are cached like introspection's,
-    /// which saves the signature check on every login with the same token.
-    Jwt(Box<jwt::JwtValidator>),
-}
-
-impl Backend {
-    /// One fresh answer about `token`: `Ok` with an outcome worth caching, or `Err` when the
-    /// identity provider could not be asked.
-    async fn fetch(&self, token: &SecretString, tag: &str) -> Result<Outcome, Unavailable> {
-        match self {
-            Self::Introspection {
-                client,
-                username_claim,
-                required_scopes,
-            } => {
-                let response = client.introspect(token, tag).await?;
-                let requirements = Requirements {
-                    username_claim,
-                    required_scopes,
-                };
-                Ok(
-                    match identity::evaluate(&response, requirements, SystemTime::now()) {
-                        Ok(identity) => Outcome::Valid(Arc::new(identity)),
-                        Err(reason) => Outcome::Invalid(reason),
-                    },
-                )
-            }
-            Self::Jwt(validator) => match validator.validate_jwt(token).await {
-                Ok(identity) => Ok(Outcome::Valid(Arc::new(identity))),
-                Err(ValidationError::Invalid(reason)) => Ok(Outcome::Invalid(reason)),
-                Err(ValidationError::Unavailable(why)) => Err(why),
-            },
-        }
-    }
-
-    fn requests(&self) -> u64 {
-        match self {
-            Self::Introspection { client, .. } => client.requests(),
-            Self::Jwt(validator) => validator.jwks_requests(),
-        }
-    }
 }
 
 /// Counters since the validator was built, for metrics.
@@ -127,6 +88,19 @@ pub struct ValidatorStats {
     pub unavailable: u64,
 }
 
+/// One issuer's figures, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerStats {
+    /// The issuer's configured name.
+    pub name: String,
+    /// Requests sent to it (introspection, userinfo, or discovery and JWKS).
+    pub requests: u64,
+    /// Its circuit breaker: open while it counts as down.
+    pub circuit: CircuitState,
+    /// Requests refused without asking it (open circuit, or too many in flight).
+    pub rejected: u64,
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     cache_hits: AtomicU64,
@@ -140,45 +114,21 @@ fn bump(counter: &AtomicU64) {
 }
 
 impl Validator {
-    /// Builds a validator for an introspection endpoint after checking `config`.
-    /// No request is made until the first [`Validator::validate`].
-    pub fn new(config: IntrospectionConfig) -> Result<Self, ConfigError> {
+    /// Builds a validator after checking `config`. No request is made until the first
+    /// [`Validator::validate`].
+    pub fn new(config: ValidatorConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        let client = IntrospectionClient::new(&config)?;
+        let issuers = config
+            .issuers
+            .into_iter()
+            .map(Issuer::new)
+            .collect::<Result<Vec<_>, _>>()?;
         let inner = Inner {
-            backend: Backend::Introspection {
-                client,
-                username_claim: config.username_claim,
-                required_scopes: config.required_scopes,
-            },
+            issuers,
             cache: cache::build(config.cache_capacity),
             lifetimes: Lifetimes {
                 max_ttl: config.cache_max_ttl,
                 negative_ttl: config.negative_cache_ttl,
-            },
-            counters: Counters::default(),
-        };
-        Ok(Self {
-            inner: Arc::new(inner),
-        })
-    }
-
-    /// Builds a validator that checks JWTs locally against the issuer's keys, caching
-    /// answers for at most `cache_max_ttl` (never past the token's `exp`) and refusals for
-    /// `negative_cache_ttl`.
-    pub fn new_jwt(
-        config: JwtConfig,
-        cache_max_ttl: std::time::Duration,
-        negative_cache_ttl: std::time::Duration,
-        cache_capacity: u64,
-    ) -> Result<Self, ConfigError> {
-        let validator = jwt::JwtValidator::new(config)?;
-        let inner = Inner {
-            backend: Backend::Jwt(Box::new(validator)),
-            cache: cache::build(cache_capacity.max(1)),
-            lifetimes: Lifetimes {
-                max_ttl: cache_max_ttl,
-                negative_ttl: negative_cache_ttl,
             },
             counters: Counters::default(),
         };
@@ -192,7 +142,42 @@ impl Validator {
     /// [`ValidationError::Invalid`] when the token is not acceptable (the client's fault);
     /// [`ValidationError::Unavailable`] when the identity provider could not say.
     pub async fn validate(&self, token: &SecretString) -> Result<Arc<Identity>, ValidationError> {
-        let result = self.lookup(token).await;
+        self.count(self.lookup(token).await)
+    }
+
+    /// Like [`Validator::validate`], and the token must also carry the scopes its issuer's
+    /// `protocol_scopes` demand for `protocol` (`imap`, `smtp`, `sieve`).
+    pub async fn validate_for(
+        &self,
+        token: &SecretString,
+        protocol: &str,
+    ) -> Result<Arc<Identity>, ValidationError> {
+        let result = self.lookup(token).await.and_then(|identity| {
+            if let Some(issuer) = self.issuer_named(&identity.issuer) {
+                issuer.policy.check_protocol(protocol, &identity.scopes)?;
+            }
+            Ok(identity)
+        });
+        self.count(result)
+    }
+
+    /// What to tell an OAUTHBEARER client whose `token` was refused: the discovery hints of
+    /// the issuer the token names (a JWT's `iss`), else of the first issuer.
+    pub fn discovery_for(&self, token: &SecretString) -> &Discovery {
+        let issuers = &self.inner.issuers;
+        let named = jwt::peek_issuer(token.expose_secret())
+            .and_then(|iss| issuers.iter().find(|i| i.answers_for(&iss)));
+        &named.unwrap_or(&issuers[0]).discovery
+    }
+
+    fn issuer_named(&self, name: &str) -> Option<&Issuer> {
+        self.inner.issuers.iter().find(|i| i.name == name)
+    }
+
+    fn count(
+        &self,
+        result: Result<Arc<Identity>, ValidationError>,
+    ) -> Result<Arc<Identity>, ValidationError> {
         let counters = &self.inner.counters;
         match &result {
             Ok(_) => {}
@@ -218,7 +203,7 @@ impl Validator {
         // An `Err` (Unavailable) is handed to the waiters but not stored.
         let fetch = async {
             bump(&inner.counters.cache_misses);
-            let outcome = inner.backend.fetch(token, &tag).await?;
+            let outcome = self.fetch(token, &tag).await?;
             let ttl = inner.lifetimes.ttl(&outcome, SystemTime::now());
             Ok::<_, Unavailable>(Cached { outcome, ttl })
         };
@@ -236,7 +221,7 @@ impl Validator {
         }
         match cache::answer(&entry.value().outcome, SystemTime::now()) {
             Ok(identity) => {
-                tracing::debug!(token = %tag, user = %identity.user, cached = !fresh, "token valid");
+                tracing::debug!(token = %tag, user = %identity.user, issuer = %identity.issuer, cached = !fresh, "token valid");
                 Ok(identity)
             }
             Err(reason) => {
@@ -250,13 +235,68 @@ impl Validator {
         }
     }
 
+    /// Asks the issuers about a token the cache does not know.
+    ///
+    /// A JWT whose `iss` a configured issuer answers for goes to that issuer alone. Anything
+    /// else tries, in order, the issuers that judge opaque tokens: the first acceptance wins;
+    /// a refusal moves on to the next; when none accepts, an unreachable issuer makes the
+    /// answer "unavailable" (it might have accepted), else the first refusal stands.
+    async fn fetch(&self, token: &SecretString, tag: &str) -> Result<Outcome, Unavailable> {
+        let issuers = &self.inner.issuers;
+        if let Some(iss) = jwt::peek_issuer(token.expose_secret()) {
+            if let Some(issuer) = issuers.iter().find(|i| i.answers_for(&iss)) {
+                return issuer.fetch(token, tag).await;
+            }
+        }
+        let candidates: Vec<&Issuer> = issuers
+            .iter()
+            .filter(|i| i.judges_opaque_tokens())
+            .collect();
+        if candidates.is_empty() {
+            // Only JWT issuers, and the token is none of theirs: the first one says why.
+            return issuers[0].fetch(token, tag).await;
+        }
+        let mut refusal = None;
+        let mut unavailable = None;
+        for issuer in candidates {
+            match issuer.fetch(token, tag).await {
+                Ok(Outcome::Valid(identity)) => return Ok(Outcome::Valid(identity)),
+                Ok(invalid) => {
+                    refusal.get_or_insert(invalid);
+                }
+                Err(why) => {
+                    unavailable.get_or_insert(why);
+                }
+            }
+        }
+        match (unavailable, refusal) {
+            (Some(why), _) => Err(why),
+            (None, Some(refusal)) => Ok(refusal),
+            (None, None) => Err("no issuer could judge the token".to_owned()),
+        }
+    }
+
+    /// Each issuer's requests and circuit state, for metrics.
+    pub fn issuer_stats(&self) -> Vec<IssuerStats> {
+        self.inner
+            .issuers
+            .iter()
+            .map(|issuer| IssuerStats {
+                name: issuer.name.clone(),
+                requests: issuer.requests(),
+                circuit: issuer.circuit(),
+                rejected: issuer.rejected(),
+            })
+            .collect()
+    }
+
     /// Counters since this validator was built.
     pub fn stats(&self) -> ValidatorStats {
         let c = &self.inner.counters;
         ValidatorStats {
             cache_hits: c.cache_hits.load(Ordering::Relaxed),
             cache_misses: c.cache_misses.load(Ordering::Relaxed),
-            introspection_requests: self.inner.backend.requests(),
+            introspection_requests: self.inner.issuers.iter().map(Issuer::requests).sum(),
             invalid: c.invalid.load(Ordering::Relaxed),
             unavailable: c.unavailable.load(Ordering::Relaxed),
         }
@@ -266,7 +306,7 @@ impl Validator {
 impl fmt::Debug for Validator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Validator")
-            .field("backend", &self.inner.backend)
+            .field("issuers", &self.inner.issuers)
             .field("lifetimes", &self.inner.lifetimes)
             .field("cached_entries", &self.inner.cache.entry_count())
             .field("stats", &self.stats())

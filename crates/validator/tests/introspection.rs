@@ -10,17 +10,57 @@ use base64::Engine as _;
 use secrecy::SecretString;
 use serde_json::json;
 use tokio::task::JoinSet;
-use validator::{IntrospectionConfig, InvalidReason, ValidationError, Validator, ValidatorStats};
+use validator::{
+    IntrospectionConfig, InvalidReason, IssuerConfig, Policy, Source, ValidationError, Validator,
+    ValidatorConfig, ValidatorStats,
+};
 
 use support::{now_secs, refused_url, FakeIdp, Reply, Request, SHORT};
 
 const CLIENT_SECRET: &str = "client-s3cret-value";
 
-fn config(url: &str) -> IntrospectionConfig {
-    let mut config = IntrospectionConfig::new(url, "bearergate", SecretString::from(CLIENT_SECRET));
-    config.required_scopes = IntrospectionConfig::parse_scopes("mail");
-    config.timeout = Duration::from_secs(5);
-    config
+/// One introspection issuer whose policy takes the user from `username` and demands `mail`,
+/// plus the cache settings; derefs to the introspection settings.
+#[derive(Debug)]
+struct Config {
+    source: IntrospectionConfig,
+    cache_max_ttl: Duration,
+    negative_cache_ttl: Duration,
+}
+
+impl std::ops::Deref for Config {
+    type Target = IntrospectionConfig;
+    fn deref(&self) -> &IntrospectionConfig {
+        &self.source
+    }
+}
+
+impl std::ops::DerefMut for Config {
+    fn deref_mut(&mut self) -> &mut IntrospectionConfig {
+        &mut self.source
+    }
+}
+
+fn config(url: &str) -> Config {
+    let mut source = IntrospectionConfig::new(url, "bearergate", SecretString::from(CLIENT_SECRET));
+    source.timeout = Duration::from_secs(5);
+    Config {
+        source,
+        cache_max_ttl: validator::DEFAULT_CACHE_MAX_TTL,
+        negative_cache_ttl: validator::DEFAULT_NEGATIVE_CACHE_TTL,
+    }
+}
+
+fn build(config: Config) -> Result<Validator, validator::ConfigError> {
+    let mut issuer = IssuerConfig::new("idp", Source::Introspection(config.source));
+    issuer.policy = Policy {
+        required_scopes: vec!["mail".to_owned()],
+        ..Policy::with_claim("username")
+    };
+    let mut all = ValidatorConfig::single(issuer);
+    all.cache_max_ttl = config.cache_max_ttl;
+    all.negative_cache_ttl = config.negative_cache_ttl;
+    Validator::new(all)
 }
 
 fn token(s: &str) -> SecretString {
@@ -48,7 +88,7 @@ async fn request_is_rfc7662_with_basic_auth() {
     let mut config = config(&fake.url);
     config.client_id = "my:client".to_owned();
     config.client_secret = SecretString::from("s+cret %");
-    let validator = Validator::new(config).unwrap();
+    let validator = build(config).unwrap();
 
     let identity = validator.validate(&token("alice+/=é")).await.unwrap();
     assert_eq!(identity.user, "alice");
@@ -81,7 +121,7 @@ async fn request_is_rfc7662_with_basic_auth() {
 #[tokio::test]
 async fn positive_answer_is_cached() {
     let fake = FakeIdp::start(idp).await;
-    let validator = Validator::new(config(&fake.url)).unwrap();
+    let validator = build(config(&fake.url)).unwrap();
 
     let first = validator.validate(&token("alice-1")).await.unwrap();
     let second = validator.validate(&token("alice-1")).await.unwrap();
@@ -108,7 +148,7 @@ async fn positive_cache_can_be_disabled() {
     let fake = FakeIdp::start(idp).await;
     let mut config = config(&fake.url);
     config.cache_max_ttl = Duration::ZERO;
-    let validator = Validator::new(config).unwrap();
+    let validator = build(config).unwrap();
     for _ in 0..3 {
         validator.validate(&token("alice")).await.unwrap();
     }
@@ -118,7 +158,7 @@ async fn positive_cache_can_be_disabled() {
 #[tokio::test]
 async fn negative_answer_is_cached() {
     let fake = FakeIdp::start(idp).await;
-    let validator = Validator::new(config(&fake.url)).unwrap();
+    let validator = build(config(&fake.url)).unwrap();
 
     for _ in 0..3 {
         let err = validator.validate(&token("inactive-1")).await.unwrap_err();
@@ -144,7 +184,7 @@ async fn negative_cache_can_be_disabled() {
     let fake = FakeIdp::start(idp).await;
     let mut config = config(&fake.url);
     config.negative_cache_ttl = Duration::ZERO;
-    let validator = Validator::new(config).unwrap();
+    let validator = build(config).unwrap();
     for _ in 0..3 {
         let err = validator.validate(&token("inactive")).await.unwrap_err();
         assert!(err.is_invalid());
@@ -155,7 +195,7 @@ async fn negative_cache_can_be_disabled() {
 #[tokio::test]
 async fn empty_and_oversized_tokens_are_invalid_without_a_request() {
     let fake = FakeIdp::start(idp).await;
-    let validator = Validator::new(config(&fake.url)).unwrap();
+    let validator = build(config(&fake.url)).unwrap();
     assert_eq!(
         validator.validate(&token("")).await.unwrap_err(),
         ValidationError::Invalid(InvalidReason::EmptyToken)
@@ -185,7 +225,7 @@ async fn assert_unavailable_twice(validator: &Validator, fake_count: impl Fn() -
 #[tokio::test]
 async fn server_error_is_unavailable_and_not_cached() {
     let fake = FakeIdp::start(|_: &Request| Reply::Json(503, "{}".to_owned())).await;
-    let validator = Validator::new(config(&fake.url)).unwrap();
+    let validator = build(config(&fake.url)).unwrap();
     assert_unavailable_twice(&validator, || fake.count()).await;
 }
 
@@ -194,7 +234,7 @@ async fn refused_client_credentials_are_unavailable() {
     let fake =
         FakeIdp::start(|_: &Request| Reply::Json(401, r#"{"error":"invalid_client"}"#.to_owned()))
             .await;
-    let validator = Validator::new(config(&fake.url)).unwrap();
+    let validator = build(config(&fake.url)).unwrap();
     let err = validator.validate(&token("alice")).await.unwrap_err();
     let ValidationError::Unavailable(why) = &err else {
         panic!("our credentials being refused is not the client's fault: {err:?}");
@@ -213,7 +253,7 @@ async fn timeout_is_unavailable_and_not_cached() {
     let fake = FakeIdp::start(|_: &Request| Reply::Hang).await;
     let mut config = config(&fake.url);
     config.timeout = SHORT;
-    let validator = Validator::new(config).unwrap();
+    let validator = build(config).unwrap();
     let started = Instant::now();
     assert_unavailable_twice(&validator, || fake.count()).await;
     assert!(started.elapsed() < SHORT * 10, "{:?}", started.elapsed());
@@ -222,7 +262,7 @@ async fn timeout_is_unavailable_and_not_cached() {
 #[tokio::test]
 async fn connection_refused_is_unavailable() {
     let url = refused_url().await;
-    let validator = Validator::new(config(&url)).unwrap();
+    let validator = build(config(&url)).unwrap();
     for _ in 0..2 {
         let err = validator.validate(&token("alice")).await.unwrap_err();
         assert!(err.is_unavailable(), "{err:?}");
@@ -235,7 +275,7 @@ async fn connection_refused_is_unavailable() {
 async fn garbage_body_is_unavailable_and_not_cached() {
     for body in ["<html>oops</html>", "[true]", "", "{\"active\":true"] {
         let fake = FakeIdp::start(move |_: &Request| Reply::Json(200, body.to_owned())).await;
-        let validator = Validator::new(config(&fake.url)).unwrap();
+        let validator = build(config(&fake.url)).unwrap();
         assert_unavailable_twice(&validator, || fake.count()).await;
     }
 }
@@ -247,7 +287,7 @@ async fn oversized_body_is_unavailable() {
         Reply::ok(json!({"active": true, "username": "alice", "scope": "mail", "pad": padding}))
     })
     .await;
-    let validator = Validator::new(config(&fake.url)).unwrap();
+    let validator = build(config(&fake.url)).unwrap();
     assert_unavailable_twice(&validator, || fake.count()).await;
 }
 
@@ -261,7 +301,7 @@ async fn redirects_are_not_followed() {
         }
     })
     .await;
-    let validator = Validator::new(config(&fake.url)).unwrap();
+    let validator = build(config(&fake.url)).unwrap();
     assert_unavailable_twice(&validator, || fake.count()).await;
     assert!(fake.requests().iter().all(|r| r.path == "/introspect"));
 }
@@ -269,7 +309,7 @@ async fn redirects_are_not_followed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_validations_share_one_request() {
     let fake = FakeIdp::start_held(idp).await;
-    let validator = Validator::new(config(&fake.url)).unwrap();
+    let validator = build(config(&fake.url)).unwrap();
 
     let mut tasks = JoinSet::new();
     for _ in 0..50 {
@@ -299,7 +339,7 @@ async fn concurrent_validations_share_one_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_validations_share_one_failure_which_is_not_cached() {
     let fake = FakeIdp::start_held(|_: &Request| Reply::Json(502, String::new())).await;
-    let validator = Validator::new(config(&fake.url)).unwrap();
+    let validator = build(config(&fake.url)).unwrap();
 
     let mut tasks = JoinSet::new();
     for _ in 0..50 {
@@ -339,7 +379,7 @@ async fn cache_entries_expire() {
     .await;
     let mut config = config(&fake.url);
     config.negative_cache_ttl = Duration::from_millis(500);
-    let validator = Validator::new(config).unwrap();
+    let validator = build(config).unwrap();
 
     validator.validate(&token("short-lived")).await.unwrap();
     validator.validate(&token("short-lived")).await.unwrap();
@@ -395,7 +435,7 @@ async fn secrets_appear_in_no_log_error_or_debug() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let fake = FakeIdp::start(idp).await;
-    let validator = Validator::new(config(&fake.url)).unwrap();
+    let validator = build(config(&fake.url)).unwrap();
     let mut texts = vec![format!("{:?}", config(&fake.url)), format!("{validator:?}")];
 
     validator.validate(&token(TOKEN)).await.unwrap();
@@ -403,13 +443,13 @@ async fn secrets_appear_in_no_log_error_or_debug() {
     texts.push(format!("{invalid:?} {invalid}"));
 
     let down = FakeIdp::start(|_: &Request| Reply::Json(401, String::new())).await;
-    let unavailable = Validator::new(config(&down.url))
+    let unavailable = build(config(&down.url))
         .unwrap()
         .validate(&token(TOKEN))
         .await
         .unwrap_err();
     texts.push(format!("{unavailable:?} {unavailable}"));
-    let refused = Validator::new(config(&refused_url().await))
+    let refused = build(config(&refused_url().await))
         .unwrap()
         .validate(&token(TOKEN))
         .await

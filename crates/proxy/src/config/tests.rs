@@ -33,7 +33,8 @@ fn minimal_config_is_valid_and_defaults_apply() {
     assert_eq!(listener.max_auth_failures, 3);
     assert_eq!(listener.preauth_idle_timeout, Duration::from_secs(60));
     assert_eq!(config.validator.cache_max_ttl, Duration::from_secs(300));
-    assert_eq!(config.validator.username_claim, "username");
+    assert_eq!(config.validator.issuers[0].username_claim, "username");
+    assert_eq!(config.validator.name(0), "default");
     assert_eq!(
         config.backends["imap"].master_user_format,
         "{user}*{master}"
@@ -169,17 +170,32 @@ leeway = "30s"
 required_scope = "mail"
 "#;
 
+/// The validator crate's configuration of the only (or first) issuer.
+fn first_issuer(config: &Config) -> validator::IssuerConfig {
+    let built = config
+        .validator
+        .to_validator(Path::new("."))
+        .expect("builds");
+    built.issuers.into_iter().next().expect("one issuer")
+}
+
 #[test]
 fn jwt_validator_keys_reach_the_validator() {
     let config = Config::parse(JWT).expect("parses");
     assert!(config.validate(Path::new(".")).is_empty());
-    let jwt = config.validator.jwt_config();
+    let issuer = first_issuer(&config);
+    let validator::Source::Jwt(jwt) = &issuer.source else {
+        panic!("not a jwt source: {issuer:?}");
+    };
     assert_eq!(jwt.issuer, "https://idp.example/realms/mail");
     assert_eq!(jwt.audiences, ["imap.example", "bearergate"]);
-    assert_eq!(jwt.username_claims, ["email", "preferred_username"]);
     assert_eq!(jwt.require_typ.as_deref(), Some("at+jwt"));
     assert_eq!(jwt.leeway, Duration::from_secs(30));
-    assert_eq!(jwt.required_scopes, ["mail"]);
+    assert_eq!(
+        issuer.policy.username_claims,
+        ["email", "preferred_username"]
+    );
+    assert_eq!(issuer.policy.required_scopes, ["mail"]);
 
     let no_issuer = JWT.replace("issuer = \"https://idp.example/realms/mail\"\n", "");
     let errors = Config::parse(&no_issuer)
@@ -194,4 +210,128 @@ fn jwt_validator_keys_reach_the_validator() {
     let hs = JWT.replace("leeway", "allowed_algorithms = [\"HS256\"]\nleeway");
     let errors = Config::parse(&hs).expect("parses").validate(Path::new("."));
     assert_eq!(keys(&errors), vec!["validator.allowed_algorithms"]);
+}
+
+const ISSUERS: &str = r#"
+[validator]
+cache_max_ttl = "2m"
+
+[[validator.issuers]]
+name = "keycloak"
+kind = "jwt"
+issuer = "https://sso.example/realms/mail"
+audience = ["bearergate"]
+username_claims = ["email", "preferred_username"]
+username_domain = "example.org"
+strip_domains = ["corp.example"]
+lowercase_username = true
+allowed_client_ids = ["thunderbird", "webmail"]
+protocol_scopes = { smtp = "mail.send" }
+user_map = { "boss@example.org" = "ceo" }
+openid_configuration = "https://sso.example/realms/mail/.well-known/openid-configuration"
+challenge_scope = "mail"
+
+[[validator.issuers]]
+kind = "introspection"
+introspection_url = "https://idp.example/introspect"
+client_id = "bearergate"
+client_secret = "s3cret-value"
+client_auth = "client_secret_post"
+token_type_hint = ""
+max_concurrent_requests = 8
+failure_threshold = 3
+circuit_open_for = "30s"
+
+[[validator.issuers]]
+kind = "userinfo"
+userinfo_url = "https://oauth2.googleapis.com/tokeninfo"
+userinfo_request = "form"
+username_claims = ["email"]
+allowed_client_ids = ["1234.apps.googleusercontent.com"]
+"#;
+
+fn with_listeners(validator: &str) -> String {
+    let head = JWT
+        .split("[validator]")
+        .next()
+        .expect("listeners and backends");
+    format!("{head}{validator}")
+}
+
+#[test]
+fn several_issuers_reach_the_validator_with_their_policies() {
+    let config = Config::parse(&with_listeners(ISSUERS)).expect("parses");
+    assert!(
+        config.validate(Path::new(".")).is_empty(),
+        "{:?}",
+        config.validate(Path::new("."))
+    );
+    let built = config.validator.to_validator(Path::new(".")).unwrap();
+    assert_eq!(built.cache_max_ttl, Duration::from_secs(120));
+    let names: Vec<&str> = built.issuers.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["keycloak", "issuer-1", "issuer-2"]);
+
+    let keycloak = &built.issuers[0];
+    assert_eq!(
+        keycloak.policy.username_domain.as_deref(),
+        Some("example.org")
+    );
+    assert_eq!(keycloak.policy.strip_domains, ["corp.example"]);
+    assert!(keycloak.policy.lowercase_username);
+    assert_eq!(
+        keycloak.policy.allowed_client_ids,
+        ["thunderbird", "webmail"]
+    );
+    assert_eq!(keycloak.policy.protocol_scopes["smtp"], ["mail.send"]);
+    assert_eq!(keycloak.policy.user_map["boss@example.org"], "ceo");
+    assert_eq!(keycloak.discovery.scope.as_deref(), Some("mail"));
+
+    let validator::Source::Introspection(introspection) = &built.issuers[1].source else {
+        panic!("not introspection");
+    };
+    assert_eq!(introspection.client_auth, validator::ClientAuth::Post);
+    assert_eq!(introspection.token_type_hint, None);
+    assert_eq!(built.issuers[1].guard.max_concurrent, 8);
+    assert_eq!(built.issuers[1].guard.failure_threshold, 3);
+    assert_eq!(built.issuers[1].guard.open_for, Duration::from_secs(30));
+
+    let validator::Source::Userinfo(userinfo) = &built.issuers[2].source else {
+        panic!("not userinfo");
+    };
+    assert_eq!(userinfo.request, validator::UserinfoRequest::Form);
+}
+
+#[test]
+fn issuer_errors_carry_the_index() {
+    let bad = ISSUERS.replace("circuit_open_for = \"30s\"", "bogus = 1");
+    let error = Config::parse(&with_listeners(&bad)).expect_err("unknown key");
+    assert_eq!(error.key, "validator.issuers[1].bogus");
+
+    let bad = ISSUERS.replace("client_id = \"bearergate\"\n", "");
+    let errors = Config::parse(&with_listeners(&bad))
+        .expect("parses")
+        .validate(Path::new("."));
+    assert_eq!(keys(&errors), vec!["validator.issuers[1].client_id"]);
+
+    let bad = ISSUERS.replace("smtp = \"mail.send\"", "pop3 = \"mail\"");
+    let errors = Config::parse(&with_listeners(&bad))
+        .expect("parses")
+        .validate(Path::new("."));
+    assert_eq!(keys(&errors), vec!["validator.issuers[0].protocol_scopes"]);
+
+    let mixed = ISSUERS.replace(
+        "cache_max_ttl = \"2m\"",
+        "cache_max_ttl = \"2m\"\nkind = \"jwt\"",
+    );
+    let error = Config::parse(&with_listeners(&mixed)).expect_err("both shapes refused");
+    assert_eq!(error.key, "validator.kind");
+
+    let twice = ISSUERS.replace(
+        "kind = \"userinfo\"",
+        "name = \"keycloak\"\nkind = \"userinfo\"",
+    );
+    let errors = Config::parse(&with_listeners(&twice))
+        .expect("parses")
+        .validate(Path::new("."));
+    assert_eq!(keys(&errors), vec!["validator.issuers[2].name"]);
 }

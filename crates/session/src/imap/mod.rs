@@ -492,6 +492,13 @@ impl ImapSession {
         self.state = State::Commands;
     }
 
+    /// Sets what the error challenge tells OAUTHBEARER clients (`scope`,
+    /// `openid-configuration`): with several identity providers, the refused token's own.
+    pub fn set_discovery(&mut self, scope: Option<String>, openid_configuration: Option<String>) {
+        self.config.challenge_scope = scope;
+        self.config.openid_configuration = openid_configuration;
+    }
+
     /// The token was refused: send the mechanism's error challenge and wait for the client's
     /// dummy response, after which the command fails with AUTHENTICATIONFAILED.
     pub fn token_refused(&mut self, refusal: Refusal) {

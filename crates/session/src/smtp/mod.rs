@@ -431,6 +431,13 @@ impl SmtpSession {
         }
     }
 
+    /// Sets what the error challenge tells OAUTHBEARER clients (`scope`,
+    /// `openid-configuration`): with several identity providers, the refused token's own.
+    pub fn set_discovery(&mut self, scope: Option<String>, openid_configuration: Option<String>) {
+        self.config.challenge_scope = scope;
+        self.config.openid_configuration = openid_configuration;
+    }
+
     /// The token was refused: send the mechanism's error challenge (`334 <base64 JSON>`)
     /// and wait for the client's dummy response, after which AUTH fails with
     /// `535 5.7.8 Authentication credentials invalid`.

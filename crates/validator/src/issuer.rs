@@ -1,0 +1,270 @@
+//! One configured identity provider: where its answers come from (introspection, local JWT
+//! checks, userinfo), the policy that turns them into a mail user, and what OAUTHBEARER
+//! clients are told about it when a token is refused.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+
+use crate::cache::Outcome;
+use crate::config::{
+    IntrospectionConfig, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_MAX_TTL, DEFAULT_NEGATIVE_CACHE_TTL,
+};
+use crate::error::{ConfigError, InvalidReason, ValidationError};
+use crate::guard::{Guard, GuardConfig};
+use crate::identity::{check_answer, numeric_date, AnswerRules, Identity};
+use crate::introspection::{IntrospectionClient, Unavailable};
+use crate::jwt::{JwtConfig, JwtValidator};
+use crate::policy::Policy;
+use crate::userinfo::{UserinfoClient, UserinfoConfig};
+
+/// The whole validator: one or more issuers behind one answer cache.
+#[derive(Debug, Clone)]
+pub struct ValidatorConfig {
+    /// The issuers, in the order an opaque token tries them.
+    pub issuers: Vec<IssuerConfig>,
+    /// `cache_max_ttl`: longest a positive answer is cached; never beyond the token's `exp`.
+    /// `Duration::ZERO` disables positive caching.
+    pub cache_max_ttl: Duration,
+    /// `negative_cache_ttl`: how long a rejected token stays rejected without asking again.
+    /// `Duration::ZERO` disables negative caching.
+    pub negative_cache_ttl: Duration,
+    /// `cache_capacity`: cached answers at most (positive and negative together).
+    pub cache_capacity: u64,
+}
+
+impl ValidatorConfig {
+    /// One issuer with the default cache settings.
+    pub fn single(issuer: IssuerConfig) -> Self {
+        Self {
+            issuers: vec![issuer],
+            cache_max_ttl: DEFAULT_CACHE_MAX_TTL,
+            negative_cache_ttl: DEFAULT_NEGATIVE_CACHE_TTL,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+        }
+    }
+
+    /// Checks the shared keys and every issuer; errors name the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.issuers.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "issuers",
+                problem: "at least one issuer is needed".to_owned(),
+            });
+        }
+        if self.cache_capacity == 0 {
+            return Err(ConfigError::Invalid {
+                key: "cache_capacity",
+                problem: "must be at least 1 (set cache_max_ttl and negative_cache_ttl to 0 \
+                          to disable caching)"
+                    .to_owned(),
+            });
+        }
+        for (i, issuer) in self.issuers.iter().enumerate() {
+            issuer.validate()?;
+            if self.issuers[..i].iter().any(|o| o.name == issuer.name) {
+                return Err(ConfigError::Invalid {
+                    key: "name",
+                    problem: format!("issuer name {:?} is used twice", issuer.name),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One identity provider.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// `name`: for logs and metrics.
+    pub name: String,
+    /// Where answers come from.
+    pub source: Source,
+    /// How claims become a mail user.
+    pub policy: Policy,
+    /// Concurrency limit and circuit breaker for requests to this provider.
+    pub guard: GuardConfig,
+    /// What a refused OAUTHBEARER client is told (RFC 7628 §3.2.2).
+    pub discovery: Discovery,
+}
+
+impl IssuerConfig {
+    /// An issuer with the default policy (user from `username`) and no discovery hints.
+    pub fn new(name: impl Into<String>, source: Source) -> Self {
+        Self {
+            name: name.into(),
+            source,
+            policy: Policy::with_claim(crate::DEFAULT_USERNAME_CLAIM),
+            guard: GuardConfig::default(),
+            discovery: Discovery::default(),
+        }
+    }
+
+    /// Checks every key of this issuer.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "name",
+                problem: "must not be empty".to_owned(),
+            });
+        }
+        match &self.source {
+            Source::Introspection(config) => config.validate()?,
+            Source::Jwt(config) => config.validate()?,
+            Source::Userinfo(config) => config.validate()?,
+        }
+        self.guard.validate()?;
+        self.policy.validate()
+    }
+}
+
+/// Where an issuer's answers come from: one variant per `kind`.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// RFC 7662 introspection.
+    Introspection(IntrospectionConfig),
+    /// Local JWT validation against the issuer's JWKS.
+    Jwt(JwtConfig),
+    /// OpenID userinfo or Google tokeninfo, for opaque tokens without introspection.
+    Userinfo(UserinfoConfig),
+}
+
+/// The `openid-configuration` and `scope` members of the RFC 7628 error challenge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discovery {
+    /// Where the client can discover how to get a token.
+    pub openid_configuration: Option<String>,
+    /// The scope the client should ask for.
+    pub scope: Option<String>,
+}
+
+/// A running issuer.
+#[derive(Debug)]
+pub(crate) struct Issuer {
+    pub name: String,
+    pub policy: Policy,
+    pub discovery: Discovery,
+    fetcher: Fetcher,
+    /// Wraps requests that go to the provider for every token (introspection, userinfo).
+    /// Not JWT: its JWKS fetches are rare, rate-limited, and keep the known keys when they
+    /// fail, so local checks go on while the provider is down.
+    guard: Guard,
+}
+
+#[derive(Debug)]
+enum Fetcher {
+    Introspection {
+        client: IntrospectionClient,
+        issuer: Option<String>,
+        audiences: Vec<String>,
+    },
+    /// Local validation. Answers are cached like introspection's, which saves the signature
+    /// check on every login with the same token.
+    Jwt(Box<JwtValidator>),
+    Userinfo(UserinfoClient),
+}
+
+impl Issuer {
+    pub(crate) fn new(config: IssuerConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let fetcher = match config.source {
+            Source::Introspection(source) => Fetcher::Introspection {
+                client: IntrospectionClient::new(&source)?,
+                issuer: source.issuer,
+                audiences: source.audiences,
+            },
+            Source::Jwt(source) => Fetcher::Jwt(Box::new(JwtValidator::new(source)?)),
+            Source::Userinfo(source) => Fetcher::Userinfo(UserinfoClient::new(&source)?),
+        };
+        Ok(Self {
+            guard: Guard::new(&config.name, config.guard),
+            name: config.name,
+            policy: config.policy,
+            discovery: config.discovery,
+            fetcher,
+        })
+    }
+
+    /// Whether this issuer checks JWTs whose `iss` is `iss`.
+    pub(crate) fn answers_for(&self, iss: &str) -> bool {
+        match &self.fetcher {
+            Fetcher::Jwt(validator) => validator.issuer() == iss,
+            Fetcher::Introspection { issuer, .. } => issuer.as_deref() == Some(iss),
+            Fetcher::Userinfo(_) => false,
+        }
+    }
+
+    /// Whether this issuer can judge a token that is not a JWT of a known issuer.
+    pub(crate) fn judges_opaque_tokens(&self) -> bool {
+        !matches!(self.fetcher, Fetcher::Jwt(_))
+    }
+
+    /// The circuit breaker's state, for metrics.
+    pub(crate) fn circuit(&self) -> crate::guard::CircuitState {
+        self.guard.state()
+    }
+
+    /// Requests refused by the guard without asking the provider.
+    pub(crate) fn rejected(&self) -> u64 {
+        self.guard.rejected()
+    }
+
+    /// Requests sent to this identity provider so far.
+    pub(crate) fn requests(&self) -> u64 {
+        match &self.fetcher {
+            Fetcher::Introspection { client, .. } => client.requests(),
+            Fetcher::Jwt(validator) => validator.jwks_requests(),
+            Fetcher::Userinfo(client) => client.requests(),
+        }
+    }
+
+    /// One fresh answer about `token`: `Ok` with an outcome worth caching, or `Err` when the
+    /// identity provider could not be asked.
+    pub(crate) async fn fetch(
+        &self,
+        token: &SecretString,
+        tag: &str,
+    ) -> Result<Outcome, Unavailable> {
+        let verified = match &self.fetcher {
+            Fetcher::Introspection {
+                client,
+                issuer,
+                audiences,
+            } => {
+                let answer = self.guard.run(client.introspect(token, tag)).await?;
+                let rules = AnswerRules {
+                    issuer: issuer.as_deref(),
+                    audiences,
+                };
+                check_answer(&answer, rules, SystemTime::now()).map(|exp| (answer, exp))
+            }
+            Fetcher::Jwt(validator) => match validator.verify(token).await {
+                Ok(claims) => jwt_expiry(&claims).map(|exp| (claims, exp)),
+                Err(ValidationError::Invalid(reason)) => Err(reason),
+                Err(ValidationError::Unavailable(why)) => return Err(why),
+            },
+            // The answer is normalised to look like introspection's (`active`, numeric
+            // `exp`), so the same checks apply.
+            Fetcher::Userinfo(client) => match self.guard.run(client.fetch(token, tag)).await? {
+                Ok(claims) => check_answer(&claims, AnswerRules::default(), SystemTime::now())
+                    .map(|exp| (claims, exp)),
+                Err(reason) => Err(reason),
+            },
+        };
+        let identity = verified.and_then(|(claims, expires_at)| {
+            let found = self.policy.apply(&claims)?;
+            Ok(Identity::new(found, &self.name, expires_at))
+        });
+        Ok(match identity {
+            Ok(identity) => Outcome::Valid(Arc::new(identity)),
+            Err(reason) => Outcome::Invalid(reason),
+        })
+    }
+}
+
+/// A verified JWT always has a numeric `exp` (jsonwebtoken demands it).
+fn jwt_expiry(claims: &Map<String, Value>) -> Result<Option<SystemTime>, InvalidReason> {
+    numeric_date(claims, "exp")
+}

@@ -1,0 +1,288 @@
+//! From a token's verified claims to the mail user: which claim names the user, how it is
+//! normalised and mapped, and which clients and scopes are acceptable.
+//!
+//! The same policy applies whatever the claims came from (introspection, a JWT, userinfo),
+//! so an admin who moves from one kind of validation to another keeps the same rules.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::config::is_scope_token_byte;
+use crate::error::{invalid, ConfigError, InvalidReason};
+
+/// What a token must show, and how its user becomes a mail login.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// `username_claim(s)`: tried in order; the first present as a string names the user.
+    pub username_claims: Vec<String>,
+    /// `username_domain`: appended as `@domain` to a user without one, for providers whose
+    /// user claim is a bare name while the mail server logs in by address.
+    pub username_domain: Option<String>,
+    /// `strip_domains`: `@domain` suffixes removed (ASCII case ignored). Only these: stripping
+    /// any domain would turn `alice@elsewhere.example` into the local `alice`.
+    pub strip_domains: Vec<String>,
+    /// `lowercase_username`: lower-case the user (after the domain rules).
+    pub lowercase_username: bool,
+    /// `allowed_client_ids`: when not empty, the token's `client_id` (or, without one, its
+    /// `azp`) must be one of these: tokens issued to other applications are refused.
+    pub allowed_client_ids: Vec<String>,
+    /// `required_scope`: scopes every token must carry, whatever the protocol.
+    pub required_scopes: Vec<String>,
+    /// `protocol_scopes`: further scopes a login for one protocol (`imap`, `smtp`, `sieve`)
+    /// needs, e.g. a send scope for submission only.
+    pub protocol_scopes: BTreeMap<String, Vec<String>>,
+    /// `user_map`: token user (after normalisation) → backend login, for mailboxes whose
+    /// login differs from the identity provider's name for the person.
+    pub user_map: HashMap<String, String>,
+}
+
+/// Protocol names `protocol_scopes` accepts.
+pub const PROTOCOLS: [&str; 3] = ["imap", "smtp", "sieve"];
+
+/// The user found in a token, before and after the policy's rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PolicyUser {
+    pub user: String,
+    pub claim: String,
+    pub backend_user: String,
+    pub scopes: Vec<String>,
+    pub client_id: Option<String>,
+}
+
+impl Policy {
+    /// A policy that takes the user from `claim` and demands nothing else.
+    pub fn with_claim(claim: impl Into<String>) -> Self {
+        Self {
+            username_claims: vec![claim.into()],
+            ..Self::default()
+        }
+    }
+
+    /// Checks every key; errors name it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.username_claims.is_empty() || self.username_claims.iter().any(String::is_empty) {
+            return Err(invalid(
+                "username_claim",
+                "needs at least one non-empty claim",
+            ));
+        }
+        check_scopes("required_scope", &self.required_scopes)?;
+        for (protocol, scopes) in &self.protocol_scopes {
+            if !PROTOCOLS.contains(&protocol.as_str()) {
+                return Err(invalid(
+                    "protocol_scopes",
+                    format!("{protocol:?} is not a protocol (imap, smtp, sieve)"),
+                ));
+            }
+            check_scopes("protocol_scopes", scopes)?;
+        }
+        let domains = self.username_domain.iter().chain(&self.strip_domains);
+        if let Some(bad) = domains.clone().find(|d| !is_domain(d)) {
+            let key = if self.username_domain.as_ref() == Some(bad) {
+                "username_domain"
+            } else {
+                "strip_domains"
+            };
+            return Err(invalid(
+                key,
+                format!("{bad:?} is not a domain (no @, no spaces)"),
+            ));
+        }
+        if self.allowed_client_ids.iter().any(String::is_empty) {
+            return Err(invalid("allowed_client_ids", "must not contain \"\""));
+        }
+        if let Some((from, _)) = self
+            .user_map
+            .iter()
+            .find(|(from, to)| from.is_empty() || to.is_empty() || has_control(to))
+        {
+            return Err(invalid(
+                "user_map",
+                format!("entry {from:?} needs a non-empty user on both sides"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies the policy to verified claims.
+    pub(crate) fn apply(&self, claims: &Map<String, Value>) -> Result<PolicyUser, InvalidReason> {
+        let (claim, raw) = self
+            .username_claims
+            .iter()
+            .find_map(|c| match claims.get(c.as_str()) {
+                Some(Value::String(user)) => Some((c, user.as_str())),
+                _ => None,
+            })
+            .ok_or_else(|| InvalidReason::NoUserClaim {
+                claim: self.username_claims.join(","),
+            })?;
+        let malformed = |problem| InvalidReason::Malformed {
+            claim: claim.clone(),
+            problem,
+        };
+        if raw.is_empty() {
+            return Err(malformed("is empty"));
+        }
+        if has_control(raw) {
+            return Err(malformed("contains control characters"));
+        }
+        let user = self.normalise(raw);
+
+        let client_id = client_of(claims)?;
+        if !self.allowed_client_ids.is_empty()
+            && !client_id
+                .as_ref()
+                .is_some_and(|id| self.allowed_client_ids.contains(id))
+        {
+            return Err(InvalidReason::ClientNotAllowed {
+                client_id: client_id.unwrap_or_default(),
+            });
+        }
+
+        let scopes = scopes_of(claims)?;
+        missing_scope(&scopes, &self.required_scopes)?;
+
+        let backend_user = self.user_map.get(&user).unwrap_or(&user).clone();
+        Ok(PolicyUser {
+            user,
+            claim: claim.clone(),
+            backend_user,
+            scopes,
+            client_id,
+        })
+    }
+
+    /// The scopes a login for `protocol` needs beyond `required_scope`.
+    pub(crate) fn check_protocol(
+        &self,
+        protocol: &str,
+        scopes: &[String],
+    ) -> Result<(), InvalidReason> {
+        match self.protocol_scopes.get(protocol) {
+            Some(required) => missing_scope(scopes, required),
+            None => Ok(()),
+        }
+    }
+
+    fn normalise(&self, raw: &str) -> String {
+        let mut user = raw.to_owned();
+        for domain in &self.strip_domains {
+            if let Some(at) = user.rfind('@') {
+                if user[at + 1..].eq_ignore_ascii_case(domain) {
+                    user.truncate(at);
+                    break;
+                }
+            }
+        }
+        if let Some(domain) = &self.username_domain {
+            if !user.contains('@') {
+                user = format!("{user}@{domain}");
+            }
+        }
+        if self.lowercase_username {
+            user = user.to_lowercase();
+        }
+        user
+    }
+}
+
+fn missing_scope(scopes: &[String], required: &[String]) -> Result<(), InvalidReason> {
+    match required.iter().find(|r| !scopes.contains(r)) {
+        Some(scope) => Err(InvalidReason::MissingScope {
+            scope: scope.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The OAuth client the token was issued to: `client_id` (RFC 7662, RFC 9068), else the
+/// OpenID `azp` (Keycloak, Google, Entra ID v2 put the client there).
+fn client_of(claims: &Map<String, Value>) -> Result<Option<String>, InvalidReason> {
+    for claim in ["client_id", "azp"] {
+        match claims.get(claim) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(id)) => return Ok(Some(id.clone())),
+            Some(_) => {
+                return Err(InvalidReason::Malformed {
+                    claim: claim.to_owned(),
+                    problem: "is not a string",
+                })
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The token's scopes: `scope` as a space-separated string (RFC 6749, RFC 7662, RFC 9068),
+/// else `scp` as a string (Entra ID) or an array of strings (Okta).
+pub(crate) fn scopes_of(claims: &Map<String, Value>) -> Result<Vec<String>, InvalidReason> {
+    let split = |s: &str| {
+        s.split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let malformed = |claim: &str, problem| InvalidReason::Malformed {
+        claim: claim.to_owned(),
+        problem,
+    };
+    match claims.get("scope") {
+        Some(Value::String(scope)) => return Ok(split(scope)),
+        None | Some(Value::Null) => {}
+        Some(_) => return Err(malformed("scope", "is not a string")),
+    }
+    match claims.get("scp") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(scp)) => Ok(split(scp)),
+        Some(Value::Array(scp)) => scp
+            .iter()
+            .map(|s| match s {
+                Value::String(s) => Ok(s.clone()),
+                _ => Err(malformed("scp", "is not an array of strings")),
+            })
+            .collect(),
+        Some(_) => Err(malformed("scp", "is not a string or an array")),
+    }
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+fn is_domain(d: &str) -> bool {
+    !d.is_empty() && !d.contains('@') && !d.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+fn check_scopes(key: &'static str, scopes: &[String]) -> Result<(), ConfigError> {
+    match scopes
+        .iter()
+        .find(|s| s.is_empty() || !s.bytes().all(is_scope_token_byte))
+    {
+        // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+        Some(bad) => Err(invalid(
+            key,
+            format!("{bad:?} is not a valid scope token (RFC 6749 §3.3)"),
+        )),
+        None => Ok(()),
+    }
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("username_claims", &self.username_claims)
+            .field("username_domain", &self.username_domain)
+            .field("strip_domains", &self.strip_domains)
+            .field("lowercase_username", &self.lowercase_username)
+            .field("allowed_client_ids", &self.allowed_client_ids)
+            .field("required_scopes", &self.required_scopes)
+            .field("protocol_scopes", &self.protocol_scopes)
+            .field("user_map_entries", &self.user_map.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;
