@@ -19,3 +19,4 @@ mod operations;
 mod smtp_submission;
 mod smtp_xclient;
 mod strategies_smtp_sieve;
+mod validator_policy;

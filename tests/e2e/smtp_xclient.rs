@@ -183,6 +183,7 @@ impl XclientEnv {
                 negative_cache_ttl: "10s".into(),
                 timeout: "2s".into(),
                 extra: Vec::new(),
+                raw: None,
             },
             extra_toml: String::new(),
             top_level: Vec::new(),

@@ -113,6 +113,9 @@ pub struct ValidatorConfig {
     pub negative_cache_ttl: String,
     pub timeout: String,
     pub extra: Vec<String>,
+    /// When set, the whole `[validator]` table (with any `[[validator.issuers]]`) instead
+    /// of the fields above.
+    pub raw: Option<String>,
 }
 
 /// A whole `proxy.toml`; tests change fields, then [`Proxy::start`] renders it.
@@ -167,6 +170,7 @@ impl ProxyConfig {
                 negative_cache_ttl: "10s".into(),
                 timeout: "2s".into(),
                 extra: Vec::new(),
+                raw: None,
             },
             extra_toml: String::new(),
             top_level: Vec::new(),
@@ -273,6 +277,11 @@ impl ProxyConfig {
         }
         let v = &self.validator;
         w(String::new());
+        if let Some(raw) = &v.raw {
+            w(raw.clone());
+            let _ = write!(out, "{}", self.extra_toml);
+            return out;
+        }
         w("[validator]".into());
         w(format!("kind = {}", q(&v.kind)));
         w(format!("introspection_url = {}", q(&v.introspection_url)));
