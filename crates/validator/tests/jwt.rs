@@ -464,3 +464,49 @@ async fn jwks_down_at_first_use_is_unavailable() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn hs256_is_accepted_only_with_the_configured_shared_secret() {
+    const SHARED: &str = "a-shared-secret-of-at-least-32-bytes!";
+    let ec = TestKey::ec("ec1");
+    let (fake, _, issuer) = serve(&[&ec]).await;
+    let mut config = config(&issuer);
+    config.allowed_algorithms = vec!["HS256".to_owned(), "ES256".to_owned()];
+    config.hmac_secret = Some(SecretString::from(SHARED));
+    let validator = JwtValidator::new(config).unwrap();
+
+    let sign = |secret: &[u8]| {
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some("at+jwt".to_owned());
+        jsonwebtoken::encode(&header, &claims(&issuer), &EncodingKey::from_secret(secret)).unwrap()
+    };
+    let verified = validator
+        .verify(&secret(sign(SHARED.as_bytes())))
+        .await
+        .unwrap();
+    assert_eq!(verified["iss"], json!(issuer));
+    assert_eq!(fake.count(), 0, "no JWKS needed for a shared secret");
+
+    assert_eq!(
+        invalid(
+            validator
+                .verify(&secret(sign(b"another-secret-also-32-bytes-long!!")))
+                .await
+        ),
+        InvalidReason::BadSignature
+    );
+    // The public key as HMAC secret is still refused: the shared secret is the only key.
+    assert_eq!(
+        invalid(
+            validator
+                .verify(&secret(sign(&ec.pair.public_key_raw())))
+                .await
+        ),
+        InvalidReason::BadSignature
+    );
+    // Asymmetric tokens still verify against the JWKS.
+    validator
+        .verify(&secret(ec.sign(&claims(&issuer))))
+        .await
+        .unwrap();
+}
