@@ -16,7 +16,7 @@ use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use reqwest::header::ACCEPT;
+use reqwest::header::{ACCEPT, CACHE_CONTROL};
 use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
@@ -30,6 +30,10 @@ use crate::MAX_TOKEN_LEN;
 pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(60);
 /// Default for `jwks_refetch_interval`: an unknown `kid` refetches the JWKS at most this often.
 pub const DEFAULT_JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a JWKS is used without asking again when its answer has no `Cache-Control:
+/// max-age`: a day, so a key the issuer withdrew stops working within a day even when no
+/// token names an unknown key.
+pub const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 /// Largest JWKS or discovery document read.
 pub const MAX_JWKS_LEN: usize = 256 * 1024;
 /// Shared-secret algorithms: accepted only with a configured `hmac_secret`.
@@ -174,6 +178,9 @@ pub(crate) struct JwksCache {
     timeout: Duration,
     min_interval: Duration,
     keys: RwLock<Arc<KeyMap>>,
+    /// When the keys should be fetched again: their `Cache-Control: max-age` (at least
+    /// `min_interval`, at most [`DEFAULT_JWKS_MAX_AGE`]), pushed back after a failed refresh.
+    stale_at: RwLock<Option<Instant>>,
     /// Bumped by each completed fetch attempt; lets waiters see that a fetch happened.
     generation: AtomicU64,
     loaded: std::sync::atomic::AtomicBool,
@@ -199,6 +206,7 @@ impl JwksCache {
             timeout: config.timeout,
             min_interval: config.jwks_refetch_interval,
             keys: RwLock::new(Arc::new(HashMap::new())),
+            stale_at: RwLock::new(None),
             generation: AtomicU64::new(0),
             loaded: std::sync::atomic::AtomicBool::new(false),
             refresh: tokio::sync::Mutex::new(RefreshState {
@@ -214,9 +222,30 @@ impl JwksCache {
         keys.get(kid).cloned()
     }
 
+    fn is_stale(&self) -> bool {
+        let stale_at = self.stale_at.read().unwrap_or_else(|p| p.into_inner());
+        stale_at.is_some_and(|at| Instant::now() >= at)
+    }
+
+    fn set_stale_at(&self, after: Duration) {
+        *self.stale_at.write().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + after);
+    }
+
+    fn store(&self, map: KeyMap, max_age: Duration) {
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
+        self.set_stale_at(max_age);
+        self.loaded.store(true, Ordering::SeqCst);
+    }
+
     async fn key(&self, kid: &str) -> Result<Arc<Key>, KeyError> {
         if let Some(key) = self.lookup(kid) {
-            return Ok(key);
+            if !self.is_stale() {
+                return Ok(key);
+            }
+            return match self.refresh_stale(kid).await {
+                Some(refreshed) => refreshed.ok_or(KeyError::Unknown),
+                None => Ok(key),
+            };
         }
         let seen = self.generation.load(Ordering::SeqCst);
         let mut state = self.refresh.lock().await;
@@ -239,9 +268,8 @@ impl JwksCache {
         let result = self.fetch(&mut state).await;
         self.generation.fetch_add(1, Ordering::SeqCst);
         match result {
-            Ok(map) => {
-                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
-                self.loaded.store(true, Ordering::SeqCst);
+            Ok((map, max_age)) => {
+                self.store(map, max_age);
                 self.lookup(kid).ok_or(KeyError::Unknown)
             }
             Err(why) => {
@@ -251,7 +279,34 @@ impl JwksCache {
         }
     }
 
-    async fn fetch(&self, state: &mut RefreshState) -> Result<KeyMap, String> {
+    /// The keys' cache lifetime has passed: one caller refetches them while the others go on
+    /// with the known keys. `None` means "use the key you have" (someone else is refreshing,
+    /// or the refresh failed and the known keys stay); `Some` is the lookup after a refresh,
+    /// in which a withdrawn key is gone.
+    async fn refresh_stale(&self, kid: &str) -> Option<Option<Arc<Key>>> {
+        let Ok(mut state) = self.refresh.try_lock() else {
+            return None;
+        };
+        if !self.is_stale() {
+            return None;
+        }
+        state.last_fetch = Some(Instant::now());
+        let result = self.fetch(&mut state).await;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        match result {
+            Ok((map, max_age)) => {
+                self.store(map, max_age);
+                Some(self.lookup(kid))
+            }
+            Err(why) => {
+                tracing::warn!(issuer = %self.issuer, "JWKS refresh failed, keeping the known keys: {why}");
+                self.set_stale_at(self.min_interval.max(Duration::from_secs(30)));
+                None
+            }
+        }
+    }
+
+    async fn fetch(&self, state: &mut RefreshState) -> Result<(KeyMap, Duration), String> {
         let url = match &state.jwks_url {
             Some(url) => url.clone(),
             None => {
@@ -260,7 +315,10 @@ impl JwksCache {
                 url
             }
         };
-        let document = self.get_json(&url).await?;
+        let (document, max_age) = self.get_json(&url).await?;
+        let max_age = max_age
+            .unwrap_or(DEFAULT_JWKS_MAX_AGE)
+            .clamp(self.min_interval, DEFAULT_JWKS_MAX_AGE);
         let Some(Value::Array(keys)) = document.get("keys") else {
             return Err("JWKS has no \"keys\" array".to_owned());
         };
@@ -288,7 +346,7 @@ impl JwksCache {
             };
             map.insert(kid, Arc::new(Key { jwk, decoding }));
         }
-        Ok(map)
+        Ok((map, max_age))
     }
 
     /// RFC 8414 / OpenID Connect Discovery: the `jwks_uri` of the issuer's metadata.
@@ -299,7 +357,7 @@ impl JwksCache {
             let url = Url::parse(&format!("{base}/.well-known/{well_known}"))
                 .map_err(|e| format!("discovery URL: {e}"))?;
             match self.get_json(&url).await {
-                Ok(metadata) => {
+                Ok((metadata, _)) => {
                     if let Some(Value::String(issuer)) = metadata.get("issuer") {
                         if issuer != &self.issuer {
                             return Err(format!(
@@ -319,7 +377,8 @@ impl JwksCache {
         Err(format!("discovery failed: {last_error}"))
     }
 
-    async fn get_json(&self, url: &Url) -> Result<Map<String, Value>, String> {
+    /// A JSON object and the answer's `Cache-Control: max-age`.
+    async fn get_json(&self, url: &Url) -> Result<(Map<String, Value>, Option<Duration>), String> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout(self.timeout, self.get_json_inner(url)).await {
             Ok(result) => result,
@@ -330,7 +389,10 @@ impl JwksCache {
         }
     }
 
-    async fn get_json_inner(&self, url: &Url) -> Result<Map<String, Value>, String> {
+    async fn get_json_inner(
+        &self,
+        url: &Url,
+    ) -> Result<(Map<String, Value>, Option<Duration>), String> {
         let mut response = self
             .http
             .get(url.clone())
@@ -342,6 +404,11 @@ impl JwksCache {
         if status != StatusCode::OK {
             return Err(format!("{url} answered HTTP {status}"));
         }
+        let max_age = response
+            .headers()
+            .get(CACHE_CONTROL)
+            .and_then(|value| value.to_str().ok())
+            .and_then(max_age);
         let too_large = || format!("{url}: answer is larger than {MAX_JWKS_LEN} bytes");
         if response
             .content_length()
@@ -361,11 +428,27 @@ impl JwksCache {
             bytes.extend_from_slice(&chunk);
         }
         match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => Ok(map),
+            Ok(Value::Object(map)) => Ok((map, max_age)),
             Ok(_) => Err(format!("{url}: answer is JSON but not an object")),
             Err(e) => Err(format!("{url}: answer is not JSON: {e}")),
         }
     }
+}
+
+/// RFC 9111 §5.2.2: `max-age=N` of a `Cache-Control` value; `no-store` and `no-cache`
+/// count as zero (fetch again as soon as the rate limit allows).
+fn max_age(cache_control: &str) -> Option<Duration> {
+    let mut found = None;
+    for directive in cache_control.split(',').map(str::trim) {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-store" || lower == "no-cache" {
+            return Some(Duration::ZERO);
+        }
+        if let Some(secs) = lower.strip_prefix("max-age=") {
+            found = secs.trim_matches('"').parse().ok().map(Duration::from_secs);
+        }
+    }
+    found
 }
 
 impl fmt::Debug for JwksCache {
@@ -671,6 +754,22 @@ mod tests {
         c.hmac_secret = Some(SecretString::from("0123456789abcdef0123456789abcdef"));
         c.allowed_algorithms = vec!["none".to_owned()];
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn cache_control_max_age() {
+        let table = [
+            ("max-age=3600", Some(3600)),
+            ("public, max-age=60, must-revalidate", Some(60)),
+            ("Max-Age=\"120\"", Some(120)),
+            ("no-cache", Some(0)),
+            ("max-age=60, no-store", Some(0)),
+            ("public", None),
+            ("max-age=soon", None),
+        ];
+        for (value, want) in table {
+            assert_eq!(max_age(value), want.map(Duration::from_secs), "{value}");
+        }
     }
 
     #[test]

@@ -499,7 +499,7 @@ async fn hs256_is_accepted_only_with_the_configured_shared_secret() {
     assert_eq!(
         invalid(
             validator
-                .verify(&secret(sign(&ec.pair.public_key_raw())))
+                .verify(&secret(sign(ec.pair.public_key_raw())))
                 .await
         ),
         InvalidReason::BadSignature
