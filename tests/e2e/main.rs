@@ -8,6 +8,7 @@ mod support;
 
 mod cli;
 mod dovecot_backend;
+mod examples;
 mod imap_backend;
 mod imap_jwt;
 mod imap_login;
@@ -15,6 +16,7 @@ mod imap_negative;
 mod imap_passthrough_fallback;
 mod imap_security;
 mod managesieve;
+mod oidc_provider;
 mod operations;
 mod smtp_submission;
 mod smtp_xclient;

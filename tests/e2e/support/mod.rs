@@ -7,6 +7,7 @@ pub mod dovecot;
 pub mod idp;
 pub mod imap_client;
 pub mod jwks;
+pub mod oidc_provider;
 pub mod ports;
 pub mod postfix;
 pub mod proxy;
