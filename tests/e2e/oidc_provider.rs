@@ -148,6 +148,11 @@ async fn opaque_token_logs_in_through_introspection() {
     // A token the provider never issued: it answers {"active": false}.
     let unknown = "x".repeat(token.len());
     assert_rejected(&try_login(&env, &proxy, &unknown).await, "unknown token");
+
+    // A JWT it issued: it will not introspect it (HTTP 400 unsupported_token_type). That is
+    // a refused token, not an outage: NO [AUTHENTICATIONFAILED], never [UNAVAILABLE].
+    let jwt = provider.client_credentials_token(Some(RESOURCE));
+    assert_rejected(&try_login(&env, &proxy, &jwt).await, "JWT at introspection");
 }
 
 #[tokio::test]

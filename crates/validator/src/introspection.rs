@@ -110,6 +110,13 @@ impl IntrospectionClient {
             .map_err(|e| self.unavailable(tag, describe(&e)))?;
 
         let status = response.status();
+        if status == StatusCode::BAD_REQUEST && refuses_the_token(&mut response).await {
+            tracing::debug!(
+                token = tag,
+                "introspection endpoint cannot judge this kind of token"
+            );
+            return Ok(Map::from_iter([("active".to_owned(), Value::Bool(false))]));
+        }
         if status != StatusCode::OK {
             return Err(self.refused(tag, status));
         }
@@ -176,6 +183,28 @@ impl fmt::Debug for IntrospectionClient {
             )
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
+    }
+}
+
+/// Whether a 400 answer is about the token rather than our request: some providers (node
+/// `oidc-provider` for a JWT it issued, others for a token from elsewhere) answer
+/// `unsupported_token_type` or `invalid_token` instead of `{"active": false}`. Such a token
+/// is one this endpoint will never accept, so it counts as inactive (the client's fault,
+/// and with several issuers the next one is asked), not as an outage.
+async fn refuses_the_token(response: &mut reqwest::Response) -> bool {
+    let mut bytes = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        if bytes.len() + chunk.len() > MAX_RESPONSE_LEN {
+            return false;
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(body)) => matches!(
+            body.get("error").and_then(Value::as_str),
+            Some("unsupported_token_type" | "invalid_token")
+        ),
+        _ => false,
     }
 }
 

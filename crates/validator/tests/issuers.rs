@@ -263,3 +263,31 @@ async fn an_open_circuit_answers_unavailable_without_asking() {
     assert_eq!(down.count(), 2, "requests stop once the circuit opens");
     assert_eq!(validator.stats().unavailable, 5);
 }
+
+#[tokio::test]
+async fn a_400_about_the_token_is_a_refusal_and_other_400s_an_outage() {
+    let fake = FakeIdp::start(|request: &Request| match request.token().as_str() {
+        "jwt-it-cannot-judge" => Reply::Json(
+            400,
+            json!({"error": "unsupported_token_type", "error_description": "x"}).to_string(),
+        ),
+        "from-elsewhere" => Reply::Json(400, json!({"error": "invalid_token"}).to_string()),
+        _ => Reply::Json(400, json!({"error": "invalid_request"}).to_string()),
+    })
+    .await;
+    let validator =
+        Validator::new(ValidatorConfig::single(introspection("idp", &fake.url))).unwrap();
+    for t in ["jwt-it-cannot-judge", "from-elsewhere"] {
+        assert_eq!(
+            validator.validate(&token(t)).await,
+            Err(ValidationError::Invalid(InvalidReason::Inactive)),
+            "{t}"
+        );
+    }
+    // Our own request is at fault: every user would be refused, so it is an outage.
+    assert!(validator
+        .validate(&token("anything"))
+        .await
+        .unwrap_err()
+        .is_unavailable());
+}

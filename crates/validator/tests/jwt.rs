@@ -510,3 +510,115 @@ async fn hs256_is_accepted_only_with_the_configured_shared_secret() {
         .await
         .unwrap();
 }
+
+/// A JWKS endpoint whose keys and `Cache-Control` the test sets.
+async fn serve_cached(keys: &[&TestKey], cache_control: &str) -> (FakeIdp, Jwks, String) {
+    let jwks: Jwks = Arc::new(Mutex::new((
+        200,
+        json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()}),
+    )));
+    let (shared, cache_control) = (Arc::clone(&jwks), cache_control.to_owned());
+    let fake = FakeIdp::start(move |request| match request.path.as_str() {
+        "/jwks" => Reply::Cached(shared.lock().unwrap().1.to_string(), cache_control.clone()),
+        _ => Reply::Json(404, "{}".to_owned()),
+    })
+    .await;
+    let issuer = fake.url.trim_end_matches("/introspect").to_owned();
+    (fake, jwks, issuer)
+}
+
+#[tokio::test]
+async fn jwks_is_refetched_when_its_max_age_has_passed_and_withdrawn_keys_stop_working() {
+    let old = TestKey::ec("old");
+    let new = TestKey::ec("new");
+    // max-age=0: stale at once (the refetch interval, 0 here, is the lower bound).
+    let (fake, jwks, issuer) = serve_cached(&[&old], "public, max-age=0").await;
+    let mut config = config(&issuer);
+    config.jwks_refetch_interval = Duration::ZERO;
+    let validator = JwtValidator::new(config).unwrap();
+    validator
+        .verify(&secret(old.sign(&claims(&issuer))))
+        .await
+        .unwrap();
+    assert_eq!(fake.count(), 1);
+
+    // The issuer withdraws `old`: the next token naming it makes the stale JWKS refetch.
+    jwks.lock().unwrap().1 = json!({"keys": [new.jwk()]});
+    assert_eq!(
+        invalid(validator.verify(&secret(old.sign(&claims(&issuer)))).await),
+        InvalidReason::UnknownKey
+    );
+    assert_eq!(fake.count(), 2);
+    validator
+        .verify(&secret(new.sign(&claims(&issuer))))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_fresh_jwks_is_not_asked_again_for_a_known_key() {
+    let old = TestKey::ec("old");
+    let (fake, jwks, issuer) = serve_cached(&[&old], "max-age=3600").await;
+    let mut config = config(&issuer);
+    config.jwks_refetch_interval = Duration::ZERO;
+    let validator = JwtValidator::new(config).unwrap();
+    for _ in 0..3 {
+        validator
+            .verify(&secret(old.sign(&claims(&issuer))))
+            .await
+            .unwrap();
+    }
+    jwks.lock().unwrap().1 = json!({"keys": []});
+    validator
+        .verify(&secret(old.sign(&claims(&issuer))))
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.count(),
+        1,
+        "known keys are used until their max-age passes"
+    );
+}
+
+/// A fixed 2048-bit RSA test key (made with openssl for these tests only): its PKCS#1 DER,
+/// its public half as PEM (what an attacker uses as an HMAC secret), and its JWK.
+const RSA_DER: &[u8] = include_bytes!("fixtures/rsa2048-pkcs1.der");
+const RSA_PUBLIC_PEM: &[u8] = include_bytes!("fixtures/rsa2048-public.pem");
+const RSA_JWK: &str = include_str!("fixtures/rsa2048-jwk.json");
+
+#[tokio::test]
+async fn rs256_verifies_and_rs256_to_hs256_confusion_is_refused() {
+    let (_fake, jwks, issuer) = serve_cached(&[], "max-age=3600").await;
+    let jwk: Value = serde_json::from_str(RSA_JWK).unwrap();
+    jwks.lock().unwrap().1 = json!({ "keys": [jwk] });
+    let sign = |alg: Algorithm, key: &EncodingKey| {
+        let mut header = Header::new(alg);
+        header.kid = Some("rsa1".to_owned());
+        header.typ = Some("at+jwt".to_owned());
+        jsonwebtoken::encode(&header, &claims(&issuer), key).unwrap()
+    };
+    let rs256 = sign(Algorithm::RS256, &EncodingKey::from_rsa_der(RSA_DER));
+    let hs256 = sign(Algorithm::HS256, &EncodingKey::from_secret(RSA_PUBLIC_PEM));
+
+    let validator = JwtValidator::new(config(&issuer)).unwrap();
+    let verified = validator.verify(&secret(rs256.clone())).await.unwrap();
+    assert_eq!(verified["preferred_username"], "alice");
+    assert_eq!(
+        invalid(validator.verify(&secret(hs256.clone())).await),
+        InvalidReason::AlgorithmNotAllowed {
+            alg: "HS256".to_owned()
+        }
+    );
+
+    // Even where HS256 is allowed (a shared secret is configured), the RSA public key is no
+    // HMAC key: only the shared secret is.
+    let mut config = config(&issuer);
+    config.allowed_algorithms = vec!["RS256".to_owned(), "HS256".to_owned()];
+    config.hmac_secret = Some(SecretString::from("a-shared-secret-of-at-least-32-bytes!"));
+    let validator = JwtValidator::new(config).unwrap();
+    validator.verify(&secret(rs256)).await.unwrap();
+    assert_eq!(
+        invalid(validator.verify(&secret(hs256)).await),
+        InvalidReason::BadSignature
+    );
+}

@@ -46,6 +46,8 @@ impl Request {
 pub enum Reply {
     /// Status and a body sent as `application/json` (whether or not it is JSON).
     Json(u16, String),
+    /// A 200 JSON body with this `Cache-Control` header.
+    Cached(String, String),
     /// A redirect to `location`.
     Redirect(String),
     /// Never answer.
@@ -158,6 +160,11 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
             Reply::Json(status, body) => format!(
                 "HTTP/1.1 {status} Whatever\r\nContent-Type: application/json\r\n\
                  Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+            Reply::Cached(body, cache_control) => format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                 Cache-Control: {cache_control}\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             ),
             Reply::Redirect(location) => format!(
