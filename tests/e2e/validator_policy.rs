@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::support::imap_client::{last_status, AuthOutcome};
 use crate::support::jwks::{JwksServer, TestKey};
+use crate::support::userinfo::UserinfoServer;
 use crate::support::{
     connect, login, oauthbearer_b64, test_message, unix_now, Proxy, TestEnv, TlsMode,
 };
@@ -184,4 +185,68 @@ challenge_scope = "mail"
         Some("mail-jwt")
     );
     assert!(proxy.log().contains("logged in"), "{}", proxy.log());
+}
+
+#[tokio::test]
+async fn userinfo_and_tokeninfo_tokens_log_in() {
+    let env = TestEnv::new("policy-userinfo");
+    let server = UserinfoServer::start().await;
+    let raw = format!(
+        r#"[validator]
+[[validator.issuers]]
+name = "oidc-userinfo"
+kind = "userinfo"
+userinfo_url = "{base}/userinfo"
+username_claims = ["email"]
+strip_domains = ["example.org"]
+
+[[validator.issuers]]
+name = "google"
+kind = "userinfo"
+userinfo_url = "{base}/tokeninfo"
+userinfo_request = "form"
+username_claims = ["email"]
+strip_domains = ["example.org"]
+allowed_client_ids = ["mail-app.apps.example"]
+"#,
+        base = server.base
+    );
+    let proxy = env.start_proxy(|c| c.validator.raw = Some(raw));
+    let delivered = env
+        .dovecot
+        .deliver("alice", &test_message("userinfo", 1_024));
+
+    server.register_userinfo(
+        "opaque-userinfo",
+        json!({"sub": "1", "email": "alice@example.org"}),
+    );
+    assert!(fetch_first(&env, &proxy, "alice", "opaque-userinfo").await == delivered);
+
+    // Google's tokeninfo: exp and expires_in as strings, azp names the app.
+    let exp = (unix_now() + 600).to_string();
+    server.register_tokeninfo(
+        "ya29.tokeninfo",
+        json!({"azp": "mail-app.apps.example", "aud": "mail-app.apps.example",
+               "email": "alice@example.org", "email_verified": "true",
+               "exp": exp, "expires_in": "600", "scope": "https://mail.google.com/"}),
+    );
+    assert!(fetch_first(&env, &proxy, "alice", "ya29.tokeninfo").await == delivered);
+
+    // A token of another app is refused even though tokeninfo knows it.
+    server.register_tokeninfo(
+        "ya29.other-app",
+        json!({"azp": "someone-else", "email": "alice@example.org", "exp": exp}),
+    );
+    let outcome = try_login(&env, &proxy, "alice", "ya29.other-app").await;
+    assert!(
+        outcome.tagged.is("NO", Some("AUTHENTICATIONFAILED")),
+        "{outcome:?}"
+    );
+    // Unknown to both: 401 and 400 are refusals, not outages.
+    let outcome = try_login(&env, &proxy, "alice", "nobody-knows-me").await;
+    assert!(
+        outcome.tagged.is("NO", Some("AUTHENTICATIONFAILED")),
+        "{outcome:?}"
+    );
+    assert!(server.requests() >= 5);
 }

@@ -622,3 +622,55 @@ async fn rs256_verifies_and_rs256_to_hs256_confusion_is_refused() {
         InvalidReason::BadSignature
     );
 }
+
+#[tokio::test]
+async fn every_supported_asymmetric_algorithm_verifies() {
+    let (_fake, jwks, issuer) = serve_cached(&[], "max-age=3600").await;
+    // The RSA key without its own `alg`, so one key serves RS* and PS*.
+    let mut rsa: Value = serde_json::from_str(RSA_JWK).unwrap();
+    rsa.as_object_mut().unwrap().remove("alg");
+    let p384 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let raw = p384.public_key_raw();
+    let ec384 = json!({
+        "kty": "EC", "crv": "P-384", "kid": "ec384", "use": "sig",
+        "x": URL_SAFE_NO_PAD.encode(&raw[1..49]), "y": URL_SAFE_NO_PAD.encode(&raw[49..97]),
+    });
+    let ec = TestKey::ec("ec1");
+    let ed = TestKey::ed("ed1");
+    jwks.lock().unwrap().1 = json!({ "keys": [rsa, ec384, ec.jwk(), ed.jwk()] });
+    let validator = JwtValidator::new(config(&issuer)).unwrap();
+
+    let rsa_key = EncodingKey::from_rsa_der(RSA_DER);
+    let ec384_key = EncodingKey::from_ec_der(&p384.serialize_der());
+    let table = [
+        (Algorithm::RS256, "rsa1", &rsa_key),
+        (Algorithm::RS384, "rsa1", &rsa_key),
+        (Algorithm::RS512, "rsa1", &rsa_key),
+        (Algorithm::PS256, "rsa1", &rsa_key),
+        (Algorithm::PS384, "rsa1", &rsa_key),
+        (Algorithm::PS512, "rsa1", &rsa_key),
+        (Algorithm::ES384, "ec384", &ec384_key),
+    ];
+    for (alg, kid, key) in table {
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.to_owned());
+        header.typ = Some("at+jwt".to_owned());
+        let token = jsonwebtoken::encode(&header, &claims(&issuer), key).unwrap();
+        let verified = validator.verify(&secret(token)).await;
+        assert!(verified.is_ok(), "{alg:?}: {verified:?}");
+    }
+    for token in [ec.sign(&claims(&issuer)), ed.sign(&claims(&issuer))] {
+        validator.verify(&secret(token)).await.unwrap();
+    }
+    // An ES256 header naming the P-384 key does not fit it.
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("ec384".to_owned());
+    header.typ = Some("at+jwt".to_owned());
+    let token = jsonwebtoken::encode(&header, &claims(&issuer), &ec.encoding()).unwrap();
+    assert_eq!(
+        invalid(validator.verify(&secret(token)).await),
+        InvalidReason::AlgorithmNotAllowed {
+            alg: "ES256".to_owned()
+        }
+    );
+}

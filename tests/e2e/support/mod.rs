@@ -12,6 +12,7 @@ pub mod ports;
 pub mod postfix;
 pub mod proxy;
 pub mod smtp_sink;
+pub mod userinfo;
 
 use std::fs;
 use std::io::Read;
