@@ -76,7 +76,16 @@ pub async fn serve<S: PreLogin>(
     );
     async move {
         debug!("connected");
-        match run(tcp, peer, &context, &id, new_session).await {
+        // The pre-login future (session state, validation, backend login) is large and lives
+        // on its own heap allocation, freed at login: during the relay, which may last days,
+        // the task holds only the two connections and the relay's counters.
+        let ended = Box::pin(run(tcp, peer, &context, &id, new_session)).await;
+        let closed = match ended {
+            Ok(PreLoginEnd::Closed(reason)) => Ok(Closed::BeforeLogin(reason)),
+            Ok(PreLoginEnd::LoggedIn(handoff)) => relay_after_login(handoff).await,
+            Err(e) => Err(e),
+        };
+        match closed {
             Ok(Closed::BeforeLogin(reason)) => info!(outcome = reason, "closed"),
             Ok(Closed::AfterRelay(relayed)) => {
                 METRICS.relayed(
@@ -104,22 +113,38 @@ enum Closed {
     AfterRelay(relay::RelayOutcome),
 }
 
+/// How the pre-login phase ended.
+enum PreLoginEnd {
+    /// The connection closed before a login.
+    Closed(&'static str),
+    /// Logged in: relay from here.
+    LoggedIn(Handoff),
+}
+
+/// What the relay starts from.
+struct Handoff {
+    client: ClientStream,
+    logged_in: LoggedIn,
+    /// Client bytes read behind its login command: they belong to the backend.
+    pipelined: BytesMut,
+}
+
 async fn run<S: PreLogin>(
     tcp: TcpStream,
     peer: SocketAddr,
     context: &ListenerContext,
     session_id: &str,
     new_session: impl FnOnce(bool) -> S,
-) -> std::io::Result<Closed> {
+) -> std::io::Result<PreLoginEnd> {
     let mut client = match (&context.tls_mode, &context.acceptor) {
         (ListenerTls::Implicit, Some(acceptor)) => {
             match tokio::time::timeout(context.preauth_idle_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => ClientStream::Tls(Box::new(tls)),
                 Ok(Err(e)) => {
                     debug!(error = %e, "TLS handshake failed");
-                    return Ok(Closed::BeforeLogin("tls-handshake-failed"));
+                    return Ok(PreLoginEnd::Closed("tls-handshake-failed"));
                 }
-                Err(_) => return Ok(Closed::BeforeLogin("tls-handshake-timeout")),
+                Err(_) => return Ok(PreLoginEnd::Closed("tls-handshake-timeout")),
             }
         }
         _ => ClientStream::Plain(tcp),
@@ -138,35 +163,35 @@ async fn run<S: PreLogin>(
                     tokio::time::timeout(context.preauth_idle_timeout, client.read_buf(&mut input))
                         .await;
                 match read {
-                    Ok(Ok(0)) => return Ok(Closed::BeforeLogin("client-closed")),
+                    Ok(Ok(0)) => return Ok(PreLoginEnd::Closed("client-closed")),
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Err(e),
                     Err(_) => {
                         session.idle_timeout();
                         flush_output(&mut session, &mut client).await?;
-                        return Ok(Closed::BeforeLogin("idle-timeout"));
+                        return Ok(PreLoginEnd::Closed("idle-timeout"));
                     }
                 }
             }
             Action::Close => {
                 let _ = client.shutdown().await;
-                return Ok(Closed::BeforeLogin(session.close_reason()));
+                return Ok(PreLoginEnd::Closed(session.close_reason()));
             }
             Action::StartTls => {
                 // Anything the client sent after STARTTLS was sent in clear text and could
                 // have been injected: it must never be read as commands (CVE-2011-0411).
                 input.clear();
                 let (ClientStream::Plain(tcp), Some(acceptor)) = (client, &context.acceptor) else {
-                    return Ok(Closed::BeforeLogin("starttls-unavailable"));
+                    return Ok(PreLoginEnd::Closed("starttls-unavailable"));
                 };
                 match tokio::time::timeout(context.preauth_idle_timeout, acceptor.accept(tcp)).await
                 {
                     Ok(Ok(tls)) => client = ClientStream::Tls(Box::new(tls)),
                     Ok(Err(e)) => {
                         debug!(error = %e, "STARTTLS handshake failed");
-                        return Ok(Closed::BeforeLogin("tls-handshake-failed"));
+                        return Ok(PreLoginEnd::Closed("tls-handshake-failed"));
                     }
-                    Err(_) => return Ok(Closed::BeforeLogin("tls-handshake-timeout")),
+                    Err(_) => return Ok(PreLoginEnd::Closed("tls-handshake-timeout")),
                 }
                 session.tls_started();
             }
@@ -189,7 +214,11 @@ async fn run<S: PreLogin>(
                         pipelined.extend_from_slice(&command);
                         pipelined.extend_from_slice(&input);
                         drop(input);
-                        return relay_after_login(client, opened, pipelined).await;
+                        return Ok(PreLoginEnd::LoggedIn(Handoff {
+                            client,
+                            logged_in: opened,
+                            pipelined,
+                        }));
                     }
                     Ok(Err(e)) => {
                         warn!(backend = %context.backend.name, error = %e, "backend unavailable for a password login");
@@ -265,7 +294,11 @@ async fn run<S: PreLogin>(
                 span.record("mechanism", mechanism);
                 info!("logged in");
                 drop(session);
-                return relay_after_login(client, logged_in, input).await;
+                return Ok(PreLoginEnd::LoggedIn(Handoff {
+                    client,
+                    logged_in,
+                    pipelined: input,
+                }));
             }
         }
     }
@@ -273,11 +306,12 @@ async fn run<S: PreLogin>(
 
 /// Hands over: what the client pipelined behind its login goes to the backend, what the
 /// backend sent behind its login reply goes to the client, then the plain byte copy.
-async fn relay_after_login(
-    mut client: ClientStream,
-    logged_in: LoggedIn,
-    pipelined: BytesMut,
-) -> std::io::Result<Closed> {
+async fn relay_after_login(handoff: Handoff) -> std::io::Result<Closed> {
+    let Handoff {
+        mut client,
+        logged_in,
+        pipelined,
+    } = handoff;
     let LoggedIn {
         stream: mut backend,
         leftover,
