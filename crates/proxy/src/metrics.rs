@@ -193,7 +193,7 @@ impl Metrics {
             ),
             (
                 "bearergate_introspection_requests_total",
-                "HTTP requests to the introspection endpoint.",
+                "HTTP requests to identity providers (introspection, userinfo, discovery and JWKS), all issuers together.",
                 validator.introspection_requests,
             ),
             (
