@@ -53,6 +53,8 @@ async fn normalised_and_mapped_users_open_the_right_mailbox() {
     // "Alice@Example.ORG" from the identity provider is the mail user "alice".
     let token = env.idp.issue("Alice@Example.ORG");
     assert!(fetch_first(&env, &proxy, "alice", &token).await == for_alice);
+    // A client that names the full address gets the same rules applied to its claim.
+    assert!(fetch_first(&env, &proxy, "alice@example.org", &token).await == for_alice);
 
     // carol's token logs in to bob's mailbox: the backend login is the mapped one, while the
     // client names the token's own user.
@@ -171,6 +173,11 @@ challenge_scope = "mail"
         "{outcome:?}"
     );
     assert_eq!(
+        env.idp.requests(),
+        1,
+        "a refused JWT is never sent to the other issuer"
+    );
+    assert_eq!(
         challenge_member(&outcome, "openid-configuration"),
         Some(discovery)
     );
@@ -242,11 +249,33 @@ allowed_client_ids = ["mail-app.apps.example"]
         outcome.tagged.is("NO", Some("AUTHENTICATIONFAILED")),
         "{outcome:?}"
     );
+    assert!(
+        proxy.wait_for_log("issued to client \"someone-else\"", Duration::from_secs(5)),
+        "{}",
+        proxy.log()
+    );
+    // An address Google has not verified names nobody.
+    server.register_tokeninfo(
+        "ya29.unverified",
+        json!({"azp": "mail-app.apps.example", "email": "alice@example.org",
+               "email_verified": "false", "exp": exp}),
+    );
+    let outcome = try_login(&env, &proxy, "alice", "ya29.unverified").await;
+    assert!(
+        outcome.tagged.is("NO", Some("AUTHENTICATIONFAILED")),
+        "{outcome:?}"
+    );
+    assert!(
+        proxy.wait_for_log("email address is not verified", Duration::from_secs(5)),
+        "{}",
+        proxy.log()
+    );
     // Unknown to both: 401 and 400 are refusals, not outages.
     let outcome = try_login(&env, &proxy, "alice", "nobody-knows-me").await;
     assert!(
         outcome.tagged.is("NO", Some("AUTHENTICATIONFAILED")),
         "{outcome:?}"
     );
-    assert!(server.requests() >= 5);
+    // userinfo knows 1 of the 5 tokens; tokeninfo is asked about the other 4.
+    assert_eq!(server.requests(), 5 + 4);
 }

@@ -68,7 +68,8 @@ pub async fn check(
             ValidationError::Unavailable(why) => AuthError::Unavailable(why),
         })?;
     if let Some(claimed) = &credentials.authzid {
-        if !claimed.eq_ignore_ascii_case(&identity.user) {
+        let comparable = validator.normalise_claimed(&identity, claimed);
+        if !comparable.eq_ignore_ascii_case(&identity.user) {
             return Err(AuthError::Refused(Refused::WrongUser {
                 claimed: claimed.clone(),
                 token_user: identity.user.clone(),

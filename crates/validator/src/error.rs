@@ -65,6 +65,8 @@ pub enum InvalidReason {
         /// The client the token names.
         client_id: String,
     },
+    /// The user comes from `email`, and the token says the address is not verified.
+    EmailNotVerified,
     /// A userinfo or tokeninfo endpoint refused the token with this HTTP status (400, 401
     /// or 403).
     RejectedByProvider {
@@ -101,6 +103,9 @@ impl fmt::Display for InvalidReason {
                     f,
                     "token was issued to client {client_id:?}, not an allowed one"
                 )
+            }
+            Self::EmailNotVerified => {
+                f.write_str("token's email address is not verified (email_verified is not true)")
             }
             Self::RejectedByProvider { status } => {
                 write!(f, "identity provider refused the token (HTTP {status})")

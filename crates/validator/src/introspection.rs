@@ -187,10 +187,11 @@ impl fmt::Debug for IntrospectionClient {
 }
 
 /// Whether a 400 answer is about the token rather than our request: some providers (node
-/// `oidc-provider` for a JWT it issued, others for a token from elsewhere) answer
-/// `unsupported_token_type` or `invalid_token` instead of `{"active": false}`. Such a token
-/// is one this endpoint will never accept, so it counts as inactive (the client's fault,
-/// and with several issuers the next one is asked), not as an outage.
+/// `oidc-provider` for a JWT it issued) answer `unsupported_token_type` instead of
+/// `{"active": false}`. Such a token is one this endpoint will never accept, so it counts as
+/// inactive (the client's fault, and with several issuers the next one is asked), not as an
+/// outage. `invalid_token` is not taken so: gateways answer it for our own expired
+/// credentials, which must show as an outage, not as every user's wrong token.
 async fn refuses_the_token(response: &mut reqwest::Response) -> bool {
     let mut bytes = Vec::new();
     while let Ok(Some(chunk)) = response.chunk().await {
@@ -202,7 +203,7 @@ async fn refuses_the_token(response: &mut reqwest::Response) -> bool {
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(body)) => matches!(
             body.get("error").and_then(Value::as_str),
-            Some("unsupported_token_type" | "invalid_token")
+            Some("unsupported_token_type")
         ),
         _ => false,
     }

@@ -220,13 +220,13 @@ impl Issuer {
         }
     }
 
-    /// One fresh answer about `token`: `Ok` with an outcome worth caching, or `Err` when the
-    /// identity provider could not be asked.
+    /// One fresh answer about `token`, or `Err` when the identity provider could not be
+    /// asked.
     pub(crate) async fn fetch(
         &self,
         token: &SecretString,
         tag: &str,
-    ) -> Result<Outcome, Unavailable> {
+    ) -> Result<Judgement, Unavailable> {
         let verified = match &self.fetcher {
             Fetcher::Introspection {
                 client,
@@ -253,14 +253,42 @@ impl Issuer {
                 Err(reason) => Err(reason),
             },
         };
-        let identity = verified.and_then(|(claims, expires_at)| {
-            let found = self.policy.apply(&claims)?;
-            Ok(Identity::new(found, &self.name, expires_at))
-        });
-        Ok(match identity {
-            Ok(identity) => Outcome::Valid(Arc::new(identity)),
-            Err(reason) => Outcome::Invalid(reason),
+        let (claims, expires_at) = match verified {
+            Ok(verified) => verified,
+            Err(reason @ (InvalidReason::Inactive | InvalidReason::RejectedByProvider { .. })) => {
+                return Ok(Judgement::Unknown(reason))
+            }
+            Err(reason) => return Ok(Judgement::Refused(reason)),
+        };
+        Ok(match self.policy.apply(&claims) {
+            Ok(found) => {
+                Judgement::Accepted(Arc::new(Identity::new(found, &self.name, expires_at)))
+            }
+            Err(reason) => Judgement::Refused(reason),
         })
+    }
+}
+
+/// What one issuer says about a token.
+#[derive(Debug)]
+pub(crate) enum Judgement {
+    /// Valid, and the policy accepts it.
+    Accepted(Arc<Identity>),
+    /// The provider does not know the token (inactive, or its endpoint refused it): another
+    /// issuer may.
+    Unknown(InvalidReason),
+    /// The provider knows the token, but it fails a check (expired, wrong audience, the
+    /// policy). Final: no other issuer is asked, or a looser one could accept what this one
+    /// refused.
+    Refused(InvalidReason),
+}
+
+impl Judgement {
+    pub(crate) fn into_outcome(self) -> Outcome {
+        match self {
+            Judgement::Accepted(identity) => Outcome::Valid(identity),
+            Judgement::Unknown(reason) | Judgement::Refused(reason) => Outcome::Invalid(reason),
+        }
     }
 }
 

@@ -168,6 +168,8 @@ struct RefreshState {
     last_fetch: Option<Instant>,
     /// The JWKS URL, configured or discovered.
     jwks_url: Option<Url>,
+    /// Why the last fetch failed, until one succeeds.
+    last_error: Option<String>,
 }
 
 /// The issuer's signing keys by `kid`, refetched (single-flight, rate-limited) when a token
@@ -212,6 +214,7 @@ impl JwksCache {
             refresh: tokio::sync::Mutex::new(RefreshState {
                 last_fetch: None,
                 jwks_url,
+                last_error: None,
             }),
             fetches: AtomicU64::new(0),
         })
@@ -253,9 +256,14 @@ impl JwksCache {
             return Ok(key);
         }
         let loaded = self.loaded.load(Ordering::SeqCst);
-        if loaded && self.generation.load(Ordering::SeqCst) != seen {
+        let failed = |state: &RefreshState| match (&state.last_error, loaded) {
+            // No keys at all, and the provider could not give them: try again later.
+            (Some(why), false) => KeyError::Unavailable(why.clone()),
+            _ => KeyError::Unknown,
+        };
+        if self.generation.load(Ordering::SeqCst) != seen {
             // Someone fetched while we waited, and the kid still is not there.
-            return Err(KeyError::Unknown);
+            return Err(failed(&state));
         }
         if loaded
             && state
@@ -269,11 +277,13 @@ impl JwksCache {
         self.generation.fetch_add(1, Ordering::SeqCst);
         match result {
             Ok((map, max_age)) => {
+                state.last_error = None;
                 self.store(map, max_age);
                 self.lookup(kid).ok_or(KeyError::Unknown)
             }
             Err(why) => {
                 tracing::warn!(issuer = %self.issuer, "JWKS fetch failed: {why}");
+                state.last_error = Some(why.clone());
                 Err(KeyError::Unavailable(why))
             }
         }

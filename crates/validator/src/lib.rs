@@ -34,7 +34,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::cache::{Cached, Lifetimes, Outcome, TokenCache, TokenKey};
 use crate::introspection::Unavailable;
-use crate::issuer::Issuer;
+use crate::issuer::{Issuer, Judgement};
 
 pub use crate::config::{
     ClientAuth, IntrospectionConfig, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_MAX_TTL,
@@ -170,6 +170,16 @@ impl Validator {
         &named.unwrap_or(&issuers[0]).discovery
     }
 
+    /// `claimed` (the user a client names beside its token) under the domain and case rules
+    /// of the issuer that accepted `identity`, ready to compare with [`Identity::user`].
+    /// The backend login never uses it: it always comes from the token.
+    pub fn normalise_claimed(&self, identity: &Identity, claimed: &str) -> String {
+        match self.issuer_named(&identity.issuer) {
+            Some(issuer) => issuer.policy.normalise(claimed),
+            None => claimed.to_owned(),
+        }
+    }
+
     fn issuer_named(&self, name: &str) -> Option<&Issuer> {
         self.inner.issuers.iter().find(|i| i.name == name)
     }
@@ -238,14 +248,16 @@ impl Validator {
     /// Asks the issuers about a token the cache does not know.
     ///
     /// A JWT whose `iss` a configured issuer answers for goes to that issuer alone. Anything
-    /// else tries, in order, the issuers that judge opaque tokens: the first acceptance wins;
-    /// a refusal moves on to the next; when none accepts, an unreachable issuer makes the
-    /// answer "unavailable" (it might have accepted), else the first refusal stands.
+    /// else tries, in order, the issuers that judge opaque tokens: the first acceptance wins,
+    /// and so does the first refusal of a token its provider knows (a later, looser issuer
+    /// must not accept what an earlier one refused). When every provider reached says it does
+    /// not know the token, an unreachable issuer makes the answer "unavailable" (it might
+    /// have known it), else the first "unknown" stands.
     async fn fetch(&self, token: &SecretString, tag: &str) -> Result<Outcome, Unavailable> {
         let issuers = &self.inner.issuers;
         if let Some(iss) = jwt::peek_issuer(token.expose_secret()) {
             if let Some(issuer) = issuers.iter().find(|i| i.answers_for(&iss)) {
-                return issuer.fetch(token, tag).await;
+                return Ok(issuer.fetch(token, tag).await?.into_outcome());
             }
         }
         let candidates: Vec<&Issuer> = issuers
@@ -254,24 +266,24 @@ impl Validator {
             .collect();
         if candidates.is_empty() {
             // Only JWT issuers, and the token is none of theirs: the first one says why.
-            return issuers[0].fetch(token, tag).await;
+            return Ok(issuers[0].fetch(token, tag).await?.into_outcome());
         }
-        let mut refusal = None;
+        let mut unknown = None;
         let mut unavailable = None;
         for issuer in candidates {
             match issuer.fetch(token, tag).await {
-                Ok(Outcome::Valid(identity)) => return Ok(Outcome::Valid(identity)),
-                Ok(invalid) => {
-                    refusal.get_or_insert(invalid);
+                Ok(Judgement::Unknown(reason)) => {
+                    unknown.get_or_insert(reason);
                 }
+                Ok(judgement) => return Ok(judgement.into_outcome()),
                 Err(why) => {
                     unavailable.get_or_insert(why);
                 }
             }
         }
-        match (unavailable, refusal) {
+        match (unavailable, unknown) {
             (Some(why), _) => Err(why),
-            (None, Some(refusal)) => Ok(refusal),
+            (None, Some(reason)) => Ok(Outcome::Invalid(reason)),
             (None, None) => Err("no issuer could judge the token".to_owned()),
         }
     }

@@ -23,7 +23,7 @@ pub struct Policy {
     /// `strip_domains`: `@domain` suffixes removed (ASCII case ignored). Only these: stripping
     /// any domain would turn `alice@elsewhere.example` into the local `alice`.
     pub strip_domains: Vec<String>,
-    /// `lowercase_username`: lower-case the user (after the domain rules).
+    /// `lowercase_username`: lower-case the user's ASCII letters (after the domain rules).
     pub lowercase_username: bool,
     /// `allowed_client_ids`: when not empty, the token's `client_id` (or, without one, its
     /// `azp`) must be one of these: tokens issued to other applications are refused.
@@ -90,6 +90,16 @@ impl Policy {
                 format!("{bad:?} is not a domain (no @, no spaces)"),
             ));
         }
+        if let Some(key) = self.user_map.keys().find(|k| self.normalise(k) != **k) {
+            return Err(invalid(
+                "user_map",
+                format!(
+                    "key {key:?} can never match: users are compared after the domain and case \
+                     rules, which make it {:?}",
+                    self.normalise(key)
+                ),
+            ));
+        }
         if self.allowed_client_ids.iter().any(String::is_empty) {
             return Err(invalid("allowed_client_ids", "must not contain \"\""));
         }
@@ -130,15 +140,26 @@ impl Policy {
         }
         let user = self.normalise(raw);
 
-        let client_id = client_of(claims)?;
-        if !self.allowed_client_ids.is_empty()
-            && !client_id
-                .as_ref()
-                .is_some_and(|id| self.allowed_client_ids.contains(id))
+        let clients = clients_of(claims)?;
+        if !self.allowed_client_ids.is_empty() {
+            // Every client the token names must be allowed: a provider that lets applications
+            // add claims could otherwise carry an allowed `client_id` beside a foreign `azp`.
+            let foreign = clients
+                .iter()
+                .find(|id| !self.allowed_client_ids.contains(id));
+            if clients.is_empty() || foreign.is_some() {
+                return Err(InvalidReason::ClientNotAllowed {
+                    client_id: foreign.cloned().unwrap_or_default(),
+                });
+            }
+        }
+        let client_id = clients.into_iter().next();
+
+        // An address the provider has not verified is anyone's to claim.
+        if claim == "email"
+            && matches!(claims.get("email_verified"), Some(v) if v != &Value::Bool(true))
         {
-            return Err(InvalidReason::ClientNotAllowed {
-                client_id: client_id.unwrap_or_default(),
-            });
+            return Err(InvalidReason::EmailNotVerified);
         }
 
         let scopes = scopes_of(claims)?;
@@ -166,7 +187,9 @@ impl Policy {
         }
     }
 
-    fn normalise(&self, raw: &str) -> String {
+    /// The domain and case rules, as applied to the token's user; also applied to the user a
+    /// client claims, so that `alice@example.org` matches a token user stripped to `alice`.
+    pub(crate) fn normalise(&self, raw: &str) -> String {
         let mut user = raw.to_owned();
         for domain in &self.strip_domains {
             if let Some(at) = user.rfind('@') {
@@ -182,7 +205,9 @@ impl Policy {
             }
         }
         if self.lowercase_username {
-            user = user.to_lowercase();
+            // ASCII only: Unicode case folding maps e.g. the Kelvin sign to `k`, which would
+            // let a non-ASCII name at the provider collide with an ASCII mailbox.
+            user.make_ascii_lowercase();
         }
         user
     }
@@ -197,13 +222,15 @@ fn missing_scope(scopes: &[String], required: &[String]) -> Result<(), InvalidRe
     }
 }
 
-/// The OAuth client the token was issued to: `client_id` (RFC 7662, RFC 9068), else the
-/// OpenID `azp` (Keycloak, Google, Entra ID v2 put the client there).
-fn client_of(claims: &Map<String, Value>) -> Result<Option<String>, InvalidReason> {
+/// The OAuth clients the token names: `client_id` (RFC 7662, RFC 9068) first, then the
+/// OpenID `azp` (Keycloak, Google, Entra ID v2 put the client there) when it differs.
+fn clients_of(claims: &Map<String, Value>) -> Result<Vec<String>, InvalidReason> {
+    let mut clients = Vec::new();
     for claim in ["client_id", "azp"] {
         match claims.get(claim) {
-            None | Some(Value::Null) => continue,
-            Some(Value::String(id)) => return Ok(Some(id.clone())),
+            None | Some(Value::Null) => {}
+            Some(Value::String(id)) if clients.contains(id) => {}
+            Some(Value::String(id)) => clients.push(id.clone()),
             Some(_) => {
                 return Err(InvalidReason::Malformed {
                     claim: claim.to_owned(),
@@ -212,7 +239,7 @@ fn client_of(claims: &Map<String, Value>) -> Result<Option<String>, InvalidReaso
             }
         }
     }
-    Ok(None)
+    Ok(clients)
 }
 
 /// The token's scopes: `scope` as a space-separated string (RFC 6749, RFC 7662, RFC 9068),

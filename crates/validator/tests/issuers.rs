@@ -185,6 +185,14 @@ async fn an_unreachable_issuer_makes_an_unknown_opaque_token_unavailable() {
         .await
         .unwrap_err()
         .is_unavailable());
+    // Not cached: the next attempt asks both again.
+    let asked = (down.count(), up.count());
+    assert!(validator
+        .validate(&token("bob"))
+        .await
+        .unwrap_err()
+        .is_unavailable());
+    assert_eq!((down.count(), up.count()), (asked.0 + 1, asked.1 + 1));
 }
 
 #[tokio::test]
@@ -271,23 +279,71 @@ async fn a_400_about_the_token_is_a_refusal_and_other_400s_an_outage() {
             400,
             json!({"error": "unsupported_token_type", "error_description": "x"}).to_string(),
         ),
-        "from-elsewhere" => Reply::Json(400, json!({"error": "invalid_token"}).to_string()),
+        "our-credentials" => Reply::Json(400, json!({"error": "invalid_token"}).to_string()),
         _ => Reply::Json(400, json!({"error": "invalid_request"}).to_string()),
     })
     .await;
     let validator =
         Validator::new(ValidatorConfig::single(introspection("idp", &fake.url))).unwrap();
-    for t in ["jwt-it-cannot-judge", "from-elsewhere"] {
-        assert_eq!(
-            validator.validate(&token(t)).await,
-            Err(ValidationError::Invalid(InvalidReason::Inactive)),
+    assert_eq!(
+        validator.validate(&token("jwt-it-cannot-judge")).await,
+        Err(ValidationError::Invalid(InvalidReason::Inactive))
+    );
+    // Our own request or credentials are at fault: every user would be refused, so it is an
+    // outage.
+    for t in ["our-credentials", "anything"] {
+        assert!(
+            validator
+                .validate(&token(t))
+                .await
+                .unwrap_err()
+                .is_unavailable(),
             "{t}"
         );
     }
-    // Our own request is at fault: every user would be refused, so it is an outage.
-    assert!(validator
-        .validate(&token("anything"))
-        .await
-        .unwrap_err()
-        .is_unavailable());
+}
+
+#[tokio::test]
+async fn a_refusal_by_a_provider_that_knows_the_token_is_final() {
+    // Both know the token; the first refuses it by policy (a foreign client), the second,
+    // looser one would accept it.
+    let strict = FakeIdp::start(accepting("t", "alice", json!({"client_id": "foreign"}))).await;
+    let loose = FakeIdp::start(accepting("t", "alice", json!({"client_id": "foreign"}))).await;
+    let mut first = introspection("strict", &strict.url);
+    first.policy.allowed_client_ids = vec!["webmail".to_owned()];
+    let config = ValidatorConfig {
+        issuers: vec![first, introspection("loose", &loose.url)],
+        ..ValidatorConfig::single(introspection("unused", &strict.url))
+    };
+    let validator = Validator::new(config).unwrap();
+    assert_eq!(
+        validator.validate(&token("t-1")).await,
+        Err(ValidationError::Invalid(InvalidReason::ClientNotAllowed {
+            client_id: "foreign".to_owned()
+        }))
+    );
+    assert_eq!(
+        (strict.count(), loose.count()),
+        (1, 0),
+        "the loose issuer is never asked"
+    );
+
+    // An expired answer is also the provider's knowledge: final.
+    let expired = FakeIdp::start(|_: &Request| {
+        Reply::ok(json!({"active": true, "username": "alice", "exp": now_secs() - 60}))
+    })
+    .await;
+    let config = ValidatorConfig {
+        issuers: vec![
+            introspection("expired", &expired.url),
+            introspection("loose", &loose.url),
+        ],
+        ..ValidatorConfig::single(introspection("unused", &loose.url))
+    };
+    let validator = Validator::new(config).unwrap();
+    assert_eq!(
+        validator.validate(&token("t-2")).await,
+        Err(ValidationError::Invalid(InvalidReason::Expired))
+    );
+    assert_eq!(loose.count(), 0);
 }

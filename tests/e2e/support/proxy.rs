@@ -284,9 +284,11 @@ impl ProxyConfig {
         }
         w("[validator]".into());
         w(format!("kind = {}", q(&v.kind)));
-        w(format!("introspection_url = {}", q(&v.introspection_url)));
-        w(format!("client_id = {}", q(&v.client_id)));
-        w(format!("client_secret = {}", q(&v.client_secret)));
+        if v.kind == "introspection" {
+            w(format!("introspection_url = {}", q(&v.introspection_url)));
+            w(format!("client_id = {}", q(&v.client_id)));
+            w(format!("client_secret = {}", q(&v.client_secret)));
+        }
         w(format!("username_claim = {}", q(&v.username_claim)));
         w(format!("required_scope = {}", q(&v.required_scope)));
         w(format!("cache_max_ttl = {}", q(&v.cache_max_ttl)));

@@ -495,6 +495,45 @@ impl IssuerConfig {
             ValidatorKind::Jwt => require(self.issuer.is_some(), "issuer"),
             ValidatorKind::Userinfo => require(self.userinfo_url.is_some(), "userinfo_url"),
         }
+        // A key of another kind is a misunderstanding that would pass silently (e.g. an
+        // `audience` on a userinfo issuer, which checks no audience): refuse it.
+        let introspection = self.kind == ValidatorKind::Introspection;
+        let jwt = self.kind == ValidatorKind::Jwt;
+        let userinfo = self.kind == ValidatorKind::Userinfo;
+        let foreign = [
+            (
+                "introspection_url",
+                self.introspection_url.is_some(),
+                introspection,
+            ),
+            ("client_id", self.client_id.is_some(), introspection),
+            ("client_secret", self.client_secret.is_some(), introspection),
+            (
+                "client_secret_file",
+                self.client_secret_file.is_some(),
+                introspection,
+            ),
+            ("userinfo_url", self.userinfo_url.is_some(), userinfo),
+            ("issuer", self.issuer.is_some(), jwt || introspection),
+            ("audience", !self.audience.is_empty(), jwt || introspection),
+            ("jwks_url", self.jwks_url.is_some(), jwt),
+            ("require_typ", self.require_typ.is_some(), jwt),
+            (
+                "allowed_algorithms",
+                !self.allowed_algorithms.is_empty(),
+                jwt,
+            ),
+            ("hmac_secret", self.hmac_secret.is_some(), jwt),
+            ("hmac_secret_file", self.hmac_secret_file.is_some(), jwt),
+        ];
+        for (field, set, applies) in foreign {
+            if set && !applies {
+                errors.push(ConfigError::new(
+                    key(field),
+                    format!("does not apply to kind = \"{kind}\""),
+                ));
+            }
+        }
         for (value, file, field) in [
             (
                 &self.client_secret,

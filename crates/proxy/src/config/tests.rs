@@ -335,3 +335,28 @@ fn issuer_errors_carry_the_index() {
         .validate(Path::new("."));
     assert_eq!(keys(&errors), vec!["validator.issuers[2].name"]);
 }
+
+#[test]
+fn keys_of_another_kind_are_refused() {
+    let bad = ISSUERS.replace(
+        "userinfo_request = \"form\"",
+        "userinfo_request = \"form\"\naudience = [\"1234.apps.googleusercontent.com\"]",
+    );
+    let errors = Config::parse(&with_listeners(&bad))
+        .expect("parses")
+        .validate(Path::new("."));
+    assert_eq!(keys(&errors), vec!["validator.issuers[2].audience"]);
+    assert!(
+        errors[0].message.contains("kind = \"userinfo\""),
+        "{errors:?}"
+    );
+
+    let bad = ISSUERS.replace(
+        "token_type_hint = \"\"",
+        "token_type_hint = \"\"\njwks_url = \"https://idp.example/jwks\"",
+    );
+    let errors = Config::parse(&with_listeners(&bad))
+        .expect("parses")
+        .validate(Path::new("."));
+    assert_eq!(keys(&errors), vec!["validator.issuers[1].jwks_url"]);
+}

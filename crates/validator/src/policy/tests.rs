@@ -228,3 +228,79 @@ fn validate_names_the_key() {
     );
     assert_eq!(policy(&["u"]).validate(), Ok(()));
 }
+
+#[test]
+fn every_client_the_token_names_must_be_allowed() {
+    let p = Policy {
+        allowed_client_ids: vec!["webmail".to_owned()],
+        ..policy(&["u"])
+    };
+    assert_eq!(
+        p.apply(&claims(json!({"u":"a","client_id":"webmail","azp":"evil"}))),
+        Err(InvalidReason::ClientNotAllowed {
+            client_id: "evil".to_owned()
+        })
+    );
+    let found = p
+        .apply(&claims(
+            json!({"u":"a","client_id":"webmail","azp":"webmail"}),
+        ))
+        .unwrap();
+    assert_eq!(found.client_id.as_deref(), Some("webmail"));
+}
+
+#[test]
+fn an_unverified_email_names_nobody() {
+    let p = policy(&["email", "sub"]);
+    for (verified, ok) in [
+        (json!(true), true),
+        (json!(false), false),
+        (json!("true"), false),
+        (Value::Null, false),
+    ] {
+        let result = p.apply(&claims(
+            json!({"email":"alice@example.org","email_verified":verified}),
+        ));
+        assert_eq!(result.is_ok(), ok, "{verified}: {result:?}");
+        if !ok {
+            assert_eq!(result, Err(InvalidReason::EmailNotVerified));
+        }
+    }
+    // Absent: many access tokens do not carry it.
+    assert!(p
+        .apply(&claims(json!({"email":"alice@example.org"})))
+        .is_ok());
+    // Only the email claim is concerned.
+    let by_sub = policy(&["sub"]);
+    assert!(by_sub
+        .apply(&claims(
+            json!({"sub":"1","email":"x@y","email_verified":false})
+        ))
+        .is_ok());
+}
+
+#[test]
+fn lower_casing_is_ascii_only_and_claimed_users_follow_the_same_rules() {
+    let p = Policy {
+        lowercase_username: true,
+        strip_domains: vec!["example.org".to_owned()],
+        ..policy(&["u"])
+    };
+    // U+212A KELVIN SIGN is not folded onto `k`.
+    let found = p.apply(&claims(json!({"u":"\u{212A}im"}))).unwrap();
+    assert_eq!(found.user, "\u{212A}im");
+    assert_eq!(p.normalise("Alice@Example.org"), "alice");
+}
+
+#[test]
+fn user_map_keys_must_be_in_normalised_form() {
+    let p = Policy {
+        lowercase_username: true,
+        user_map: HashMap::from([("Alice@Example.org".to_owned(), "alice".to_owned())]),
+        ..policy(&["u"])
+    };
+    assert!(matches!(
+        p.validate(),
+        Err(ConfigError::Invalid { key: "user_map", ref problem }) if problem.contains("alice@example.org")
+    ));
+}
