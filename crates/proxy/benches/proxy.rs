@@ -224,26 +224,35 @@ impl Bench<'_> {
             direct.noop()?;
             proxied.noop()?;
         }
+        let hz = clock_ticks_per_second();
         let per_block = round_trips.div_ceil(LATENCY_BLOCKS);
         let mut direct_ns = Vec::with_capacity(per_block * LATENCY_BLOCKS);
         let mut proxied_ns = Vec::with_capacity(per_block * LATENCY_BLOCKS);
+        let mut proxy_cpu = Duration::ZERO;
         for _ in 0..LATENCY_BLOCKS {
-            for (client, samples) in [
-                (&mut direct, &mut direct_ns),
-                (&mut proxied, &mut proxied_ns),
+            for (via_proxy, client, samples) in [
+                (false, &mut direct, &mut direct_ns),
+                (true, &mut proxied, &mut proxied_ns),
             ] {
+                let proxy_before = self.proxy.cpu_time(hz)?;
                 for _ in 0..per_block {
                     let started = Instant::now();
                     client.noop()?;
                     samples.push(started.elapsed().as_nanos() as u64);
                 }
+                if via_proxy {
+                    proxy_cpu += self.proxy.cpu_time(hz)?.saturating_sub(proxy_before);
+                }
             }
         }
         direct.logout()?;
         proxied.logout()?;
+        let measured = proxied_ns.len() as f64;
         Ok(Latency {
             direct: Summary::of(&mut direct_ns),
             proxied: Summary::of(&mut proxied_ns),
+            proxy_cpu_us: (proxy_cpu >= MIN_CPU_SAMPLE)
+                .then(|| proxy_cpu.as_secs_f64() * 1e6 / measured),
         })
     }
 
@@ -322,6 +331,8 @@ struct Logins {
 struct Latency {
     direct: Summary,
     proxied: Summary,
+    /// The proxy's own CPU per proxied round trip, when enough was used to measure.
+    proxy_cpu_us: Option<f64>,
 }
 
 /// Round-trip statistics in microseconds.
@@ -438,6 +449,12 @@ impl Report {
             "  latency: p50 proxy {:.1} µs vs direct {:.1} µs; p99 proxy {:.1} µs vs direct {:.1} µs",
             l.proxied.p50, l.direct.p50, l.proxied.p99, l.direct.p99
         );
+        match l.proxy_cpu_us {
+            Some(us) => println!(
+                "  latency: proxy CPU {us:.1} µs per proxied round trip; the rest of the added time is waiting to be scheduled"
+            ),
+            None => println!("  latency: proxy CPU per round trip too small to measure with /proc ticks"),
+        }
         let proxied_cpu = r.peers_cpu_ms_per_gib + r.proxy_cpu_ms_per_gib;
         if r.cpu_measurable {
             println!(
