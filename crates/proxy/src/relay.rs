@@ -308,7 +308,8 @@ mod tests {
         let first = pool::take(CHUNK);
         let address = first.as_ptr();
         pool::give_back(Some(first));
-        assert_eq!(pool::take(CHUNK).as_ptr(), address, "reused");
+        let again = pool::take(CHUNK);
+        assert_eq!(again.as_ptr(), address, "reused");
         for _ in 0..100 {
             pool::give_back(Some(vec![0; CHUNK].into_boxed_slice()));
         }
