@@ -344,7 +344,10 @@ impl ValidatorConfig {
             (None, Some(file)) => {
                 let path = resolve(base, file);
                 read_secret_file(&path).map(Some).map_err(|e| {
-                    ConfigError::new("", format!("cannot read {}: {e}", path.display()))
+                    ConfigError::new(
+                        "validator",
+                        format!("cannot read the secret file {}: {e}", path.display()),
+                    )
                 })
             }
             (None, None) => Ok(None),
