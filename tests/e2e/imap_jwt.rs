@@ -3,10 +3,11 @@
 
 use serde_json::{json, Value};
 
-use crate::support::imap_client::{last_status, AuthOutcome};
+use crate::support::imap_client::last_status;
 use crate::support::jwks::{JwksServer, TestKey};
 use crate::support::{
-    connect, login, oauthbearer_b64, test_message, unix_now, Proxy, TestEnv, TlsMode,
+    assert_refused, connect, login, test_message, try_oauthbearer, unix_now, Proxy, TestEnv,
+    TlsMode,
 };
 
 const AUD: &str = "bearergate";
@@ -34,24 +35,6 @@ fn claims(issuer: &str, user: &str) -> Value {
         "iss": issuer, "aud": AUD, "exp": unix_now() + 600,
         "username": user, "scope": "mail",
     })
-}
-
-async fn try_login(env: &TestEnv, proxy: &Proxy, token: &str) -> AuthOutcome {
-    let (mut client, _) = connect(env, proxy, TlsMode::Implicit).await;
-    client
-        .authenticate("a", "OAUTHBEARER", &oauthbearer_b64("alice", token), true)
-        .await
-}
-
-fn assert_rejected(outcome: &AuthOutcome, what: &str) {
-    assert!(
-        outcome.challenge.is_some(),
-        "{what}: want an error challenge: {outcome:?}"
-    );
-    assert!(
-        outcome.tagged.is("NO", Some("AUTHENTICATIONFAILED")),
-        "{what}: want NO [AUTHENTICATIONFAILED]: {outcome:?}"
-    );
 }
 
 #[tokio::test]
@@ -89,12 +72,18 @@ async fn foreign_key_and_wrong_audience_are_rejected() {
     let proxy = start_proxy(&env, &issuer.issuer);
 
     let forged = impostor.sign_as("k1", &claims(&issuer.issuer, "alice"));
-    assert_rejected(&try_login(&env, &proxy, &forged).await, "foreign key");
+    assert_refused(
+        &try_oauthbearer(&env, &proxy, "alice", &forged).await,
+        "foreign key",
+    );
 
     let mut wrong_aud = claims(&issuer.issuer, "alice");
     wrong_aud["aud"] = json!("someone-else");
     let token = key.sign(&wrong_aud);
-    assert_rejected(&try_login(&env, &proxy, &token).await, "wrong aud");
+    assert_refused(
+        &try_oauthbearer(&env, &proxy, "alice", &token).await,
+        "wrong aud",
+    );
 }
 
 #[tokio::test]

@@ -12,7 +12,9 @@ use crate::support::oidc_provider::{
     jwt_parts, OidcProvider, INTROSPECTION_CLIENT_ID, INTROSPECTION_CLIENT_SECRET, MAIL_CLIENT_ID,
     MAIL_USER, OTHER_RESOURCE, RESOURCE,
 };
-use crate::support::{connect, login, oauthbearer_b64, test_message, Proxy, TestEnv, TlsMode};
+use crate::support::{
+    assert_refused, connect, login, test_message, try_oauthbearer, Proxy, TestEnv, TlsMode,
+};
 
 /// The provider logs a request as it arrives, before answering it: by the time the proxy
 /// has its answer the line is in the pipe, and this bounds only the reader thread.
@@ -36,28 +38,10 @@ fn start_jwt_proxy(env: &TestEnv, provider: &OidcProvider, refetch: &str) -> Pro
     })
 }
 
-async fn try_login(env: &TestEnv, proxy: &Proxy, token: &str) -> AuthOutcome {
-    let (mut client, _) = connect(env, proxy, TlsMode::Implicit).await;
-    client
-        .authenticate("a", "OAUTHBEARER", &oauthbearer_b64(MAIL_USER, token), true)
-        .await
-}
-
 fn assert_accepted(outcome: &AuthOutcome, what: &str) {
     assert!(
         outcome.challenge.is_none() && outcome.tagged.kind == "OK",
         "{what}: want OK: {outcome:?}"
-    );
-}
-
-fn assert_rejected(outcome: &AuthOutcome, what: &str) {
-    assert!(
-        outcome.challenge.is_some(),
-        "{what}: want an error challenge: {outcome:?}"
-    );
-    assert!(
-        outcome.tagged.is("NO", Some("AUTHENTICATIONFAILED")),
-        "{what}: want NO [AUTHENTICATIONFAILED]: {outcome:?}"
     );
 }
 
@@ -147,12 +131,18 @@ async fn opaque_token_logs_in_through_introspection() {
 
     // A token the provider never issued: it answers {"active": false}.
     let unknown = "x".repeat(token.len());
-    assert_rejected(&try_login(&env, &proxy, &unknown).await, "unknown token");
+    assert_refused(
+        &try_oauthbearer(&env, &proxy, MAIL_USER, &unknown).await,
+        "unknown token",
+    );
 
     // A JWT it issued: it will not introspect it (HTTP 400 unsupported_token_type). That is
     // a refused token, not an outage: NO [AUTHENTICATIONFAILED], never [UNAVAILABLE].
     let jwt = provider.client_credentials_token(Some(RESOURCE));
-    assert_rejected(&try_login(&env, &proxy, &jwt).await, "JWT at introspection");
+    assert_refused(
+        &try_oauthbearer(&env, &proxy, MAIL_USER, &jwt).await,
+        "JWT at introspection",
+    );
 }
 
 #[tokio::test]
@@ -168,7 +158,10 @@ async fn rotated_keys_are_followed_and_retired_keys_refused() {
     let first_after_retire = provider.client_credentials_token(Some(RESOURCE));
     let first_kid = kid(&first);
     assert_eq!(provider.jwks_kids(), [first_kid.as_str()]);
-    assert_accepted(&try_login(&env, &proxy, &first).await, "first key");
+    assert_accepted(
+        &try_oauthbearer(&env, &proxy, MAIL_USER, &first).await,
+        "first key",
+    );
 
     // Graceful rotation: the new key signs, the old one stays published.
     let second_kid = provider.rotate_keys_keeping_old();
@@ -180,10 +173,13 @@ async fn rotated_keys_are_followed_and_retired_keys_refused() {
     let second = provider.client_credentials_token(Some(RESOURCE));
     let second_after_retire = provider.client_credentials_token(Some(RESOURCE));
     assert_eq!(kid(&second), second_kid, "token not signed by the new key");
-    assert_accepted(&try_login(&env, &proxy, &second).await, "second key");
+    assert_accepted(
+        &try_oauthbearer(&env, &proxy, MAIL_USER, &second).await,
+        "second key",
+    );
     assert_eq!(kid(&first_during_grace), first_kid);
     assert_accepted(
-        &try_login(&env, &proxy, &first_during_grace).await,
+        &try_oauthbearer(&env, &proxy, MAIL_USER, &first_during_grace).await,
         "first key while still published",
     );
 
@@ -193,13 +189,16 @@ async fn rotated_keys_are_followed_and_retired_keys_refused() {
     assert_eq!(provider.jwks_kids(), [third_kid.as_str()]);
     let third = provider.client_credentials_token(Some(RESOURCE));
     assert_eq!(kid(&third), third_kid, "token not signed by the newest key");
-    assert_accepted(&try_login(&env, &proxy, &third).await, "third key");
-    assert_rejected(
-        &try_login(&env, &proxy, &first_after_retire).await,
+    assert_accepted(
+        &try_oauthbearer(&env, &proxy, MAIL_USER, &third).await,
+        "third key",
+    );
+    assert_refused(
+        &try_oauthbearer(&env, &proxy, MAIL_USER, &first_after_retire).await,
         "first key after it was retired",
     );
-    assert_rejected(
-        &try_login(&env, &proxy, &second_after_retire).await,
+    assert_refused(
+        &try_oauthbearer(&env, &proxy, MAIL_USER, &second_after_retire).await,
         "second key after it was retired",
     );
 }
@@ -214,7 +213,10 @@ async fn tokens_for_another_resource_or_without_mail_scope_are_refused() {
     let (_, claims) = jwt_parts(&other);
     assert_eq!(claims["aud"], OTHER_RESOURCE, "{claims}");
     assert_eq!(claims["username"], MAIL_USER, "{claims}");
-    assert_rejected(&try_login(&env, &proxy, &other).await, "other audience");
+    assert_refused(
+        &try_oauthbearer(&env, &proxy, MAIL_USER, &other).await,
+        "other audience",
+    );
 
     // Right audience, but the client asked for no scope, so the token has none.
     let answer =
@@ -223,10 +225,16 @@ async fn tokens_for_another_resource_or_without_mail_scope_are_refused() {
     let (_, claims) = jwt_parts(unscoped);
     assert_eq!(claims.get("scope"), None, "{claims}");
     assert_eq!(claims["aud"], json!(RESOURCE), "{claims}");
-    assert_rejected(&try_login(&env, &proxy, unscoped).await, "no mail scope");
+    assert_refused(
+        &try_oauthbearer(&env, &proxy, MAIL_USER, unscoped).await,
+        "no mail scope",
+    );
 
     // The proxy's own audience works on the same proxy, so the refusals above were not
     // caused by a broken set-up.
     let good = provider.client_credentials_token(Some(RESOURCE));
-    assert_accepted(&try_login(&env, &proxy, &good).await, "right audience");
+    assert_accepted(
+        &try_oauthbearer(&env, &proxy, MAIL_USER, &good).await,
+        "right audience",
+    );
 }

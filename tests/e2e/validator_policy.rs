@@ -10,7 +10,7 @@ use crate::support::imap_client::{last_status, AuthOutcome};
 use crate::support::jwks::{JwksServer, TestKey};
 use crate::support::userinfo::UserinfoServer;
 use crate::support::{
-    connect, login, oauthbearer_b64, test_message, unix_now, Proxy, TestEnv, TlsMode,
+    connect, login, test_message, try_oauthbearer, unix_now, Proxy, TestEnv, TlsMode,
 };
 
 /// `SELECT INBOX` and `FETCH 1`: the message the mailbox holds.
@@ -20,13 +20,6 @@ async fn fetch_first(env: &TestEnv, proxy: &Proxy, claimed: &str, token: &str) -
     let lines = client.command("b", "SELECT INBOX").await;
     assert_eq!(last_status(&lines).kind, "OK", "{lines:?}");
     client.fetch_body("c", 1).await
-}
-
-async fn try_login(env: &TestEnv, proxy: &Proxy, claimed: &str, token: &str) -> AuthOutcome {
-    let (mut client, _) = connect(env, proxy, TlsMode::Implicit).await;
-    client
-        .authenticate("a", "OAUTHBEARER", &oauthbearer_b64(claimed, token), true)
-        .await
 }
 
 fn challenge_member(outcome: &AuthOutcome, member: &str) -> Option<String> {
@@ -73,7 +66,7 @@ async fn a_mismatch_is_logged_with_the_claim_compared() {
     let token = env.idp.issue_with("alice", |claims| {
         claims.insert("email".to_owned(), json!("alice@example.org"));
     });
-    let outcome = try_login(&env, &proxy, "bob@example.org", &token).await;
+    let outcome = try_oauthbearer(&env, &proxy, "bob@example.org", &token).await;
     assert!(
         outcome.tagged.is("NO", Some("AUTHENTICATIONFAILED")),
         "{outcome:?}"
@@ -96,7 +89,7 @@ async fn protocol_scopes_are_demanded_for_their_protocol() {
             .push("protocol_scopes = { imap = \"mail.imap\", smtp = \"mail.send\" }".to_owned());
     });
     let without = env.idp.issue("alice");
-    let outcome = try_login(&env, &proxy, "alice", &without).await;
+    let outcome = try_oauthbearer(&env, &proxy, "alice", &without).await;
     assert_eq!(
         challenge_member(&outcome, "status").as_deref(),
         Some("insufficient_scope"),
@@ -167,7 +160,7 @@ challenge_scope = "mail"
         "iss": jwt_issuer.issuer, "aud": "bearergate", "exp": unix_now() - 3_600,
         "preferred_username": "alice",
     }));
-    let outcome = try_login(&env, &proxy, "alice", &expired).await;
+    let outcome = try_oauthbearer(&env, &proxy, "alice", &expired).await;
     assert!(
         outcome.tagged.is("NO", Some("AUTHENTICATIONFAILED")),
         "{outcome:?}"
@@ -186,7 +179,7 @@ challenge_scope = "mail"
         Some("mail-jwt")
     );
     // An unknown opaque token gets the first issuer's.
-    let outcome = try_login(&env, &proxy, "alice", "not-a-known-token").await;
+    let outcome = try_oauthbearer(&env, &proxy, "alice", "not-a-known-token").await;
     assert_eq!(
         challenge_member(&outcome, "scope").as_deref(),
         Some("mail-jwt")
@@ -244,7 +237,7 @@ allowed_client_ids = ["mail-app.apps.example"]
         "ya29.other-app",
         json!({"azp": "someone-else", "email": "alice@example.org", "exp": exp}),
     );
-    let outcome = try_login(&env, &proxy, "alice", "ya29.other-app").await;
+    let outcome = try_oauthbearer(&env, &proxy, "alice", "ya29.other-app").await;
     assert!(
         outcome.tagged.is("NO", Some("AUTHENTICATIONFAILED")),
         "{outcome:?}"
@@ -260,7 +253,7 @@ allowed_client_ids = ["mail-app.apps.example"]
         json!({"azp": "mail-app.apps.example", "email": "alice@example.org",
                "email_verified": "false", "exp": exp}),
     );
-    let outcome = try_login(&env, &proxy, "alice", "ya29.unverified").await;
+    let outcome = try_oauthbearer(&env, &proxy, "alice", "ya29.unverified").await;
     assert!(
         outcome.tagged.is("NO", Some("AUTHENTICATIONFAILED")),
         "{outcome:?}"
@@ -271,7 +264,7 @@ allowed_client_ids = ["mail-app.apps.example"]
         proxy.log()
     );
     // Unknown to both: 401 and 400 are refusals, not outages.
-    let outcome = try_login(&env, &proxy, "alice", "nobody-knows-me").await;
+    let outcome = try_oauthbearer(&env, &proxy, "alice", "nobody-knows-me").await;
     assert!(
         outcome.tagged.is("NO", Some("AUTHENTICATIONFAILED")),
         "{outcome:?}"

@@ -274,3 +274,29 @@ pub async fn login(client: &mut ImapClient, tag: &str, user: &str, token: &str) 
     );
     outcome.tagged
 }
+
+/// OAUTHBEARER with an initial response on the implicit-TLS listener, claiming `claimed`: the
+/// whole outcome, for tests that expect a refusal or compare several tokens.
+pub async fn try_oauthbearer(
+    env: &TestEnv,
+    proxy: &Proxy,
+    claimed: &str,
+    token: &str,
+) -> imap_client::AuthOutcome {
+    let (mut client, _) = connect(env, proxy, TlsMode::Implicit).await;
+    client
+        .authenticate("a", "OAUTHBEARER", &oauthbearer_b64(claimed, token), true)
+        .await
+}
+
+/// A refused token: the mechanism's error challenge, then `NO [AUTHENTICATIONFAILED]`.
+pub fn assert_refused(outcome: &imap_client::AuthOutcome, what: &str) {
+    assert!(
+        outcome.challenge.is_some(),
+        "{what}: want an error challenge: {outcome:?}"
+    );
+    assert!(
+        outcome.tagged.is("NO", Some("AUTHENTICATIONFAILED")),
+        "{what}: want NO [AUTHENTICATIONFAILED]: {outcome:?}"
+    );
+}
