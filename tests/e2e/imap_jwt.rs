@@ -3,11 +3,10 @@
 
 use serde_json::{json, Value};
 
-use crate::support::imap_client::last_status;
 use crate::support::jwks::{JwksServer, TestKey};
 use crate::support::{
-    assert_refused, connect, login, test_message, try_oauthbearer, unix_now, Proxy, TestEnv,
-    TlsMode,
+    assert_refused, connect, fetch_first, login, test_message, try_oauthbearer, unix_now, Proxy,
+    TestEnv, TlsMode,
 };
 
 const AUD: &str = "bearergate";
@@ -45,19 +44,9 @@ async fn es256_token_logs_in_and_fetches_byte_identical() {
     let proxy = start_proxy(&env, &issuer.issuer);
     let delivered = env.dovecot.deliver("alice", &test_message("jwt", 8 * 1024));
 
-    let (mut client, _) = connect(&env, &proxy, TlsMode::Implicit).await;
-    login(
-        &mut client,
-        "a",
-        "alice",
-        &key.sign(&claims(&issuer.issuer, "alice")),
-    )
-    .await;
-    let lines = client.command("b", "SELECT INBOX").await;
-    assert_eq!(last_status(&lines).kind, "OK", "{lines:?}");
-    let fetched = client.fetch_body("c", 1).await;
+    let token = key.sign(&claims(&issuer.issuer, "alice"));
     assert!(
-        fetched == delivered,
+        fetch_first(&env, &proxy, "alice", &token).await == delivered,
         "fetched message differs from delivered"
     );
     assert!(issuer.jwks_hits() >= 1, "JWKS never fetched");

@@ -7,14 +7,12 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::imap_client::{last_status, AuthOutcome};
+use crate::support::imap_client::AuthOutcome;
 use crate::support::oidc_provider::{
     jwt_parts, OidcProvider, INTROSPECTION_CLIENT_ID, INTROSPECTION_CLIENT_SECRET, MAIL_CLIENT_ID,
     MAIL_USER, OTHER_RESOURCE, RESOURCE,
 };
-use crate::support::{
-    assert_refused, connect, login, test_message, try_oauthbearer, Proxy, TestEnv, TlsMode,
-};
+use crate::support::{assert_refused, fetch_first, test_message, try_oauthbearer, Proxy, TestEnv};
 
 /// The provider logs a request as it arrives, before answering it: by the time the proxy
 /// has its answer the line is in the pipe, and this bounds only the reader thread.
@@ -42,19 +40,6 @@ fn assert_accepted(outcome: &AuthOutcome, what: &str) {
     assert!(
         outcome.challenge.is_none() && outcome.tagged.kind == "OK",
         "{what}: want OK: {outcome:?}"
-    );
-}
-
-/// Log in with `token`, select INBOX and fetch message 1, which must equal `delivered`.
-async fn fetch_first_message(env: &TestEnv, proxy: &Proxy, token: &str, delivered: &[u8]) {
-    let (mut client, _) = connect(env, proxy, TlsMode::Implicit).await;
-    login(&mut client, "a", MAIL_USER, token).await;
-    let lines = client.command("b", "SELECT INBOX").await;
-    assert_eq!(last_status(&lines).kind, "OK", "{lines:?}");
-    let fetched = client.fetch_body("c", 1).await;
-    assert!(
-        fetched == delivered,
-        "fetched message differs from delivered"
     );
 }
 
@@ -86,7 +71,10 @@ async fn jwt_access_token_logs_in_and_fetches_byte_identical() {
     assert_eq!(claims["username"], MAIL_USER, "{claims}");
     assert_eq!(claims["client_id"], MAIL_CLIENT_ID, "{claims}");
 
-    fetch_first_message(&env, &proxy, &token, &delivered).await;
+    assert!(
+        fetch_first(&env, &proxy, MAIL_USER, &token).await == delivered,
+        "fetched message differs from delivered"
+    );
     assert!(
         provider.wait_for_log("GET /jwks", LOG_DEADLINE),
         "the proxy never fetched the provider's JWKS; provider log:\n{}",
@@ -117,7 +105,10 @@ async fn opaque_token_logs_in_through_introspection() {
         0,
         "want an opaque token without a resource indicator: {token:?}"
     );
-    fetch_first_message(&env, &proxy, &token, &delivered).await;
+    assert!(
+        fetch_first(&env, &proxy, MAIL_USER, &token).await == delivered,
+        "fetched message differs from delivered"
+    );
     assert!(
         provider.wait_for_log("POST /token/introspection", LOG_DEADLINE),
         "the proxy never introspected; provider log:\n{}",

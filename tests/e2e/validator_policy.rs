@@ -6,21 +6,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::imap_client::{last_status, AuthOutcome};
+use crate::support::imap_client::AuthOutcome;
 use crate::support::jwks::{JwksServer, TestKey};
 use crate::support::userinfo::UserinfoServer;
 use crate::support::{
-    connect, login, test_message, try_oauthbearer, unix_now, Proxy, TestEnv, TlsMode,
+    connect, fetch_first, login, test_message, try_oauthbearer, unix_now, TestEnv, TlsMode,
 };
-
-/// `SELECT INBOX` and `FETCH 1`: the message the mailbox holds.
-async fn fetch_first(env: &TestEnv, proxy: &Proxy, claimed: &str, token: &str) -> Vec<u8> {
-    let (mut client, _) = connect(env, proxy, TlsMode::Implicit).await;
-    login(&mut client, "a", claimed, token).await;
-    let lines = client.command("b", "SELECT INBOX").await;
-    assert_eq!(last_status(&lines).kind, "OK", "{lines:?}");
-    client.fetch_body("c", 1).await
-}
 
 fn challenge_member(outcome: &AuthOutcome, member: &str) -> Option<String> {
     let challenge = outcome.challenge.as_ref()?;

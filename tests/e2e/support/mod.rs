@@ -300,3 +300,12 @@ pub fn assert_refused(outcome: &imap_client::AuthOutcome, what: &str) {
         "{what}: want NO [AUTHENTICATIONFAILED]: {outcome:?}"
     );
 }
+
+/// Logs in with OAUTHBEARER claiming `claimed`, selects INBOX and returns message 1's bytes.
+pub async fn fetch_first(env: &TestEnv, proxy: &Proxy, claimed: &str, token: &str) -> Vec<u8> {
+    let (mut client, _) = connect(env, proxy, TlsMode::Implicit).await;
+    login(&mut client, "a", claimed, token).await;
+    let lines = client.command("b", "SELECT INBOX").await;
+    assert_eq!(imap_client::last_status(&lines).kind, "OK", "{lines:?}");
+    client.fetch_body("c", 1).await
+}
