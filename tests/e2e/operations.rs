@@ -179,10 +179,12 @@ async fn metrics_count_logins_by_outcome_and_healthz_answers_ok() {
     let (status, body) = http_get(metrics, "/metrics");
     assert!(status.starts_with("HTTP/1.1 200"), "/metrics: {status}");
     for line in [
-        "bearergate_logins_total{protocol=\"imap\",outcome=\"success\"} 1",
-        "bearergate_logins_total{protocol=\"imap\",outcome=\"refused\"} 1",
-        "bearergate_logins_total{protocol=\"imap\",outcome=\"idp_unavailable\"} 0",
-        "bearergate_logins_total{protocol=\"imap\",outcome=\"backend_unavailable\"} 0",
+        "bearergate_logins_total{protocol=\"imap\",credential=\"token\",outcome=\"success\"} 1",
+        "bearergate_logins_total{protocol=\"imap\",credential=\"token\",outcome=\"refused\"} 1",
+        "bearergate_logins_total{protocol=\"imap\",credential=\"token\",outcome=\"throttled\"} 0",
+        "bearergate_logins_total{protocol=\"imap\",credential=\"token\",outcome=\"idp_unavailable\"} 0",
+        "bearergate_logins_total{protocol=\"imap\",credential=\"token\",outcome=\"backend_unavailable\"} 0",
+        "bearergate_logins_total{protocol=\"imap\",credential=\"password\",outcome=\"success\"} 0",
         "bearergate_connections_total{protocol=\"imap\"} 2",
     ] {
         assert!(

@@ -17,8 +17,9 @@ use serde_json::Value;
 use crate::support::imap_client::ImapClient;
 use crate::support::ports::closed_addr;
 use crate::support::{
-    b64, b64_decode, client_script, expect_success, oauthbearer_raw, run, test_message, unix_now,
-    xoauth2_b64, IdpMode, Proxy, ProxyConfig, SinkMessage, SmtpSink, TestEnv, TlsMode,
+    b64, b64_decode, client_script, expect_success, oauthbearer_raw, random_token, run,
+    test_message, unix_now, xoauth2_b64, IdpMode, Proxy, ProxyConfig, SinkMessage, SmtpSink,
+    TestEnv, TlsMode,
 };
 
 /// How long a submitted message may take to reach the sink through Dovecot.
@@ -670,4 +671,52 @@ async fn commands_injected_behind_starttls_are_discarded() {
     )
     .await;
     assert_eq!(ok.reply, ["235 2.7.0 Authentication successful"], "{ok:?}");
+}
+
+#[tokio::test]
+async fn without_the_error_challenge_a_refused_token_gets_535_at_once() {
+    let (_sink, env) = smtp_env("smtp-no-challenge");
+    let proxy = start_proxy(&env, |c| {
+        c.each_listener(|l| l.extra.push("error_challenge = false".into()))
+    });
+    let token = env.idp.issue("bob");
+    let mut client = smtp_connect(&env, &proxy, TlsMode::Implicit).await;
+    ehlo(&mut client, "client.example").await;
+    for mech in ["XOAUTH2", "OAUTHBEARER"] {
+        let response = if mech == "XOAUTH2" {
+            xoauth2_b64("alice", &token)
+        } else {
+            oauthbearer("alice", &token)
+        };
+        let outcome = auth(&mut client, mech, &response, true).await;
+        assert!(outcome.challenge.is_none(), "{mech}: {outcome:?}");
+        assert_eq!(
+            outcome.reply,
+            ["535 5.7.8 Authentication credentials invalid"],
+            "{mech}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_xoauth2_error_challenge_names_the_required_scope() {
+    let (_sink, env) = smtp_env("smtp-xoauth2-scope");
+    let proxy = start_proxy(&env, |_| {});
+    let mut client = smtp_connect(&env, &proxy, TlsMode::Implicit).await;
+    ehlo(&mut client, "client.example").await;
+    let outcome = auth(
+        &mut client,
+        "XOAUTH2",
+        &xoauth2_b64("alice", &random_token()),
+        true,
+    )
+    .await;
+    let challenge = outcome.challenge.expect("an error challenge");
+    assert_eq!(challenge["status"], "401", "{challenge}");
+    // No challenge_scope is configured: the scope every token needs is named, as Google does.
+    assert_eq!(challenge["scope"], "mail", "{challenge}");
+    assert_eq!(
+        outcome.reply,
+        ["535 5.7.8 Authentication credentials invalid"]
+    );
 }

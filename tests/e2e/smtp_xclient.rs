@@ -23,6 +23,9 @@ const CLIENT_EHLO: &str = "client.example";
 /// smtplib, the usual XOAUTH2 idiom (`initial_response_ok=True`), then MAIL/RCPT/DATA one by
 /// one so every reply code is seen. Prints `STEP CODE TEXT` lines and the client's own
 /// address as `LOCAL IP PORT`.
+/// The client connects from 127.0.0.2: Postfix trusts only the proxy (127.0.0.1) with
+/// XCLIENT, and a client at a trusted address would be refused by the proxy (it could
+/// re-XCLIENT itself after login).
 /// usage: python3 -c SCRIPT HOST PORT USER FROM TO MSGFILE (token in $BG_TOKEN)
 const CLIENT: &str = r#"
 import os, smtplib, sys
@@ -33,7 +36,8 @@ def say(step, code, text):
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     print(step, code, text.replace("\n", " | "), flush=True)
-smtp = smtplib.SMTP(host, int(port), local_hostname="client.example", timeout=30)
+smtp = smtplib.SMTP(host, int(port), local_hostname="client.example", timeout=30,
+                    source_address=("127.0.0.2", 0))
 local = smtp.sock.getsockname()
 print("LOCAL", local[0], local[1], flush=True)
 code, text = smtp.ehlo()
@@ -187,6 +191,7 @@ impl XclientEnv {
             },
             extra_toml: String::new(),
             top_level: Vec::new(),
+            auth_limits: vec!["failure_delay = \"0s\"".into()],
         };
         let proxy = Proxy::start(dir.path(), &config);
         Self {

@@ -53,6 +53,9 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
     /// Certificate for implicit-TLS and STARTTLS listeners.
     pub tls: Option<TlsConfig>,
+    /// What failed logins cost the client: delays and a per-address budget.
+    #[serde(default)]
+    pub auth_limits: AuthLimitsConfig,
     /// Where clients connect.
     pub listeners: Vec<ListenerConfig>,
     /// Mail servers behind the proxy, by name.
@@ -116,6 +119,53 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
+/// `[auth_limits]`: shared by every listener, for token and password logins alike.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthLimitsConfig {
+    /// Delay before the reply to a failed login; doubles with each further failure on the
+    /// connection or from the address, up to `max_failure_delay`. `"0s"` turns delays off.
+    #[serde(default = "defaults::failure_delay", deserialize_with = "duration")]
+    pub failure_delay: Duration,
+    /// The longest delay.
+    #[serde(default = "defaults::max_failure_delay", deserialize_with = "duration")]
+    pub max_failure_delay: Duration,
+    /// Failed logins one client address (IPv6: one /64) may have in a burst; then its
+    /// logins are refused with "try again later" before anyone is asked, except with a
+    /// token already known to be valid.
+    #[serde(default = "defaults::address_failures")]
+    pub address_failures: u32,
+    /// One more failed login allowed per this long.
+    #[serde(
+        default = "defaults::address_failure_refill",
+        deserialize_with = "duration"
+    )]
+    pub address_failure_refill: Duration,
+}
+
+impl Default for AuthLimitsConfig {
+    fn default() -> Self {
+        Self {
+            failure_delay: defaults::failure_delay(),
+            max_failure_delay: defaults::max_failure_delay(),
+            address_failures: defaults::address_failures(),
+            address_failure_refill: defaults::address_failure_refill(),
+        }
+    }
+}
+
+impl AuthLimitsConfig {
+    /// The runtime form.
+    pub fn limits(&self) -> crate::throttle::AuthLimits {
+        crate::throttle::AuthLimits {
+            failure_delay: self.failure_delay,
+            max_failure_delay: self.max_failure_delay,
+            address_failures: self.address_failures,
+            address_failure_refill: self.address_failure_refill,
+        }
+    }
+}
+
 /// Protocols a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -164,11 +214,17 @@ pub struct ListenerConfig {
     /// Allow authentication before TLS. Tokens then cross the network in clear text.
     #[serde(default)]
     pub allow_plaintext_auth: bool,
-    /// Let password logins (IMAP LOGIN and AUTHENTICATE PLAIN/LOGIN) through to the backend
-    /// unchanged, so app-password users and OAuth users share one port. Only where
-    /// authentication is allowed at all (TLS, or `allow_plaintext_auth`).
+    /// Accept password logins (IMAP LOGIN and AUTHENTICATE PLAIN/LOGIN, SMTP AUTH
+    /// PLAIN/LOGIN) and have the backend check the password by logging in with it, so
+    /// app-password users and OAuth users share one port. Only where authentication is
+    /// allowed at all (TLS, or `allow_plaintext_auth`).
     #[serde(default)]
     pub password_fallback: bool,
+    /// Send the SASL error challenge before failing a refused token (RFC 7628, Google's
+    /// XOAUTH2). `false` fails at once, for clients that never answer the challenge
+    /// (mbsync waits for a timeout; JavaMail and neomutt show the base64 to the user).
+    #[serde(default = "defaults::yes")]
+    pub error_challenge: bool,
     /// Name of a `[backends.NAME]` table.
     pub backend: String,
     /// The proxy's name in SMTP greetings and EHLO replies.
@@ -280,6 +336,20 @@ mod defaults {
     pub fn max_connections() -> usize {
         10_000
     }
+    /// Dovecot's `auth_failure_delay`.
+    pub fn failure_delay() -> Duration {
+        Duration::from_secs(2)
+    }
+    pub fn max_failure_delay() -> Duration {
+        Duration::from_secs(16)
+    }
+    /// Ten failures in a burst: more than a user mistyping, far fewer than a guesser needs.
+    pub fn address_failures() -> u32 {
+        10
+    }
+    pub fn address_failure_refill() -> Duration {
+        Duration::from_secs(60)
+    }
     pub fn backend_tls() -> super::BackendTls {
         super::BackendTls::None
     }
@@ -365,6 +435,18 @@ impl Config {
                     "available for IMAP and SMTP listeners only",
                 ));
             }
+            let backend_login = self.backends.get(&listener.backend).map(|b| b.login);
+            if listener.password_fallback && backend_login == Some(LoginStrategy::Xclient) {
+                errors.push(ConfigError::new(
+                    key("password_fallback"),
+                    format!(
+                        "cannot be used with [backends.{}] login = \"xclient\": that backend \
+                         trusts the proxy's connection to name any user, and a password \
+                         login would hand such a connection to the client",
+                        listener.backend
+                    ),
+                ));
+            }
             if listener.tls != ListenerTls::None && self.tls.is_none() {
                 errors.push(ConfigError::new(
                     key("tls"),
@@ -411,6 +493,19 @@ impl Config {
                     "address used by an earlier listener",
                 ));
             }
+        }
+        let limits = &self.auth_limits;
+        if limits.address_failures == 0 {
+            errors.push(ConfigError::new(
+                "auth_limits.address_failures",
+                "must be at least 1",
+            ));
+        }
+        if limits.max_failure_delay < limits.failure_delay {
+            errors.push(ConfigError::new(
+                "auth_limits.max_failure_delay",
+                "must not be shorter than failure_delay",
+            ));
         }
         if let Some(tls) = &self.tls {
             check_file(base, &tls.cert, "tls.cert", &mut errors);

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use session::{Action, Refusal};
@@ -15,7 +16,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::auth::{self, AuthError};
 use crate::backend::{self, LoggedIn};
 use crate::config::ListenerTls;
-use crate::metrics::{LoginOutcome, METRICS};
+use crate::metrics::{Credential, LoginOutcome, METRICS};
 use crate::relay;
 use crate::server::{next_session_id, ListenerContext};
 use crate::stream::ClientStream;
@@ -41,9 +42,10 @@ pub trait PreLogin {
     fn token_refused(&mut self, refusal: Refusal);
     /// A backend that validates tokens itself refused this one.
     fn backend_refused(&mut self, challenge: Option<Vec<u8>>);
-    /// The backend could not be reached for a password login (`command` is the client's).
-    fn unavailable_for_password(&mut self, command: &[u8]);
-    /// The identity provider or the backend is unavailable.
+    /// The backend refused the client's password.
+    fn password_refused(&mut self);
+    /// The identity provider or the backend is unavailable, or the client's address has no
+    /// failed logins left.
     fn unavailable(&mut self);
     /// The backend accepted the login.
     fn logged_in(&mut self, logged_in: &LoggedIn);
@@ -97,10 +99,15 @@ pub async fn serve<S: PreLogin>(
                     outcome = "relayed",
                     client_bytes = relayed.client_to_backend,
                     backend_bytes = relayed.backend_to_client,
-                    error = relayed.error.as_ref().map(tracing::field::display),
+                    error = relayed
+                        .error
+                        .as_ref()
+                        .filter(|e| !is_plain_close(e))
+                        .map(tracing::field::display),
                     "closed"
                 )
             }
+            Err(e) if is_plain_close(&e) => info!(outcome = "client-closed", "closed"),
             Err(e) => info!(outcome = "io-error", error = %e, "closed"),
         }
     }
@@ -149,8 +156,11 @@ async fn run<S: PreLogin>(
         }
         _ => ClientStream::Plain(tcp),
     };
+    let protocol = context.protocol;
     let mut session = new_session(client.is_tls());
     let mut input = BytesMut::new();
+    // Failed logins on this connection, for the growing failure delay.
+    let mut failures = 0u32;
     loop {
         let action = session.advance(&mut input);
         flush_output(&mut session, &mut client).await?;
@@ -195,56 +205,82 @@ async fn run<S: PreLogin>(
                 }
                 session.tls_started();
             }
-            Action::PasswordLogin(command) => {
-                // The backend checks the password; the proxy only carries the bytes. The
-                // backend learns the client's address first, so its own brute-force limits
-                // apply to the client, not to the proxy.
-                let open = backend::open_for_password(
-                    context.protocol,
-                    &context.backend,
+            Action::PasswordLogin(credentials) => {
+                let attempt = Attempt {
+                    context,
                     peer,
-                    session.client_name(),
+                    credential: Credential::Password,
+                    mechanism: "password",
+                };
+                if !context.throttle.allows(peer.ip(), Instant::now()) {
+                    attempt.throttled(&mut session);
+                    continue;
+                }
+                let names = std::iter::once(credentials.user.as_str())
+                    .chain(credentials.authzid.as_deref());
+                if names
+                    .into_iter()
+                    .any(|name| context.backend.is_master_identity(name))
+                {
+                    METRICS.login(protocol, Credential::Password, LoginOutcome::Refused);
+                    warn!(user = %credentials.user, "password login refused: it names the proxy's master user");
+                    attempt.delay(&mut failures).await;
+                    session.password_refused();
+                    continue;
+                }
+                let request = backend::PasswordRequest {
+                    credentials: &credentials,
+                    client: peer,
+                    client_name: session.client_name(),
                     session_id,
-                );
-                match tokio::time::timeout(context.backend.login_timeout, open).await {
-                    Ok(Ok(opened)) => {
-                        info!(backend = %context.backend.name, "password login handed to the backend");
-                        drop(session);
-                        let mut pipelined = BytesMut::with_capacity(command.len() + input.len());
-                        pipelined.extend_from_slice(&command);
-                        pipelined.extend_from_slice(&input);
-                        drop(input);
-                        return Ok(PreLoginEnd::LoggedIn(Handoff {
-                            client,
-                            logged_in: opened,
-                            pipelined,
-                        }));
+                };
+                let login = backend::password_login(protocol, &context.backend, request);
+                match tokio::time::timeout(context.backend.login_timeout, login).await {
+                    Ok(Ok(logged_in)) => {
+                        return attempt
+                            .logged_in(session, client, logged_in, input, &credentials.user)
+                            .await;
                     }
-                    Ok(Err(e)) => {
-                        warn!(backend = %context.backend.name, error = %e, "backend unavailable for a password login");
-                        session.unavailable_for_password(&command);
+                    Ok(Err(backend::BackendError::PasswordRefused)) => {
+                        METRICS.login(protocol, Credential::Password, LoginOutcome::Refused);
+                        info!(user = %credentials.user, backend = %context.backend.name, "backend refused the password");
+                        attempt.delay(&mut failures).await;
+                        session.password_refused();
                     }
-                    Err(_) => {
-                        warn!(backend = %context.backend.name, "backend timed out for a password login");
-                        session.unavailable_for_password(&command);
-                    }
+                    Ok(Err(e)) => attempt.backend_unavailable(&mut session, &credentials.user, &e),
+                    Err(_) => attempt.backend_unavailable(
+                        &mut session,
+                        &credentials.user,
+                        &backend::BackendError::Timeout,
+                    ),
                 }
             }
             Action::Authenticate(credentials) => {
-                let mechanism = credentials.mechanism.name();
-                let identity = match auth::check(&context.validator, &credentials, context.protocol)
-                    .await
+                let attempt = Attempt {
+                    context,
+                    peer,
+                    credential: Credential::Token,
+                    mechanism: credentials.mechanism.name(),
+                };
+                if !context.throttle.allows(peer.ip(), Instant::now())
+                    && !context.validator.is_known_valid(&credentials.token).await
                 {
+                    attempt.throttled(&mut session);
+                    continue;
+                }
+                let mechanism = attempt.mechanism;
+                let identity = match auth::check(&context.validator, &credentials, protocol).await {
                     Ok(identity) => identity,
                     Err(AuthError::Unavailable(why)) => {
-                        METRICS.login(context.protocol, LoginOutcome::IdpUnavailable);
+                        METRICS.login(protocol, Credential::Token, LoginOutcome::IdpUnavailable);
                         warn!(mechanism, reason = %why, "identity provider unavailable");
                         session.unavailable();
                         continue;
                     }
                     Err(AuthError::Refused(why)) => {
-                        METRICS.login(context.protocol, LoginOutcome::Refused);
+                        METRICS.login(protocol, Credential::Token, LoginOutcome::Refused);
                         info!(mechanism, reason = %why, "authentication refused");
+                        attempt.delay(&mut failures).await;
                         session.set_discovery(context.validator.discovery_for(&credentials.token));
                         session.token_refused(if why.is_missing_scope() {
                             Refusal::InsufficientScope
@@ -261,46 +297,108 @@ async fn run<S: PreLogin>(
                     client_name: session.client_name(),
                     session_id,
                 };
-                let login = backend::login(context.protocol, &context.backend, request);
-                let logged_in = match tokio::time::timeout(context.backend.login_timeout, login)
-                    .await
-                {
-                    Ok(Ok(logged_in)) => logged_in,
+                let login = backend::login(protocol, &context.backend, request);
+                match tokio::time::timeout(context.backend.login_timeout, login).await {
+                    Ok(Ok(logged_in)) => {
+                        return attempt
+                            .logged_in(session, client, logged_in, input, &identity.user)
+                            .await;
+                    }
                     Ok(Err(backend::BackendError::TokenRefused { challenge })) => {
-                        METRICS.login(context.protocol, LoginOutcome::Refused);
+                        METRICS.login(protocol, Credential::Token, LoginOutcome::Refused);
                         info!(mechanism, backend = %context.backend.name, "backend refused the token");
+                        attempt.delay(&mut failures).await;
                         session.backend_refused(challenge);
-                        continue;
                     }
-                    Ok(Err(e)) => {
-                        METRICS.login(context.protocol, LoginOutcome::BackendUnavailable);
-                        warn!(backend = %context.backend.name, user = %identity.user, error = %e, "backend login failed");
-                        session.unavailable();
-                        continue;
-                    }
-                    Err(_) => {
-                        METRICS.login(context.protocol, LoginOutcome::BackendUnavailable);
-                        warn!(backend = %context.backend.name, user = %identity.user, "backend login timed out");
-                        session.unavailable();
-                        continue;
-                    }
-                };
-                METRICS.login(context.protocol, LoginOutcome::Success);
-                session.logged_in(&logged_in);
-                flush_output(&mut session, &mut client).await?;
-                // Recorded once, on success: the span's fields describe the session.
-                let span = tracing::Span::current();
-                span.record("user", identity.user.as_str());
-                span.record("mechanism", mechanism);
-                info!("logged in");
-                drop(session);
-                return Ok(PreLoginEnd::LoggedIn(Handoff {
-                    client,
-                    logged_in,
-                    pipelined: input,
-                }));
+                    Ok(Err(e)) => attempt.backend_unavailable(&mut session, &identity.user, &e),
+                    Err(_) => attempt.backend_unavailable(
+                        &mut session,
+                        &identity.user,
+                        &backend::BackendError::Timeout,
+                    ),
+                }
             }
         }
+    }
+}
+
+/// One login attempt's bookkeeping: metrics, logs, the failure delay, and the hand-over.
+struct Attempt<'a> {
+    context: &'a ListenerContext,
+    peer: SocketAddr,
+    credential: Credential,
+    mechanism: &'static str,
+}
+
+impl Attempt<'_> {
+    /// The client's address has no failed logins left: "try again later", no one asked.
+    fn throttled<S: PreLogin>(&self, session: &mut S) {
+        METRICS.login(
+            self.context.protocol,
+            self.credential,
+            LoginOutcome::Throttled,
+        );
+        info!(
+            mechanism = self.mechanism,
+            "login refused: too many failed logins from this address"
+        );
+        session.unavailable();
+    }
+
+    /// A failed login: counted for the connection and the address, then the delay.
+    async fn delay(&self, failures: &mut u32) {
+        let delay = self
+            .context
+            .throttle
+            .failed(self.peer.ip(), *failures, Instant::now());
+        *failures += 1;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn backend_unavailable<S: PreLogin>(
+        &self,
+        session: &mut S,
+        user: &str,
+        error: &backend::BackendError,
+    ) {
+        METRICS.login(
+            self.context.protocol,
+            self.credential,
+            LoginOutcome::BackendUnavailable,
+        );
+        warn!(backend = %self.context.backend.name, user, error = %error, "backend login failed");
+        session.unavailable();
+    }
+
+    /// The backend said yes: the client gets the success reply and the relay starts.
+    async fn logged_in<S: PreLogin>(
+        &self,
+        mut session: S,
+        mut client: ClientStream,
+        logged_in: LoggedIn,
+        input: BytesMut,
+        user: &str,
+    ) -> std::io::Result<PreLoginEnd> {
+        METRICS.login(
+            self.context.protocol,
+            self.credential,
+            LoginOutcome::Success,
+        );
+        session.logged_in(&logged_in);
+        flush_output(&mut session, &mut client).await?;
+        // Recorded once, on success: the span's fields describe the session.
+        let span = tracing::Span::current();
+        span.record("user", user);
+        span.record("mechanism", self.mechanism);
+        info!("logged in");
+        drop(session);
+        Ok(PreLoginEnd::LoggedIn(Handoff {
+            client,
+            logged_in,
+            pipelined: input,
+        }))
     }
 }
 
@@ -327,6 +425,14 @@ async fn relay_after_login(handoff: Handoff) -> std::io::Result<Closed> {
     drop(leftover);
     let outcome = relay::relay(&mut client, &mut backend).await;
     Ok(Closed::AfterRelay(outcome))
+}
+
+/// A peer that hung up without TLS `close_notify`: what most mail clients do when they are
+/// done, so it is logged as an ordinary close, not as an I/O error. (A truncation attack
+/// gains nothing here: the protocols have their own end markers, and before login there is
+/// nothing to truncate.)
+fn is_plain_close(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::UnexpectedEof
 }
 
 async fn flush_output<S: PreLogin>(

@@ -14,4 +14,5 @@ pub mod protocols;
 pub mod relay;
 pub mod server;
 pub mod stream;
+pub mod throttle;
 pub mod tls;

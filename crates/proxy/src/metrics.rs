@@ -42,13 +42,30 @@ pub enum LoginOutcome {
     IdpUnavailable,
     /// The backend could not be reached or refused the proxy.
     BackendUnavailable,
+    /// The client's address had used up its failed logins: refused before anyone was asked.
+    Throttled,
 }
 
-const OUTCOMES: [(LoginOutcome, &str); 4] = [
+const OUTCOMES: [(LoginOutcome, &str); 5] = [
     (LoginOutcome::Success, "success"),
     (LoginOutcome::Refused, "refused"),
+    (LoginOutcome::Throttled, "throttled"),
     (LoginOutcome::IdpUnavailable, "idp_unavailable"),
     (LoginOutcome::BackendUnavailable, "backend_unavailable"),
+];
+
+/// What the client logged in with, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// An OAuth bearer token (XOAUTH2, OAUTHBEARER).
+    Token,
+    /// A password, checked by the backend (password fallback).
+    Password,
+}
+
+const CREDENTIALS: [(Credential, &str); 2] = [
+    (Credential::Token, "token"),
+    (Credential::Password, "password"),
 ];
 
 /// Process-wide counters.
@@ -56,7 +73,7 @@ const OUTCOMES: [(LoginOutcome, &str); 4] = [
 pub struct Metrics {
     connections: [AtomicU64; 3],
     active: [AtomicI64; 3],
-    logins: [[AtomicU64; 4]; 3],
+    logins: [[[AtomicU64; 5]; 2]; 3],
     client_bytes: [AtomicU64; 3],
     backend_bytes: [AtomicU64; 3],
 }
@@ -66,13 +83,15 @@ const ZERO: AtomicU64 = AtomicU64::new(0);
 #[allow(clippy::declare_interior_mutable_const)]
 const ZERO_I: AtomicI64 = AtomicI64::new(0);
 #[allow(clippy::declare_interior_mutable_const)]
-const ZERO_ROW: [AtomicU64; 4] = [ZERO; 4];
+const ZERO_ROW: [AtomicU64; 5] = [ZERO; 5];
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO_TABLE: [[AtomicU64; 5]; 2] = [ZERO_ROW; 2];
 
 /// The counters of this process.
 pub static METRICS: Metrics = Metrics {
     connections: [ZERO; 3],
     active: [ZERO_I; 3],
-    logins: [ZERO_ROW; 3],
+    logins: [ZERO_TABLE; 3],
     client_bytes: [ZERO; 3],
     backend_bytes: [ZERO; 3],
 };
@@ -90,12 +109,16 @@ impl Metrics {
     }
 
     /// A login attempt ended.
-    pub fn login(&self, protocol: Protocol, outcome: LoginOutcome) {
+    pub fn login(&self, protocol: Protocol, credential: Credential, outcome: LoginOutcome) {
         let column = OUTCOMES
             .iter()
             .position(|(o, _)| *o == outcome)
             .unwrap_or(0);
-        self.logins[index(protocol)][column].fetch_add(1, Ordering::Relaxed);
+        let row = CREDENTIALS
+            .iter()
+            .position(|(c, _)| *c == credential)
+            .unwrap_or(0);
+        self.logins[index(protocol)][row][column].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A relay ended after carrying these byte counts.
@@ -147,19 +170,21 @@ impl Metrics {
         );
         lines.clear();
         for (protocol, label) in PROTOCOLS {
-            for (column, (_, outcome)) in OUTCOMES.iter().enumerate() {
-                let _ = writeln!(
-                    lines,
-                    "bearergate_logins_total{{protocol=\"{label}\",outcome=\"{outcome}\"}} {}",
-                    self.logins[index(protocol)][column].load(Ordering::Relaxed)
-                );
+            for (row, (_, credential)) in CREDENTIALS.iter().enumerate() {
+                for (column, (_, outcome)) in OUTCOMES.iter().enumerate() {
+                    let _ = writeln!(
+                        lines,
+                        "bearergate_logins_total{{protocol=\"{label}\",credential=\"{credential}\",outcome=\"{outcome}\"}} {}",
+                        self.logins[index(protocol)][row][column].load(Ordering::Relaxed)
+                    );
+                }
             }
         }
         push(
             &mut out,
             "bearergate_logins_total",
             "counter",
-            "Login attempts by outcome.",
+            "Login attempts by credential (token, or password for the backend) and outcome.",
             &lines,
         );
         lines.clear();
@@ -348,7 +373,11 @@ mod tests {
     #[test]
     fn render_has_every_family_once_with_labels() {
         let _guard = METRICS.session_started(Protocol::Imap);
-        METRICS.login(Protocol::Imap, LoginOutcome::Refused);
+        METRICS.login(
+            Protocol::Imap,
+            Credential::Password,
+            LoginOutcome::Throttled,
+        );
         let issuers = [validator::IssuerStats {
             name: "key\"cloak".to_owned(),
             requests: 7,
@@ -372,7 +401,12 @@ mod tests {
                 "{family}"
             );
         }
-        assert!(text.contains("bearergate_logins_total{protocol=\"imap\",outcome=\"refused\"} "));
+        assert!(text.contains(
+            "bearergate_logins_total{protocol=\"imap\",credential=\"password\",outcome=\"throttled\"} "
+        ));
+        assert!(text.contains(
+            "bearergate_logins_total{protocol=\"imap\",credential=\"token\",outcome=\"refused\"} "
+        ));
         let active: i64 = text
             .lines()
             .find_map(|l| l.strip_prefix("bearergate_sessions_active{protocol=\"imap\"} "))

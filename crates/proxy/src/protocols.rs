@@ -57,6 +57,7 @@ fn imap_config(context: &ListenerContext) -> ImapSessionConfig {
         starttls_available: context.tls_mode == ListenerTls::Starttls,
         allow_plaintext_auth: context.allow_plaintext_auth,
         password_fallback: context.password_fallback,
+        error_challenge: context.error_challenge,
         max_auth_failures: context.max_auth_failures,
         openid_configuration: context.challenge.openid_configuration.clone(),
         challenge_scope: context.challenge.scope.clone(),
@@ -71,9 +72,10 @@ fn smtp_config(context: &ListenerContext) -> SmtpSessionConfig {
         max_auth_failures: context.max_auth_failures,
         hostname: context.hostname.clone(),
         password_fallback: context.password_fallback,
+        error_challenge: context.error_challenge,
         openid_configuration: context.challenge.openid_configuration.clone(),
         challenge_scope: context.challenge.scope.clone(),
-        max_message_size: context.backend.learned().smtp_size,
+        backend_extensions: context.backend.learned().smtp_extensions,
         ..SmtpSessionConfig::default()
     }
 }
@@ -85,7 +87,7 @@ fn sieve_config(context: &ListenerContext) -> SieveSessionConfig {
         max_auth_failures: context.max_auth_failures,
         openid_configuration: context.challenge.openid_configuration.clone(),
         challenge_scope: context.challenge.scope.clone(),
-        sieve_extensions: context.backend.learned().sieve_extensions,
+        backend_capabilities: context.backend.learned().sieve_capabilities,
         ..SieveSessionConfig::default()
     }
 }
@@ -93,7 +95,12 @@ fn sieve_config(context: &ListenerContext) -> SieveSessionConfig {
 /// Implements [`PreLogin`] by forwarding to the session type's methods of the same names;
 /// the two that differ between protocols are given as closures.
 macro_rules! pre_login {
-    ($session:ty, logged_in: $logged_in:expr, client_name: $client_name:expr) => {
+    (
+        $session:ty,
+        logged_in: $logged_in:expr,
+        password_refused: $password_refused:expr,
+        client_name: $client_name:expr
+    ) => {
         impl PreLogin for $session {
             fn output(&self) -> &[u8] {
                 <$session>::output(self)
@@ -123,8 +130,9 @@ macro_rules! pre_login {
             fn unavailable(&mut self) {
                 <$session>::unavailable(self)
             }
-            fn unavailable_for_password(&mut self, command: &[u8]) {
-                <$session>::unavailable_for_password(self, command)
+            fn password_refused(&mut self) {
+                let refuse: fn(&mut $session) = $password_refused;
+                refuse(self)
             }
             fn logged_in(&mut self, logged_in: &LoggedIn) {
                 let finish: fn(&mut $session, &LoggedIn) = $logged_in;
@@ -147,15 +155,19 @@ macro_rules! pre_login {
 pre_login!(
     ImapSession,
     logged_in: |session, logged_in| session.logged_in(&logged_in.capabilities),
+    password_refused: |session| session.password_refused(),
     client_name: |_| None
 );
 pre_login!(
     SmtpSession,
     logged_in: |session, _| session.logged_in(),
+    password_refused: |session| session.password_refused(),
     client_name: |session| session.client_ehlo()
 );
 pre_login!(
     SieveSession,
     logged_in: |session, _| session.logged_in(),
+    // ManageSieve never asks for a password login (check-config refuses the fallback).
+    password_refused: |session| session.unavailable(),
     client_name: |_| None
 );

@@ -59,8 +59,12 @@ pub struct ListenerContext {
     pub allow_plaintext_auth: bool,
     /// The proxy's name in SMTP greetings and EHLO replies.
     pub hostname: String,
-    /// LOGIN / AUTH PLAIN go to the backend unchanged.
+    /// LOGIN / AUTH PLAIN accepted; the backend checks the password.
     pub password_fallback: bool,
+    /// A refused token gets the SASL error challenge before the failure.
+    pub error_challenge: bool,
+    /// Failed-login delays and per-address budgets, shared by every listener.
+    pub throttle: Arc<crate::throttle::Throttle>,
     /// Disconnect after this long without input before login.
     pub preauth_idle_timeout: Duration,
     /// Failed authentications before the connection is closed.
@@ -151,7 +155,7 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
     let first = &config.validator.issuers[0];
     let challenge = ChallengeInfo {
         openid_configuration: first.openid_configuration.clone(),
-        scope: first.challenge_scope.clone(),
+        scope: first.challenge_scope(),
     };
 
     let shutdown = CancellationToken::new();
@@ -169,6 +173,7 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
             shutdown.clone(),
         ));
     }
+    let throttle = Arc::new(crate::throttle::Throttle::new(config.auth_limits.limits()));
     let mut bound = Vec::new();
     for listener_config in &config.listeners {
         let listener = TcpListener::bind(listener_config.listen)
@@ -188,6 +193,8 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
                 .filter(|_| listener_config.tls != ListenerTls::None),
             allow_plaintext_auth: listener_config.allow_plaintext_auth,
             password_fallback: listener_config.password_fallback,
+            error_challenge: listener_config.error_challenge,
+            throttle: throttle.clone(),
             hostname: listener_config.hostname.clone(),
             preauth_idle_timeout: listener_config.preauth_idle_timeout,
             max_auth_failures: listener_config.max_auth_failures,
@@ -212,20 +219,24 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
             shutdown.clone(),
         ));
     }
-    // ManageSieve clients see the Sieve extensions in the greeting, before any login: ask
-    // the backends once now (later logins keep the list current).
-    for listener_config in config
-        .listeners
-        .iter()
-        .filter(|l| l.protocol == Protocol::Sieve)
-    {
-        if let Some(backend) = backends.get(&listener_config.backend).cloned() {
-            tokio::spawn(async move {
-                if let Err(e) = crate::backend::sieve::probe(&backend).await {
-                    warn!(backend = %backend.name, error = %e, "cannot read the ManageSieve backend's capabilities yet");
-                }
-            });
-        }
+    // ManageSieve clients see the backend's capabilities in the greeting and SMTP clients its
+    // extensions in EHLO, before any login: ask the backends once now (later logins keep
+    // them current).
+    for listener_config in &config.listeners {
+        let Some(backend) = backends.get(&listener_config.backend).cloned() else {
+            continue;
+        };
+        let protocol = listener_config.protocol;
+        tokio::spawn(async move {
+            let probed = match protocol {
+                Protocol::Sieve => crate::backend::sieve::probe(&backend).await,
+                Protocol::Smtp => crate::backend::smtp::probe(&backend).await,
+                Protocol::Imap => return,
+            };
+            if let Err(e) = probed {
+                warn!(backend = %backend.name, protocol = protocol.name(), error = %e, "cannot read the backend's capabilities yet");
+            }
+        });
     }
     info!(listeners = config.listeners.len(), "bearergate ready");
 

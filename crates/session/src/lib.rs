@@ -23,9 +23,10 @@ pub enum Action {
     StartTls,
     /// Validate these credentials, then call `token_refused`, `unavailable` or `logged_in`.
     Authenticate(BearerCredentials),
-    /// Password fallback: connect the backend, send it these bytes (the client's own login
-    /// command, unchanged) and relay from then on; the backend checks the password.
-    PasswordLogin(bytes::Bytes),
+    /// Password fallback: have the backend check this user's password by logging in with
+    /// it, then call `logged_in`, `password_refused` or `unavailable`. Until the backend has
+    /// said yes the client stays with the session.
+    PasswordLogin(sasl::PasswordCredentials),
     /// Close the connection.
     Close,
 }

@@ -161,6 +161,18 @@ impl Validator {
         self.count(result)
     }
 
+    /// Whether `token` is already known to be valid (a positive, unexpired cache entry),
+    /// without asking anyone. A client whose address has run out of failed logins may
+    /// still use a token that is known good: limits exist to spare the identity provider
+    /// guesses, not to lock out users whose tokens work.
+    pub async fn is_known_valid(&self, token: &SecretString) -> bool {
+        let key = TokenKey::of(token);
+        match self.inner.cache.get(&key).await {
+            Some(entry) => cache::answer(&entry.outcome, SystemTime::now()).is_ok(),
+            None => false,
+        }
+    }
+
     /// What to tell an OAUTHBEARER client whose `token` was refused: the discovery hints of
     /// the issuer the token names (a JWT's `iss`), else of the first issuer.
     pub fn discovery_for(&self, token: &SecretString) -> &Discovery {

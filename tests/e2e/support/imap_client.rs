@@ -376,3 +376,39 @@ pub fn last_status(lines: &[String]) -> Status {
     let line = lines.last().expect("at least the tagged line");
     Status::parse(line).unwrap_or_else(|| panic!("not a status line: {line:?}"))
 }
+
+impl ImapClient {
+    /// Write these bytes if the connection still takes them: a write error (the server
+    /// closed or reset the connection) is returned, not a panic.
+    pub async fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.stream {
+            Stream::Plain(s) => write_flush(s, bytes).await,
+            Stream::Tls(s) => write_flush(s.as_mut(), bytes).await,
+            Stream::Gone => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+impl ImapClient {
+    /// Like [`ImapClient::connect_plain`], from this local address (any of `127.0.0.0/8` on
+    /// Linux), so the server sees a client address other than `127.0.0.1`.
+    pub async fn connect_plain_from(local: std::net::IpAddr, addr: SocketAddr) -> Self {
+        let socket = match local {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .expect("create a TCP socket");
+        socket
+            .bind(SocketAddr::new(local, 0))
+            .unwrap_or_else(|e| panic!("bind {local}: {e}"));
+        let tcp = socket
+            .connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connect {addr} from {local}: {e}"));
+        Self {
+            stream: Stream::Plain(tcp),
+            buf: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}

@@ -309,3 +309,59 @@ pub async fn fetch_first(env: &TestEnv, proxy: &Proxy, claimed: &str, token: &st
     assert_eq!(imap_client::last_status(&lines).kind, "OK", "{lines:?}");
     client.fetch_body("c", 1).await
 }
+
+/// One HTTP/1.1 GET over a raw socket (the metrics endpoint); returns (status line, body).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use std::io::Write as _;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .unwrap_or_else(|e| panic!("read {path} response: {e}"));
+    let response = String::from_utf8(response).expect("UTF-8 response");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {response:?}"));
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    (status, body.to_owned())
+}
+
+/// The sum of the Prometheus samples of metric `name` whose labels include every one of
+/// `labels`, in any order (`None` when no sample matches). Label values must not contain
+/// `,` or escaped quotes, which ours never do.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut sum = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (metric, label_text) = match series.split_once('{') {
+            Some((metric, rest)) => (metric, rest.strip_suffix('}').unwrap_or(rest)),
+            None => (series, ""),
+        };
+        if metric != name {
+            continue;
+        }
+        let present: Vec<(&str, &str)> = label_text
+            .split(',')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (k.trim(), v.trim().trim_matches('"')))
+            .collect();
+        if labels.iter().all(|wanted| present.contains(wanted)) {
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|e| panic!("sample value in {line:?}: {e}"));
+            sum = Some(sum.unwrap_or(0.0) + value);
+        }
+    }
+    sum
+}

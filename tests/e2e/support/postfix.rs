@@ -47,8 +47,9 @@ pub struct PostfixBuilder {
 }
 
 impl PostfixBuilder {
-    /// Whether loopback clients may use XCLIENT (`smtpd_authorized_xclient_hosts =
-    /// 127.0.0.0/8`); on by default.
+    /// Whether the proxy may use XCLIENT (`smtpd_authorized_xclient_hosts = 127.0.0.1`, the
+    /// proxy's address; test clients that log in through it come from other loopback
+    /// addresses, as they would from other hosts); on by default.
     pub fn authorize_xclient(mut self, yes: bool) -> Self {
         self.authorize_xclient = yes;
         self
@@ -145,7 +146,7 @@ impl Postfix {
                 .join(", "),
         );
         if builder.authorize_xclient {
-            main_cf.push_str("smtpd_authorized_xclient_hosts = 127.0.0.0/8\n");
+            main_cf.push_str("smtpd_authorized_xclient_hosts = 127.0.0.1\n");
         }
         main_cf.push_str(&builder.extra_main_cf);
         fs::write(etc.join("main.cf"), main_cf).expect("write main.cf");

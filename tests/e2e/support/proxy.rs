@@ -132,6 +132,10 @@ pub struct ProxyConfig {
     pub extra_toml: String,
     /// Top-level keys written before any table (e.g. `drain_timeout = "1s"`).
     pub top_level: Vec<String>,
+    /// `key = value` lines of `[auth_limits]`. By default no failure delay and a budget no
+    /// test reaches by accident, so that tests of other things stay fast and independent;
+    /// the tests of the limits set their own.
+    pub auth_limits: Vec<String>,
 }
 
 impl ProxyConfig {
@@ -174,6 +178,10 @@ impl ProxyConfig {
             },
             extra_toml: String::new(),
             top_level: Vec::new(),
+            auth_limits: vec![
+                "failure_delay = \"0s\"".into(),
+                "address_failures = 1000".into(),
+            ],
         }
     }
 
@@ -248,6 +256,9 @@ impl ProxyConfig {
             q(&self.tls_cert.display().to_string())
         ));
         w(format!("key = {}", q(&self.tls_key.display().to_string())));
+        w(String::new());
+        w("[auth_limits]".into());
+        self.auth_limits.iter().for_each(|line| w(line.clone()));
         for l in &self.listeners {
             w(String::new());
             w("[[listeners]]".into());

@@ -14,7 +14,7 @@ use codec::imap::InitialResponse;
 use secrecy::ExposeSecret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Backend, BackendError, LoggedIn, LoginRequest};
+use super::{Backend, BackendError, LoggedIn, LoginRequest, PasswordRequest};
 use crate::config::{BackendTls, LoginStrategy};
 use crate::stream::BackendStream;
 
@@ -69,6 +69,16 @@ impl Conversation {
         tag: &str,
         capabilities: &mut Option<Vec<String>>,
     ) -> Result<(Status, String), BackendError> {
+        let (status, _, text) = self.until_tagged_code(tag, capabilities).await?;
+        Ok((status, text))
+    }
+
+    /// [`Conversation::until_tagged`], with the reply's response code.
+    async fn until_tagged_code(
+        &mut self,
+        tag: &str,
+        capabilities: &mut Option<Vec<String>>,
+    ) -> Result<(Status, Option<codec::imap::response::Code>, String), BackendError> {
         loop {
             let response = self.read_response().await?;
             if let Some(caps) = response.capabilities() {
@@ -78,9 +88,9 @@ impl Conversation {
                 Response::Tagged {
                     tag: got,
                     status,
+                    code,
                     text,
-                    ..
-                } if got == tag => return Ok((status, text)),
+                } if got == tag => return Ok((status, code, text)),
                 Response::Bye { text, .. } => {
                     return Err(BackendError::Refused(format!("BYE {text}")))
                 }
@@ -236,6 +246,70 @@ pub async fn login(backend: &Backend, request: LoginRequest<'_>) -> Result<Logge
             ))
         }
     }
+    finish(conversation, post_login).await
+}
+
+/// Password fallback: logs in with the client's own user name and password, so that the
+/// backend checks them. AUTHENTICATE PLAIN where offered (any octets, and the client's
+/// authorization identity), else LOGIN. Only a tagged OK is a login; a NO is the password's
+/// fault unless it says `[UNAVAILABLE]`.
+pub async fn password_login(
+    backend: &Backend,
+    request: PasswordRequest<'_>,
+) -> Result<LoggedIn, BackendError> {
+    let credentials = request.credentials;
+    let (mut conversation, capabilities) =
+        open(backend, request.client, request.session_id).await?;
+    let password = credentials.password.expose_secret();
+    let mut post_login = None;
+    let (status, unavailable) = if has(&capabilities, "AUTH=PLAIN") {
+        let authzid = credentials.authzid.as_deref().unwrap_or("");
+        let response = sasl::plain_client_response(authzid, &credentials.user, password)
+            .map_err(|_| BackendError::PasswordRefused)?;
+        let sasl_ir = has(&capabilities, "SASL-IR");
+        let (status, unavailable, _, challenge) = conversation
+            .authenticate("PLAIN", &response, sasl_ir, &mut post_login)
+            .await?;
+        if challenge.is_some() {
+            return Err(BackendError::PasswordRefused);
+        }
+        (status, unavailable)
+    } else {
+        if credentials.authzid.is_some() || has(&capabilities, "LOGINDISABLED") {
+            return Err(BackendError::Protocol(
+                "the backend offers neither AUTH=PLAIN nor LOGIN for this password".into(),
+            ));
+        }
+        write_login(
+            &mut conversation.output,
+            "bg3",
+            credentials.user.as_bytes(),
+            password.as_bytes(),
+            has(&capabilities, "LITERAL+"),
+        )
+        // Without LITERAL+, 8-bit or CR/LF passwords cannot be sent with LOGIN.
+        .map_err(|_| BackendError::PasswordRefused)?;
+        conversation.send().await?;
+        let (status, code, _) = conversation
+            .until_tagged_code("bg3", &mut post_login)
+            .await?;
+        (status, is_unavailable(&code))
+    };
+    match status {
+        Status::Ok => finish(conversation, post_login).await,
+        _ if unavailable => Err(BackendError::Refused(
+            "the backend is unavailable for this login".into(),
+        )),
+        _ => Err(BackendError::PasswordRefused),
+    }
+}
+
+/// After a login: the post-login capabilities (asked for when the tagged OK did not carry
+/// them), filtered for the client.
+async fn finish(
+    mut conversation: Conversation,
+    mut post_login: Option<Vec<String>>,
+) -> Result<LoggedIn, BackendError> {
     if post_login.is_none() {
         write_capability(&mut conversation.output, "bg4").map_err(write_error)?;
         conversation.send().await?;
@@ -245,21 +319,6 @@ pub async fn login(backend: &Backend, request: LoginRequest<'_>) -> Result<Logge
     Ok(LoggedIn {
         stream: conversation.stream,
         capabilities,
-        leftover: conversation.buffer,
-    })
-}
-
-/// Connects for the password fallback: everything up to (not including) the login, which
-/// the client sends itself.
-pub async fn open_for_password(
-    backend: &Backend,
-    client: SocketAddr,
-    session_id: &str,
-) -> Result<LoggedIn, BackendError> {
-    let (conversation, _) = open(backend, client, session_id).await?;
-    Ok(LoggedIn {
-        stream: conversation.stream,
-        capabilities: Vec::new(),
         leftover: conversation.buffer,
     })
 }

@@ -7,6 +7,7 @@ pub mod smtp;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -89,18 +90,30 @@ pub fn passthrough_refusal(
     }
 }
 
-/// Opens a backend connection up to the point where the client's own password login can be
-/// sent (password fallback).
-pub async fn open_for_password(
+/// A password login for the backend to check (password fallback).
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordRequest<'a> {
+    /// What the client presented; the backend login uses exactly these.
+    pub credentials: &'a sasl::PasswordCredentials,
+    /// The client's address, forwarded where the backend accepts it.
+    pub client: SocketAddr,
+    /// The client's name for itself (SMTP EHLO), replayed to the backend.
+    pub client_name: Option<&'a str>,
+    /// The proxy's session id, forwarded for log correlation.
+    pub session_id: &'a str,
+}
+
+/// Logs in with the client's own password, which the backend checks. Returns
+/// [`BackendError::PasswordRefused`] when the backend said no to the password; the client's
+/// connection stays with the proxy either way until this returns a login.
+pub async fn password_login(
     protocol: Protocol,
     backend: &Backend,
-    client: SocketAddr,
-    client_name: Option<&str>,
-    session_id: &str,
+    request: PasswordRequest<'_>,
 ) -> Result<LoggedIn, BackendError> {
     match protocol {
-        Protocol::Imap => imap::open_for_password(backend, client, session_id).await,
-        Protocol::Smtp => smtp::open_for_password(backend, client_name).await,
+        Protocol::Imap => imap::password_login(backend, request).await,
+        Protocol::Smtp => smtp::password_login(backend, request).await,
         Protocol::Sieve => Err(BackendError::Protocol(
             "ManageSieve has no password fallback".into(),
         )),
@@ -108,12 +121,16 @@ pub async fn open_for_password(
 }
 
 /// What the proxy learned about a backend from talking to it, to advertise before login.
+/// `None` until the backend was reached. The lists are shared (`Arc`): every new session's
+/// configuration holds them, and none needs a copy of its own.
 #[derive(Debug, Default, Clone)]
 pub struct Learned {
-    /// The backend's SMTP `SIZE` limit.
-    pub smtp_size: Option<u64>,
-    /// The backend's ManageSieve `SIEVE` extensions.
-    pub sieve_extensions: Option<String>,
+    /// The keywords of the backend's SMTP EHLO reply, as [`codec::smtp::ehlo_keywords`]
+    /// gives them; the session picks the ones it may offer itself.
+    pub smtp_extensions: Option<Arc<[(String, String)]>>,
+    /// The backend's ManageSieve capability block (before login), every line of it; the
+    /// session leaves out what the proxy says itself.
+    pub sieve_capabilities: Option<Arc<[codec::sieve::Capability]>>,
 }
 
 /// A configured backend.
@@ -182,6 +199,14 @@ pub enum BackendError {
     /// The backend closed the connection.
     #[error("backend closed the connection")]
     Closed,
+    /// The backend refused the client's own password (password fallback): the client's
+    /// fault, answered like a refused token.
+    #[error("backend refused the password")]
+    PasswordRefused,
+    /// The backend would grant the client something only the proxy may have (SMTP XCLIENT
+    /// after login): a configuration error, so the login is refused, never handed over.
+    #[error("refusing to hand over the connection: {0}")]
+    Unsafe(String),
 }
 
 impl Backend {
@@ -258,22 +283,45 @@ impl Backend {
         self.learned.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
-    /// Remembers the SMTP `SIZE` from an EHLO reply.
-    pub fn learn_smtp_size(&self, keywords: &[(String, String)]) {
-        let size = keywords
-            .iter()
-            .find(|(k, _)| k == "SIZE")
-            .and_then(|(_, v)| v.trim().parse().ok());
+    /// Remembers the keywords of an EHLO reply (the last one before login), so that the
+    /// next clients are offered the extensions the backend has (CHUNKING, SMTPUTF8, ...).
+    pub fn learn_smtp_extensions(&self, keywords: &[(String, String)]) {
         if let Ok(mut learned) = self.learned.lock() {
-            learned.smtp_size = size;
+            learned.smtp_extensions = Some(keywords.into());
         }
     }
 
-    /// Remembers the ManageSieve `SIEVE` capability.
-    pub fn learn_sieve_extensions(&self, extensions: Option<String>) {
+    /// Remembers the ManageSieve capability block (the last one before login).
+    pub fn learn_sieve_capabilities(&self, capabilities: Vec<codec::sieve::Capability>) {
         if let Ok(mut learned) = self.learned.lock() {
-            learned.sieve_extensions = extensions;
+            learned.sieve_capabilities = Some(capabilities.into());
         }
+    }
+
+    /// Whether a name a client gives for a password login would reach the proxy's own
+    /// master identity on the backend: the master user itself, or a name in the form of
+    /// `master_user_format` (`alice*proxymaster`). Such logins are refused before the
+    /// backend is asked, so the backend's trust in the proxy never serves a client, and the
+    /// master password cannot be guessed through the proxy.
+    pub fn is_master_identity(&self, name: &str) -> bool {
+        let master = self.master_user.trim();
+        if master.is_empty() {
+            return false;
+        }
+        if name.trim().eq_ignore_ascii_case(master) {
+            return true;
+        }
+        let template = self.master_user_format.replace("{master}", master);
+        let Some((prefix, suffix)) = template.split_once("{user}") else {
+            return false;
+        };
+        if prefix.is_empty() && suffix.is_empty() {
+            return false;
+        }
+        let lower = name.to_ascii_lowercase();
+        lower.len() > prefix.len() + suffix.len()
+            && lower.starts_with(&prefix.to_ascii_lowercase())
+            && lower.ends_with(&suffix.to_ascii_lowercase())
     }
 
     /// The LOGIN user name for the `master` strategy.
@@ -281,5 +329,54 @@ impl Backend {
         self.master_user_format
             .replace("{master}", &self.master_user)
             .replace("{user}", user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(format: &str) -> Backend {
+        Backend {
+            name: "imap".into(),
+            address: "127.0.0.1:143".into(),
+            tls_mode: BackendTls::None,
+            tls: None,
+            login: LoginStrategy::Master,
+            master_user: "proxymaster".into(),
+            master_password: SecretString::from("secret"),
+            master_user_format: format.into(),
+            connect_timeout: Duration::from_secs(1),
+            login_timeout: Duration::from_secs(1),
+            forward_client_address: true,
+            learned: std::sync::Mutex::new(Learned::default()),
+        }
+    }
+
+    #[test]
+    fn master_identities_are_recognised_in_any_case() {
+        let dovecot = backend("{user}*{master}");
+        for name in [
+            "proxymaster",
+            "ProxyMaster",
+            "alice*proxymaster",
+            "bob*PROXYMASTER",
+        ] {
+            assert!(dovecot.is_master_identity(name), "{name}");
+        }
+        for name in [
+            "alice",
+            "proxymaster2",
+            "*proxymaster",
+            "alice*proxy",
+            "alice@example.com",
+        ] {
+            assert!(!dovecot.is_master_identity(name), "{name}");
+        }
+        let prefixed = backend("{master}/{user}");
+        assert!(prefixed.is_master_identity("proxymaster/alice"));
+        assert!(!prefixed.is_master_identity("alice/proxymaster"));
+        // A format without the master's name around the user names nobody in particular.
+        assert!(!backend("{user}").is_master_identity("alice"));
     }
 }

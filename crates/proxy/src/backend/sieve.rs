@@ -4,7 +4,9 @@
 
 use bytes::BytesMut;
 use codec::sieve::client::{write_authenticate, write_sasl_response, write_starttls};
-use codec::sieve::{parse_auth_response, parse_response, Framer, Limits, Response, Status};
+use codec::sieve::{
+    parse_auth_response, parse_response, Capability, Framer, Limits, Response, Status,
+};
 use secrecy::ExposeSecret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -18,6 +20,10 @@ struct Conversation {
     framer: Framer,
     output: Vec<u8>,
 }
+
+/// Most lines in a capability block. RFC 5804 defines nine capabilities and Pigeonhole
+/// sends six or seven; the proxy keeps the block for every new session, so it is bounded.
+const MAX_CAPABILITIES: usize = 64;
 
 /// Pre-login backend responses: capability lines of a few hundred octets, challenges up to a
 /// base64 JSON object.
@@ -50,17 +56,19 @@ impl Conversation {
         Ok(())
     }
 
-    /// Reads a capability block up to its `OK`; returns the `SIEVE` value.
-    async fn capabilities(&mut self) -> Result<Option<String>, BackendError> {
-        let mut sieve = None;
+    /// Reads a capability block up to its `OK`; returns its lines.
+    async fn capabilities(&mut self) -> Result<Vec<Capability>, BackendError> {
+        let mut block = Vec::new();
         loop {
             let line = self.line().await?;
             match parse_response(&line).map_err(|e| BackendError::Protocol(format!("{e:?}")))? {
-                Response::Capability(capability) if capability.is("SIEVE") => {
-                    sieve = capability.value
+                Response::Capability(_) if block.len() == MAX_CAPABILITIES => {
+                    return Err(BackendError::Protocol(format!(
+                        "more than {MAX_CAPABILITIES} capabilities"
+                    )))
                 }
-                Response::Capability(_) => {}
-                Response::Completion(done) if done.status == Status::Ok => return Ok(sieve),
+                Response::Capability(capability) => block.push(capability),
+                Response::Completion(done) if done.status == Status::Ok => return Ok(block),
                 Response::Completion(done) => {
                     return Err(BackendError::Refused(done.text.unwrap_or_default()))
                 }
@@ -83,7 +91,7 @@ async fn open(backend: &Backend) -> Result<Conversation, BackendError> {
         framer: Framer::new(limits()),
         output: Vec::with_capacity(256),
     };
-    let mut sieve = conversation.capabilities().await?;
+    let mut block = conversation.capabilities().await?;
     if backend.tls_mode == BackendTls::Starttls {
         let Some(tls) = &backend.tls else {
             return Err(BackendError::Protocol(
@@ -106,14 +114,14 @@ async fn open(backend: &Backend) -> Result<Conversation, BackendError> {
         };
         conversation.stream = backend.start_tls(tcp, tls).await?;
         // RFC 5804 section 2.2: the server sends its capabilities again after TLS.
-        sieve = conversation.capabilities().await?;
+        block = conversation.capabilities().await?;
     }
-    backend.learn_sieve_extensions(sieve);
+    backend.learn_sieve_capabilities(block);
     Ok(conversation)
 }
 
-/// Connects and reads the capabilities, so that the proxy can advertise the backend's Sieve
-/// extensions before any client has logged in.
+/// Connects and reads the capabilities, so that the proxy can advertise the backend's own
+/// (its Sieve extensions, `NOTIFY`, ...) before any client has logged in.
 pub async fn probe(backend: &Backend) -> Result<(), BackendError> {
     let mut conversation = open(backend).await?;
     conversation.output.extend_from_slice(b"LOGOUT\r\n");

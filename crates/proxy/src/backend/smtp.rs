@@ -5,13 +5,13 @@
 
 use bytes::BytesMut;
 use codec::smtp::client::{
-    write_auth, write_auth_response, write_ehlo, write_starttls, write_xclient,
+    write_auth, write_auth_response, write_ehlo, write_quit, write_starttls, write_xclient,
 };
 use codec::smtp::{ehlo_keywords, InitialResponse, ReplyFramer, ReplyLimits, Response};
 use secrecy::ExposeSecret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Backend, BackendError, LoggedIn, LoginRequest};
+use super::{Backend, BackendError, LoggedIn, LoginRequest, PasswordRequest};
 use crate::config::{BackendTls, LoginStrategy};
 use crate::stream::BackendStream;
 
@@ -78,6 +78,14 @@ impl Conversation {
     }
 }
 
+/// Connects, reads the EHLO reply (learning the backend's extensions, so that the proxy's
+/// own EHLO offers CHUNKING, SMTPUTF8, ... before any client has logged in) and quits.
+pub async fn probe(backend: &Backend) -> Result<(), BackendError> {
+    let (mut conversation, _) = open(backend, None).await?;
+    write_quit(&mut conversation.output);
+    conversation.send().await
+}
+
 /// Greeting, EHLO and STARTTLS: what comes before any login.
 async fn open(
     backend: &Backend,
@@ -113,21 +121,118 @@ async fn open(
         conversation.stream = backend.start_tls(tcp, tls).await?;
         keywords = conversation.ehlo(name).await?;
     }
-    backend.learn_smtp_size(&keywords);
+    backend.learn_smtp_extensions(&keywords);
     Ok((conversation, keywords))
 }
 
-/// Connects for the password fallback: the client sends its own AUTH next.
-pub async fn open_for_password(
+/// Password fallback: AUTH PLAIN with the client's own user name and password (and its
+/// authorization identity), so that the backend checks them. Only `235` is a login; `535`
+/// and other permanent failures are the password's fault, `4xx` the backend's.
+pub async fn password_login(
     backend: &Backend,
-    client_name: Option<&str>,
+    request: PasswordRequest<'_>,
 ) -> Result<LoggedIn, BackendError> {
-    let (conversation, _) = open(backend, client_name).await?;
-    Ok(LoggedIn {
-        stream: conversation.stream,
-        capabilities: Vec::new(),
-        leftover: conversation.buffer,
-    })
+    let credentials = request.credentials;
+    let (mut conversation, keywords) = open(backend, request.client_name).await?;
+    let response = sasl::plain_client_response(
+        credentials.authzid.as_deref().unwrap_or(""),
+        &credentials.user,
+        credentials.password.expose_secret(),
+    )
+    .map_err(|_| BackendError::PasswordRefused)?;
+    let (reply, _) = conversation.auth(&keywords, "PLAIN", &response).await?;
+    match reply.class() {
+        2 if reply.code == 235 => conversation.hand_over(request.client_name).await,
+        5 => Err(BackendError::PasswordRefused),
+        _ => Err(BackendError::Refused(format!(
+            "AUTH: {} {}",
+            reply.code,
+            reply.lines.join(" ")
+        ))),
+    }
+}
+
+impl Conversation {
+    /// The last step before the client gets the connection: an EHLO (with the client's own
+    /// name) shows what the backend now grants *this* connection. XCLIENT or XFORWARD there
+    /// means the client could rewrite its identity or address once it has the connection —
+    /// Postfix re-checks `smtpd_authorized_xclient_hosts` against the address the last
+    /// XCLIENT set, so a client whose own address is listed inherits the proxy's right — and
+    /// the login is refused. Dovecot drops XCLIENT after login; Postfix without the proxy in
+    /// those lists never offers it.
+    async fn hand_over(mut self, client_name: Option<&str>) -> Result<LoggedIn, BackendError> {
+        let keywords = self.ehlo(client_name.unwrap_or(DEFAULT_EHLO)).await?;
+        if let Some((privilege, _)) = keywords
+            .iter()
+            .find(|(keyword, _)| keyword == "XCLIENT" || keyword == "XFORWARD")
+        {
+            return Err(BackendError::Unsafe(format!(
+                "after login the backend still offers {privilege} to this connection, so the \
+                 client could change the login or its address; remove the client's network from \
+                 smtpd_authorized_xclient_hosts / smtpd_authorized_xforward_hosts (only the \
+                 proxy's address belongs there)"
+            )));
+        }
+        Ok(LoggedIn {
+            stream: self.stream,
+            capabilities: Vec::new(),
+            leftover: self.buffer,
+        })
+    }
+
+    /// `AUTH mechanism` with `response` (initial response when short enough, else after
+    /// the `334`). A `334` after the response is an error challenge: it is answered with
+    /// the mechanism's dummy and returned with the final reply.
+    async fn auth(
+        &mut self,
+        keywords: &[(String, String)],
+        mechanism: &str,
+        response: &[u8],
+    ) -> Result<(Response, Option<Vec<u8>>), BackendError> {
+        let offered = keywords
+            .iter()
+            .find(|(k, _)| k == "AUTH")
+            .map(|(_, mechanisms)| {
+                mechanisms
+                    .split_whitespace()
+                    .any(|m| m.eq_ignore_ascii_case(mechanism))
+            })
+            .unwrap_or(false);
+        if !offered {
+            return Err(BackendError::Protocol(format!(
+                "backend does not offer AUTH {mechanism}"
+            )));
+        }
+        let encoded = sasl::encode_base64(response);
+        let write_error = |e| BackendError::Protocol(format!("AUTH: {e:?}"));
+        if encoded.len() + mechanism.len() + 8 <= MAX_AUTH_LINE {
+            let initial = InitialResponse::Base64(encoded.into_bytes().into());
+            write_auth(&mut self.output, mechanism, Some(&initial)).map_err(write_error)?;
+            self.send().await?;
+        } else {
+            write_auth(&mut self.output, mechanism, None).map_err(write_error)?;
+            self.send().await?;
+            self.expect(334, "AUTH").await?;
+            write_auth_response(&mut self.output, encoded.as_bytes()).map_err(write_error)?;
+            self.send().await?;
+        }
+        let reply = self.reply().await?;
+        if reply.code != 334 {
+            return Ok((reply, None));
+        }
+        // The backend refused with a challenge: answer with the mechanism's dummy and keep
+        // the challenge for the client.
+        let data = reply.lines.first().map(String::as_str).unwrap_or("");
+        let challenge = sasl::decode_base64(data.as_bytes()).unwrap_or_default();
+        let dummy: &[u8] = if mechanism == "OAUTHBEARER" {
+            b"AQ==\r\n"
+        } else {
+            b"\r\n"
+        };
+        self.output.extend_from_slice(dummy);
+        self.send().await?;
+        Ok((self.reply().await?, Some(challenge)))
+    }
 }
 
 /// Connects and logs in as `request.user`.
@@ -137,55 +242,9 @@ pub async fn login(backend: &Backend, request: LoginRequest<'_>) -> Result<Logge
         return xclient(conversation, &keywords, request).await;
     }
     let (mechanism, response) = credentials(backend, request)?;
-    let offered = keywords
-        .iter()
-        .find(|(k, _)| k == "AUTH")
-        .map(|(_, mechanisms)| {
-            mechanisms
-                .split_whitespace()
-                .any(|m| m.eq_ignore_ascii_case(mechanism))
-        })
-        .unwrap_or(false);
-    if !offered {
-        return Err(BackendError::Protocol(format!(
-            "backend does not offer AUTH {mechanism}"
-        )));
-    }
-    let encoded = sasl::encode_base64(&response);
-    let write_error = |e| BackendError::Protocol(format!("AUTH: {e:?}"));
-    if encoded.len() + mechanism.len() + 8 <= MAX_AUTH_LINE {
-        let initial = InitialResponse::Base64(encoded.into_bytes().into());
-        write_auth(&mut conversation.output, mechanism, Some(&initial)).map_err(write_error)?;
-        conversation.send().await?;
-    } else {
-        write_auth(&mut conversation.output, mechanism, None).map_err(write_error)?;
-        conversation.send().await?;
-        conversation.expect(334, "AUTH").await?;
-        write_auth_response(&mut conversation.output, encoded.as_bytes()).map_err(write_error)?;
-        conversation.send().await?;
-    }
-    let mut reply = conversation.reply().await?;
-    let mut challenge = None;
-    if reply.code == 334 {
-        // The backend refused the token with a challenge: answer with the mechanism's dummy
-        // and keep the challenge for the client.
-        let data = reply.lines.first().map(String::as_str).unwrap_or("");
-        challenge = Some(sasl::decode_base64(data.as_bytes()).unwrap_or_default());
-        let dummy: &[u8] = if mechanism == "OAUTHBEARER" {
-            b"AQ==\r\n"
-        } else {
-            b"\r\n"
-        };
-        conversation.output.extend_from_slice(dummy);
-        conversation.send().await?;
-        reply = conversation.reply().await?;
-    }
+    let (reply, challenge) = conversation.auth(&keywords, mechanism, &response).await?;
     match reply.code {
-        235 => Ok(LoggedIn {
-            stream: conversation.stream,
-            capabilities: Vec::new(),
-            leftover: conversation.buffer,
-        }),
+        235 => conversation.hand_over(request.client_name).await,
         code if backend.login == LoginStrategy::Passthrough
             && (code == 535 || challenge.is_some()) =>
         {
@@ -245,12 +304,7 @@ async fn xclient(
     for _ in 0..commands {
         conversation.expect(220, "XCLIENT").await?;
     }
-    conversation.ehlo(name).await?;
-    Ok(LoggedIn {
-        stream: conversation.stream,
-        capabilities: Vec::new(),
-        leftover: conversation.buffer,
-    })
+    conversation.hand_over(request.client_name).await
 }
 
 /// The mechanism and unencoded response for the backend's AUTH.

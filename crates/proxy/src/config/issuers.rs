@@ -462,13 +462,22 @@ impl ValidatorConfig {
             guard,
             discovery: validator::Discovery {
                 openid_configuration: c.openid_configuration.clone(),
-                scope: c.challenge_scope.clone(),
+                scope: c.challenge_scope(),
             },
         })
     }
 }
 
 impl IssuerConfig {
+    /// The scope a refused client is told to ask for (both mechanisms' error challenges,
+    /// like Google's XOAUTH2 one): `challenge_scope`, else the scopes every token needs.
+    pub fn challenge_scope(&self) -> Option<String> {
+        let required = self.required_scope.split_whitespace().collect::<Vec<_>>();
+        self.challenge_scope
+            .clone()
+            .or_else(|| (!required.is_empty()).then(|| required.join(" ")))
+    }
+
     /// Keys each kind needs, and secret files that must exist.
     fn check_keys(&self, base: &Path, key: &dyn Fn(&str) -> String, errors: &mut Vec<ConfigError>) {
         let kind = match self.kind {

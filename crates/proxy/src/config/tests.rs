@@ -360,3 +360,43 @@ fn keys_of_another_kind_are_refused() {
         .validate(Path::new("."));
     assert_eq!(keys(&errors), vec!["validator.issuers[1].jwks_url"]);
 }
+
+#[test]
+fn password_fallback_towards_an_xclient_backend_is_refused() {
+    let text = MINIMAL
+        .replace("protocol = \"imap\"", "protocol = \"smtp\"")
+        .replace(
+            "allow_plaintext_auth = true",
+            "allow_plaintext_auth = true\npassword_fallback = true",
+        )
+        .replace("login = \"master\"", "login = \"xclient\"");
+    let config = Config::parse(&text).expect("parses");
+    let errors = config.validate(Path::new("."));
+    assert_eq!(keys(&errors), ["listeners[0].password_fallback"]);
+    assert!(errors[0].message.contains("xclient"), "{}", errors[0]);
+    // The same listener towards a master-user backend is fine.
+    let text = text.replace("login = \"xclient\"", "login = \"master\"");
+    let config = Config::parse(&text).expect("parses");
+    assert!(config.validate(Path::new(".")).is_empty());
+}
+
+#[test]
+fn auth_limits_have_safe_defaults_and_are_checked() {
+    let config = Config::parse(MINIMAL).expect("parses");
+    let limits = config.auth_limits.limits();
+    assert_eq!(limits.failure_delay, Duration::from_secs(2));
+    assert_eq!(limits.address_failures, 10);
+    assert!(config.listeners[0].error_challenge);
+    let text = format!(
+        "[auth_limits]\nfailure_delay = \"5s\"\nmax_failure_delay = \"1s\"\naddress_failures = 0\n{MINIMAL}"
+    );
+    let config = Config::parse(&text).expect("parses");
+    let errors = config.validate(Path::new("."));
+    assert_eq!(
+        keys(&errors),
+        [
+            "auth_limits.address_failures",
+            "auth_limits.max_failure_delay"
+        ]
+    );
+}

@@ -15,16 +15,14 @@ use bytes::BytesMut;
 use codec::imap::{
     parse_command, CommandBody, CommandFramer, FramedCommand, FramingError, InitialResponse,
 };
-use sasl::{ChallengeError, ClientMessage, Failure, Mechanism, ServerExchange, ServerStep};
+use sasl::{
+    ChallengeError, ClientMessage, Failure, Mechanism, PasswordExchange, PasswordMechanism,
+    PasswordStep, ServerExchange, ServerStep,
+};
 
 pub use crate::{Action, Refusal};
 pub use capability::filter_backend_capabilities;
 use reply::{Code, Status};
-
-/// Mechanisms whose secret is a password the backend checks (password fallback).
-fn is_password_mechanism(name: &str) -> bool {
-    name.eq_ignore_ascii_case("PLAIN") || name.eq_ignore_ascii_case("LOGIN")
-}
 
 /// How a session is set up.
 #[derive(Debug, Clone)]
@@ -35,9 +33,13 @@ pub struct ImapSessionConfig {
     pub starttls_available: bool,
     /// Authentication is allowed without TLS.
     pub allow_plaintext_auth: bool,
-    /// LOGIN and AUTHENTICATE PLAIN/LOGIN go to the backend unchanged (app passwords and
-    /// OAuth users on one port). Still only where authentication is allowed at all.
+    /// LOGIN and AUTHENTICATE PLAIN/LOGIN are accepted and the password checked by the
+    /// backend (app passwords and OAuth users on one port). Still only where
+    /// authentication is allowed at all.
     pub password_fallback: bool,
+    /// A refused token gets the mechanism's error challenge before the final `NO` (RFC
+    /// 7628). Off: the `NO` comes at once, for clients that never answer the challenge.
+    pub error_challenge: bool,
     /// Failed authentications before the connection is closed.
     pub max_auth_failures: u32,
     /// Framing limits for commands before login.
@@ -59,6 +61,7 @@ impl Default for ImapSessionConfig {
             starttls_available: false,
             allow_plaintext_auth: false,
             password_fallback: false,
+            error_challenge: true,
             max_auth_failures: 3,
             limits: codec::Limits {
                 // A 16 KiB token, base64-encoded, plus the command around it.
@@ -89,6 +92,13 @@ enum State {
         tag: String,
         exchange: ServerExchange,
     },
+    /// AUTHENTICATE PLAIN/LOGIN sent a continuation; the next line answers it.
+    PasswordResponse {
+        tag: String,
+        exchange: PasswordExchange,
+    },
+    /// Waiting for the driver to have the backend check a password.
+    CheckingPassword { tag: String },
     /// Logged in: the session is finished and the driver relays.
     LoggedIn,
     /// Closing.
@@ -172,7 +182,10 @@ impl ImapSession {
             let step = match &self.state {
                 State::Commands => self.next_command(input),
                 State::SaslResponse { .. } => self.next_sasl_response(input),
-                State::Validating { .. } | State::LoggedIn => return Action::NeedInput,
+                State::PasswordResponse { .. } => self.next_password_response(input),
+                State::Validating { .. } | State::CheckingPassword { .. } | State::LoggedIn => {
+                    return Action::NeedInput
+                }
                 State::Closed => return Action::Close,
             };
             if let Some(action) = step {
@@ -239,14 +252,22 @@ impl ImapSession {
                 reply::tagged(&mut self.output, &tag, Status::Ok, None, "ID completed.");
             }
             CommandBody::StartTls => return self.starttls(&tag),
-            CommandBody::Login { .. } if self.password_fallback_allowed() => {
-                return Some(Action::PasswordLogin(bytes));
+            CommandBody::Login { username, password } if self.password_fallback_allowed() => {
+                self.state = State::CheckingPassword { tag };
+                return Some(Action::PasswordLogin(sasl::PasswordCredentials {
+                    authzid: None,
+                    user: username,
+                    password,
+                }));
             }
             CommandBody::Login { .. } => self.login_refused(&tag),
-            CommandBody::Authenticate { mechanism, .. }
-                if self.password_fallback_allowed() && is_password_mechanism(&mechanism) =>
+            CommandBody::Authenticate {
+                mechanism,
+                initial_response,
+            } if self.password_fallback_allowed()
+                && PasswordMechanism::from_name(mechanism.as_bytes()).is_some() =>
             {
-                return Some(Action::PasswordLogin(bytes));
+                return self.authenticate_password(tag, &mechanism, initial_response);
             }
             CommandBody::Authenticate {
                 mechanism,
@@ -361,6 +382,95 @@ impl ImapSession {
         self.sasl_step(tag, exchange, step)
     }
 
+    /// AUTHENTICATE PLAIN or LOGIN with the password fallback: the proxy collects the
+    /// credentials itself, so the backend only ever sees a login the proxy writes.
+    fn authenticate_password(
+        &mut self,
+        tag: String,
+        mechanism: &str,
+        initial_response: Option<InitialResponse>,
+    ) -> Option<Action> {
+        let Some(mechanism) = PasswordMechanism::from_name(mechanism.as_bytes()) else {
+            return self.authenticate(tag, mechanism, initial_response);
+        };
+        let mut exchange = PasswordExchange::new(mechanism);
+        let initial = match initial_response {
+            None => None,
+            Some(InitialResponse::Empty) => Some(ClientMessage::Empty),
+            Some(InitialResponse::Base64(text)) => match sasl::decode_base64(&text) {
+                Ok(decoded) => Some(ClientMessage::Response(decoded)),
+                Err(_) => {
+                    self.bad_input(Some(&tag), None, "Invalid base64 in initial response.");
+                    return None;
+                }
+            },
+        };
+        let step = exchange.start(initial);
+        self.password_step(tag, exchange, step)
+    }
+
+    fn next_password_response(&mut self, input: &mut BytesMut) -> Option<Action> {
+        let decoded = self.framer.decode_line(input);
+        let line = match decoded {
+            Ok(None) => return Some(Action::NeedInput),
+            Ok(Some(line)) => Ok(line),
+            Err(_) => Err(()),
+        };
+        let State::PasswordResponse { tag, mut exchange } =
+            std::mem::replace(&mut self.state, State::Commands)
+        else {
+            return None;
+        };
+        let Ok(line) = line else {
+            self.bad_input(Some(&tag), Some(Code::TooBig), "SASL response too long.");
+            return None;
+        };
+        let step = exchange.step_line(&line);
+        self.password_step(tag, exchange, step)
+    }
+
+    fn password_step(
+        &mut self,
+        tag: String,
+        exchange: PasswordExchange,
+        step: PasswordStep,
+    ) -> Option<Action> {
+        match step {
+            PasswordStep::SendEmptyChallenge => {
+                reply::continuation(&mut self.output, Some(""));
+                self.state = State::PasswordResponse { tag, exchange };
+                None
+            }
+            PasswordStep::Challenge(prompt) => {
+                reply::continuation(&mut self.output, Some(&sasl::encode_base64(prompt)));
+                self.state = State::PasswordResponse { tag, exchange };
+                None
+            }
+            PasswordStep::Verify(credentials) => {
+                self.state = State::CheckingPassword { tag };
+                Some(Action::PasswordLogin(credentials))
+            }
+            PasswordStep::Failed(Failure::Undecodable(_)) => {
+                self.bad_input(Some(&tag), None, "Invalid base64 in SASL response.");
+                None
+            }
+            PasswordStep::Failed(_) => {
+                self.authentication_failed(&tag);
+                None
+            }
+            PasswordStep::Cancelled => {
+                reply::tagged(
+                    &mut self.output,
+                    &tag,
+                    Status::Bad,
+                    None,
+                    "Authentication cancelled.",
+                );
+                None
+            }
+        }
+    }
+
     fn next_sasl_response(&mut self, input: &mut BytesMut) -> Option<Action> {
         let line = match self.framer.decode_line(input) {
             Ok(None) => return Some(Action::NeedInput),
@@ -394,6 +504,12 @@ impl ImapSession {
             ServerStep::SendEmptyChallenge => {
                 reply::continuation(&mut self.output, Some(""));
                 self.state = State::SaslResponse { tag, exchange };
+                None
+            }
+            ServerStep::Challenge(_) if !self.config.error_challenge => {
+                let mut exchange = exchange;
+                exchange.abandon();
+                self.authentication_failed(&tag);
                 None
             }
             ServerStep::Challenge(challenge) => {
@@ -515,6 +631,11 @@ impl ImapSession {
             scope: self.config.challenge_scope.clone(),
             openid_configuration: self.config.openid_configuration.clone(),
         };
+        if !self.config.error_challenge {
+            exchange.abandon();
+            self.authentication_failed(&tag);
+            return;
+        }
         match exchange.refuse(error) {
             Ok(challenge) => {
                 reply::continuation(&mut self.output, Some(&sasl::encode_base64(&challenge)));
@@ -533,7 +654,7 @@ impl ImapSession {
         else {
             return;
         };
-        let Some(challenge) = challenge else {
+        let Some(challenge) = challenge.filter(|_| self.config.error_challenge) else {
             exchange.abandon();
             self.authentication_failed(&tag);
             return;
@@ -547,15 +668,21 @@ impl ImapSession {
         }
     }
 
-    /// The identity provider or the backend could not be reached: the command fails with
-    /// UNAVAILABLE and the client may try again.
+    /// The identity provider or the backend could not be reached, or the client's address
+    /// has used up its failed logins: the command fails with UNAVAILABLE and the client may
+    /// try again later. Works for token and password logins alike.
     pub fn unavailable(&mut self) {
-        let State::Validating { tag, mut exchange } =
-            std::mem::replace(&mut self.state, State::Commands)
-        else {
-            return;
+        let tag = match std::mem::replace(&mut self.state, State::Commands) {
+            State::Validating { tag, mut exchange } => {
+                exchange.abandon();
+                tag
+            }
+            State::CheckingPassword { tag } => tag,
+            other => {
+                self.state = other;
+                return;
+            }
         };
-        exchange.abandon();
         reply::tagged(
             &mut self.output,
             &tag,
@@ -565,28 +692,24 @@ impl ImapSession {
         );
     }
 
-    /// The backend could not be reached for a password login: the client's command fails
-    /// with UNAVAILABLE.
-    pub fn unavailable_for_password(&mut self, command: &[u8]) {
-        let tag = command
-            .split(|b| *b == b' ')
-            .next()
-            .map(|t| String::from_utf8_lossy(t).into_owned())
-            .unwrap_or_default();
-        reply::tagged(
-            &mut self.output,
-            &tag,
-            Status::No,
-            Some(Code::Unavailable),
-            "Mail server temporarily unavailable; try again later.",
-        );
+    /// The backend refused the password (password fallback): the command fails like a
+    /// refused token, counts against the failure limit, and the client stays with the proxy.
+    pub fn password_refused(&mut self) {
+        let State::CheckingPassword { tag } = std::mem::replace(&mut self.state, State::Commands)
+        else {
+            return;
+        };
+        self.authentication_failed(&tag);
     }
 
     /// The backend accepted the login. `capabilities` are the backend's, already filtered.
     pub fn logged_in(&mut self, capabilities: &[String]) {
-        let State::Validating { tag, .. } = std::mem::replace(&mut self.state, State::LoggedIn)
-        else {
-            return;
+        let tag = match std::mem::replace(&mut self.state, State::LoggedIn) {
+            State::Validating { tag, .. } | State::CheckingPassword { tag } => tag,
+            other => {
+                self.state = other;
+                return;
+            }
         };
         let capabilities: Vec<&str> = capabilities.iter().map(String::as_str).collect();
         reply::tagged(

@@ -354,37 +354,127 @@ fn backend_challenge_is_relayed_unchanged() {
     );
 }
 
-#[test]
-fn password_fallback_hands_the_login_to_the_backend_unchanged() {
+fn password_session() -> ImapSession {
     let mut session = ImapSession::new(ImapSessionConfig {
         tls_active: true,
         password_fallback: true,
         ..ImapSessionConfig::default()
     });
     assert!(greeting(&mut session).contains(" AUTH=PLAIN]"));
+    session
+}
+
+fn password_of(action: Action) -> sasl::PasswordCredentials {
+    match action {
+        Action::PasswordLogin(credentials) => credentials,
+        other => panic!("expected PasswordLogin, got {other:?}"),
+    }
+}
+
+#[test]
+fn password_login_is_collected_by_the_session_with_one_continuation() {
+    let mut session = password_session();
     let mut buffer = BytesMut::new();
-    let (action, _) = feed(
-        &mut session,
-        &mut buffer,
-        b"a LOGIN alice {4+}\r\npass\r\nb NOOP\r\n",
+    // A synchronizing literal: exactly one continuation, the proxy's.
+    let (action, out) = feed(&mut session, &mut buffer, b"a LOGIN alice {9}\r\n");
+    assert!(matches!(action, Action::NeedInput));
+    assert_eq!(out, "+ Ready for literal data.\r\n");
+    let (action, out) = feed(&mut session, &mut buffer, b"alicepass\r\nb NOOP\r\n");
+    assert_eq!(out, "");
+    let credentials = password_of(action);
+    assert_eq!(credentials.user, "alice");
+    assert_eq!(credentials.authzid, None);
+    assert_eq!(
+        sasl::ExposeSecret::expose_secret(&credentials.password),
+        "alicepass"
     );
-    let Action::PasswordLogin(command) = action else {
-        panic!("expected PasswordLogin, got {action:?}");
-    };
-    assert_eq!(&command[..], b"a LOGIN alice {4+}\r\npass\r\n");
+    // Nothing is read while the backend decides; what was pipelined stays buffered.
+    assert!(matches!(session.advance(&mut buffer), Action::NeedInput));
     assert_eq!(&buffer[..], b"b NOOP\r\n");
+    session.logged_in(&["IMAP4rev1".to_owned(), "IDLE".to_owned()]);
+    assert_eq!(
+        greeting(&mut session),
+        "a OK [CAPABILITY IMAP4rev1 IDLE] Logged in.\r\n"
+    );
+}
+
+#[test]
+fn a_refused_password_leaves_the_client_with_the_proxy() {
+    let mut session = password_session();
+    let mut buffer = BytesMut::new();
+    for (tag, expect_bye) in [("a", false), ("b", false), ("c", true)] {
+        let line = format!("{tag} LOGIN carol wrongpass\r\n");
+        let (action, _) = feed(&mut session, &mut buffer, line.as_bytes());
+        password_of(action);
+        session.password_refused();
+        let out = greeting(&mut session);
+        assert!(
+            out.starts_with(&format!("{tag} NO [AUTHENTICATIONFAILED] ")),
+            "{out}"
+        );
+        assert_eq!(out.contains("* BYE"), expect_bye, "{out}");
+        if !expect_bye {
+            // OAuth and the proxy's own commands still work on this connection.
+            let (_, out) = feed(&mut session, &mut buffer, b"x CAPABILITY\r\n");
+            assert!(out.contains("AUTH=OAUTHBEARER"), "{out}");
+        }
+    }
+    assert!(matches!(session.advance(&mut buffer), Action::Close));
+    assert_eq!(session.close_reason(), "too-many-auth-failures");
+}
+
+#[test]
+fn authenticate_plain_and_login_are_run_by_the_session() {
+    // PLAIN after an empty continuation, with an authorization identity.
+    let mut session = password_session();
+    let mut buffer = BytesMut::new();
+    let (_, out) = feed(&mut session, &mut buffer, b"a AUTHENTICATE plain\r\n");
+    assert_eq!(out, "+ \r\n");
+    let plain = sasl::encode_base64(b"bob\0alice\0alicepass");
+    let (action, _) = feed(&mut session, &mut buffer, format!("{plain}\r\n").as_bytes());
+    let credentials = password_of(action);
+    assert_eq!(
+        (credentials.authzid.as_deref(), credentials.user.as_str()),
+        (Some("bob"), "alice")
+    );
+    session.unavailable();
+    assert!(greeting(&mut session).starts_with("a NO [UNAVAILABLE] "));
+
+    // PLAIN with SASL-IR.
+    let line = format!(
+        "b AUTHENTICATE PLAIN {}\r\n",
+        sasl::encode_base64(b"\0alice\0pw")
+    );
+    let (action, _) = feed(&mut session, &mut buffer, line.as_bytes());
+    assert_eq!(password_of(action).user, "alice");
+    session.password_refused();
+    assert!(greeting(&mut session).starts_with("b NO [AUTHENTICATIONFAILED] "));
+
+    // LOGIN: user and password prompts.
+    let (_, out) = feed(&mut session, &mut buffer, b"c AUTHENTICATE LOGIN\r\n");
+    assert_eq!(out, "+ VXNlcm5hbWU6\r\n");
+    let (_, out) = feed(&mut session, &mut buffer, b"YWxpY2U=\r\n");
+    assert_eq!(out, "+ UGFzc3dvcmQ6\r\n");
+    let (action, _) = feed(&mut session, &mut buffer, b"YWxpY2VwYXNz\r\n");
+    assert_eq!(password_of(action).user, "alice");
+}
+
+#[test]
+fn without_the_error_challenge_a_refused_token_fails_at_once() {
     let mut session = ImapSession::new(ImapSessionConfig {
         tls_active: true,
-        password_fallback: true,
+        error_challenge: false,
         ..ImapSessionConfig::default()
     });
     greeting(&mut session);
-    let (action, _) = feed(
-        &mut session,
-        &mut BytesMut::new(),
-        b"c AUTHENTICATE plain\r\n",
+    let line = format!("a AUTHENTICATE XOAUTH2 {}\r\n", xoauth2("alice", TOKEN));
+    let (action, _) = feed(&mut session, &mut BytesMut::new(), line.as_bytes());
+    assert!(matches!(action, Action::Authenticate(_)));
+    session.token_refused(Refusal::InvalidToken);
+    assert_eq!(
+        greeting(&mut session),
+        "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
     );
-    assert!(matches!(action, Action::PasswordLogin(_)), "{action:?}");
 }
 
 #[test]

@@ -32,10 +32,12 @@ mod reply;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use codec::sieve::{
-    parse_command, parse_sasl_response, Code, Command, Framer, FramingError, InitialResponse,
-    SaslResponse,
+    parse_command, parse_sasl_response, Capability, Code, Command, Framer, FramingError,
+    InitialResponse, SaslResponse,
 };
 use sasl::{ChallengeError, ClientMessage, Failure, Mechanism, ServerExchange, ServerStep};
 
@@ -60,10 +62,16 @@ pub struct SieveSessionConfig {
     pub openid_configuration: Option<String>,
     /// Scope named in error challenges.
     pub challenge_scope: Option<String>,
-    /// The backend's `"SIEVE"` capability (its Sieve extensions), advertised as is. `None`
-    /// advertises `"SIEVE" ""`: clients then see the real list only when they ask the
-    /// backend with CAPABILITY after login, so the driver should fill this in.
-    pub sieve_extensions: Option<String>,
+    /// The backend's own capability block (before login), as the driver learned it.
+    /// Everything in it that is not about authentication, TLS or the server's identity is
+    /// advertised as the backend sent it, unknown capabilities included: RFC 5804 §1.7
+    /// ties some to others (`NOTIFY` is required whenever `SIEVE` lists `enotify`), and
+    /// after login the client talks to the backend with what it read here. The proxy says
+    /// `IMPLEMENTATION`, `SASL` and `STARTTLS` itself. `None` (the backend was not
+    /// reached yet) advertises `"SIEVE" ""` and `"VERSION" "1.0"`: clients then see the
+    /// real list only when they ask the backend with CAPABILITY after login, so the driver
+    /// should fill this in.
+    pub backend_capabilities: Option<Arc<[Capability]>>,
     /// Over-long inputs tolerated before the connection is closed.
     pub max_oversized_inputs: u32,
     /// Malformed commands tolerated before the connection is closed.
@@ -84,7 +92,7 @@ impl Default for SieveSessionConfig {
             },
             openid_configuration: None,
             challenge_scope: None,
-            sieve_extensions: None,
+            backend_capabilities: None,
             // "NO, then close if it repeats": the second over-long input closes.
             max_oversized_inputs: 2,
             // Dovecot closes after 20 bad commands; a client that needs ten is broken.
@@ -170,9 +178,9 @@ impl SieveSession {
         } else {
             String::new()
         };
-        let sieve = self.config.sieve_extensions.as_deref().unwrap_or("");
         let starttls = self.config.starttls_available && !self.config.tls_active;
-        reply::capabilities(&mut self.output, &sasl, sieve, starttls);
+        let backend = self.config.backend_capabilities.as_deref();
+        reply::capabilities(&mut self.output, &sasl, starttls, backend);
     }
 
     /// Processes buffered input until the session needs something from the driver.

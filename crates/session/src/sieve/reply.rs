@@ -6,12 +6,46 @@ use codec::sieve::{Capability, Code, Completion, Response, Status};
 /// What the proxy calls itself in `"IMPLEMENTATION"`.
 const IMPLEMENTATION: &str = "bearergate";
 
+/// Capabilities of the backend's block that the proxy never relays:
+/// - `IMPLEMENTATION`, `SASL`, `STARTTLS`: before login the proxy is the server, with its
+///   own name, its own mechanisms (OAuth, never the backend's passwords) and its own TLS.
+/// - `UNAUTHENTICATE` (RFC 5804 §2.14.1): it would let a client step back into a pre-login
+///   state the proxy no longer watches.
+/// - `OWNER` (§1.7): the logged-in user, which no server may name before login.
+/// - `LANGUAGE` (§1.7): the language of the human-readable texts, which before login are
+///   the proxy's (`i-default`).
+/// - `XCLIENT` (Dovecot): offered to the proxy because it is in the backend's
+///   `login_trusted_networks`; that trust is the proxy's, never a client's.
+const NOT_RELAYED: [&str; 7] = [
+    "IMPLEMENTATION",
+    "SASL",
+    "STARTTLS",
+    "UNAUTHENTICATE",
+    "OWNER",
+    "LANGUAGE",
+    "XCLIENT",
+];
+
 /// The capability block (RFC 5804 §1.7), without the `OK` that ends it.
 ///
 /// `sasl` is the space-separated mechanism list, empty where authentication is not allowed
-/// (`"SASL" ""`, §1.7). `UNAUTHENTICATE` is never listed: it would let a client step back
-/// into a pre-login state the proxy no longer watches.
-pub(crate) fn capabilities(out: &mut Vec<u8>, sasl: &str, sieve: &str, starttls: bool) {
+/// (`"SASL" ""`, §1.7). `backend` is the backend's own block: everything in it but
+/// [`NOT_RELAYED`] follows the proxy's lines as the backend sent it, in its order, unknown
+/// extensions included. `VERSION` is the backend's too, absent when it has none: the
+/// commands it promises (RENAMESCRIPT, CHECKSCRIPT, ...) are sent to the backend after
+/// login. `SIEVE` is always listed (empty when the backend has none), since clients read a
+/// missing one as "no extensions". With no backend block yet, `SIEVE` is empty and
+/// `VERSION` is the proxy's own `1.0`.
+pub(crate) fn capabilities(
+    out: &mut Vec<u8>,
+    sasl: &str,
+    starttls: bool,
+    backend: Option<&[Capability]>,
+) {
+    let sieve = backend
+        .and_then(|block| block.iter().find(|c| c.is("SIEVE")))
+        .and_then(|c| c.value.as_deref())
+        .unwrap_or("");
     let mut lines = vec![
         Capability::new("IMPLEMENTATION", Some(IMPLEMENTATION)),
         Capability::new("SASL", Some(sasl)),
@@ -20,7 +54,15 @@ pub(crate) fn capabilities(out: &mut Vec<u8>, sasl: &str, sieve: &str, starttls:
     if starttls {
         lines.push(Capability::new("STARTTLS", None));
     }
-    lines.push(Capability::new("VERSION", Some("1.0")));
+    match backend {
+        Some(block) => lines.extend(
+            block
+                .iter()
+                .filter(|c| !c.is("SIEVE") && !NOT_RELAYED.iter().any(|name| c.is(name)))
+                .cloned(),
+        ),
+        None => lines.push(Capability::new("VERSION", Some("1.0"))),
+    }
     for line in lines {
         Response::Capability(line).write_to(out);
     }

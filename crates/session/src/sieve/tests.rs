@@ -9,9 +9,22 @@ const TLS_CAPABILITIES: &str = "\"IMPLEMENTATION\" \"bearergate\"\r\n\
     \"SIEVE\" \"fileinto vacation\"\r\n\
     \"VERSION\" \"1.0\"\r\n";
 
+/// A backend capability block as the driver learned it.
+fn backend(lines: &[(&str, Option<&str>)]) -> Option<Arc<[Capability]>> {
+    Some(
+        lines
+            .iter()
+            .map(|&(name, value)| Capability::new(name, value))
+            .collect(),
+    )
+}
+
 fn config() -> SieveSessionConfig {
     SieveSessionConfig {
-        sieve_extensions: Some("fileinto vacation".to_owned()),
+        backend_capabilities: backend(&[
+            ("SIEVE", Some("fileinto vacation")),
+            ("VERSION", Some("1.0")),
+        ]),
         ..SieveSessionConfig::default()
     }
 }
@@ -98,7 +111,7 @@ fn plaintext_allowed_offers_both_mechanisms_and_starttls() {
     let mut session = SieveSession::new(SieveSessionConfig {
         starttls_available: true,
         allow_plaintext_auth: true,
-        sieve_extensions: None,
+        backend_capabilities: None,
         ..config()
     });
     let text = written(&mut session);
@@ -109,6 +122,119 @@ fn plaintext_allowed_offers_both_mechanisms_and_starttls() {
     assert!(text.contains("\"STARTTLS\"\r\n"), "{text}");
     assert!(text.contains("\"SIEVE\" \"\"\r\n"), "{text}");
     assert!(!text.contains("UNAUTHENTICATE"), "{text}");
+}
+
+/// Dovecot 2.3's greeting, as Pigeonhole sends it before login to a trusted network with
+/// STARTTLS offered (and what other servers add: `MAXREDIRECTS`, `OWNER`, `LANGUAGE`,
+/// `UNAUTHENTICATE`, extensions the proxy has never heard of).
+const DOVECOT_LIKE: &[(&str, Option<&str>)] = &[
+    ("IMPLEMENTATION", Some("Dovecot Pigeonhole")),
+    ("SIEVE", Some("fileinto reject envelope enotify vacation")),
+    ("NOTIFY", Some("mailto")),
+    ("SASL", Some("PLAIN LOGIN")),
+    ("STARTTLS", None),
+    ("XCLIENT", None),
+    ("MAXREDIRECTS", Some("4")),
+    ("unauthenticate", None),
+    ("OWNER", Some("alice")),
+    ("LANGUAGE", Some("de")),
+    ("X-EXPERIMENT", Some("a \"quoted\" value")),
+    ("X-BARE", None),
+    ("VERSION", Some("1.0")),
+];
+
+#[test]
+fn backend_capabilities_are_relayed_except_auth_tls_and_identity() {
+    let mut session = SieveSession::new(SieveSessionConfig {
+        tls_active: true,
+        backend_capabilities: backend(DOVECOT_LIKE),
+        ..SieveSessionConfig::default()
+    });
+    let block = "\"IMPLEMENTATION\" \"bearergate\"\r\n\
+                 \"SASL\" \"OAUTHBEARER XOAUTH2\"\r\n\
+                 \"SIEVE\" \"fileinto reject envelope enotify vacation\"\r\n\
+                 \"NOTIFY\" \"mailto\"\r\n\
+                 \"MAXREDIRECTS\" \"4\"\r\n\
+                 \"X-EXPERIMENT\" \"a \\\"quoted\\\" value\"\r\n\
+                 \"X-BARE\"\r\n\
+                 \"VERSION\" \"1.0\"\r\n";
+    assert_eq!(
+        written(&mut session),
+        format!("{block}OK \"bearergate ready.\"\r\n")
+    );
+    // CAPABILITY gives the same block.
+    let (_, out) = feed(&mut session, &mut BytesMut::new(), b"CAPABILITY\r\n");
+    assert_eq!(out, format!("{block}OK \"Capability completed.\"\r\n"));
+}
+
+#[test]
+fn backend_capabilities_before_and_after_starttls() {
+    let mut session = SieveSession::new(SieveSessionConfig {
+        starttls_available: true,
+        backend_capabilities: backend(DOVECOT_LIKE),
+        ..SieveSessionConfig::default()
+    });
+    let greeting = written(&mut session);
+    assert!(
+        greeting.starts_with(
+            "\"IMPLEMENTATION\" \"bearergate\"\r\n\"SASL\" \"\"\r\n\
+             \"SIEVE\" \"fileinto reject envelope enotify vacation\"\r\n\
+             \"STARTTLS\"\r\n\"NOTIFY\" \"mailto\"\r\n"
+        ),
+        "{greeting}"
+    );
+    assert_eq!(greeting.matches("STARTTLS").count(), 1, "{greeting}");
+    let mut buffer = BytesMut::new();
+    feed(&mut session, &mut buffer, b"STARTTLS\r\n");
+    session.tls_started();
+    let after = written(&mut session);
+    assert!(!after.contains("STARTTLS"), "{after}");
+    assert!(after.contains("\"NOTIFY\" \"mailto\"\r\n"), "{after}");
+    assert!(after.contains("\"MAXREDIRECTS\" \"4\"\r\n"), "{after}");
+    let upper = after.to_ascii_uppercase();
+    for name in [
+        "UNAUTHENTICATE",
+        "OWNER",
+        "LANGUAGE",
+        "XCLIENT",
+        "DOVECOT",
+        "PLAIN",
+    ] {
+        assert!(!upper.contains(name), "{name}: {after}");
+    }
+}
+
+#[test]
+fn a_backend_without_sieve_or_version_gets_an_empty_sieve_and_no_version() {
+    let mut session = SieveSession::new(SieveSessionConfig {
+        tls_active: true,
+        backend_capabilities: backend(&[("NOTIFY", Some("mailto"))]),
+        ..SieveSessionConfig::default()
+    });
+    assert_eq!(
+        written(&mut session),
+        "\"IMPLEMENTATION\" \"bearergate\"\r\n\
+         \"SASL\" \"OAUTHBEARER XOAUTH2\"\r\n\
+         \"SIEVE\" \"\"\r\n\
+         \"NOTIFY\" \"mailto\"\r\n\
+         OK \"bearergate ready.\"\r\n"
+    );
+}
+
+#[test]
+fn an_unknown_backend_gets_the_proxys_own_block() {
+    let mut session = SieveSession::new(SieveSessionConfig {
+        tls_active: true,
+        ..SieveSessionConfig::default()
+    });
+    assert_eq!(
+        written(&mut session),
+        "\"IMPLEMENTATION\" \"bearergate\"\r\n\
+         \"SASL\" \"OAUTHBEARER XOAUTH2\"\r\n\
+         \"SIEVE\" \"\"\r\n\
+         \"VERSION\" \"1.0\"\r\n\
+         OK \"bearergate ready.\"\r\n"
+    );
 }
 
 #[test]

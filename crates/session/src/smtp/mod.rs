@@ -19,8 +19,10 @@
 //!   [`SmtpSessionConfig::max_line`]: RFC 4954 §4's 12,288 octets by default. A longer
 //!   line is refused whole, never truncated.
 //!
-//! [`Action`] and [`Refusal`] are the crate's, shared with IMAP; [`Action::PasswordLogin`]
-//! is never returned here: SMTP has no password fallback.
+//! [`Action`] and [`Refusal`] are the crate's, shared with IMAP. With the password
+//! fallback, AUTH PLAIN and AUTH LOGIN are run by the session like the OAuth mechanisms and
+//! end in [`Action::PasswordLogin`]: the backend checks the password, the client stays with
+//! the proxy until it has said yes.
 
 mod capability;
 mod reply;
@@ -29,7 +31,10 @@ mod tests;
 
 use bytes::BytesMut;
 use codec::smtp::{parse_command, Command, InitialResponse, LineFramer, ParseError};
-use sasl::{ChallengeError, ClientMessage, Failure, Mechanism, ServerExchange, ServerStep};
+use sasl::{
+    ChallengeError, ClientMessage, Failure, Mechanism, PasswordExchange, PasswordMechanism,
+    PasswordStep, ServerExchange, ServerStep,
+};
 
 pub use crate::{Action, Refusal};
 
@@ -42,9 +47,12 @@ pub struct SmtpSessionConfig {
     pub starttls_available: bool,
     /// Authentication is allowed without TLS (loopback tests only).
     pub allow_plaintext_auth: bool,
-    /// AUTH PLAIN and AUTH LOGIN go to the backend unchanged (app passwords and OAuth users
-    /// on one port). Still only where authentication is allowed at all.
+    /// AUTH PLAIN and AUTH LOGIN are accepted and the password checked by the backend (app
+    /// passwords and OAuth users on one port). Still only where authentication is allowed.
     pub password_fallback: bool,
+    /// A refused token gets the mechanism's error challenge before `535` (RFC 7628). Off:
+    /// `535` at once, for clients that never answer the challenge.
+    pub error_challenge: bool,
     /// Failed authentications before the connection is closed.
     pub max_auth_failures: u32,
     /// The proxy's name in the greeting, the EHLO reply and `421` replies.
@@ -61,8 +69,14 @@ pub struct SmtpSessionConfig {
     /// Over-long lines tolerated before the connection is closed. Default 2: "500, then
     /// close if it repeats".
     pub max_oversized_lines: u32,
-    /// Advertised as `SIZE <n>` (RFC 1870) when set; `SIZE` alone otherwise.
-    pub max_message_size: Option<u64>,
+    /// The keywords of the backend's EHLO reply, `(keyword upper-cased, params)`, as the
+    /// driver learned them at a login. After AUTH the client sends its message to the
+    /// backend, planned with the proxy's EHLO reply (it is not asked again), so the
+    /// proxy offers the service extensions the backend has (CHUNKING, SMTPUTF8, `SIZE
+    /// <n>`, ...) and only those; nothing about authentication, TLS or trusted peers (see
+    /// `capability::RELAYED`). `None` (the backend was not reached yet) offers PIPELINING,
+    /// ENHANCEDSTATUSCODES, 8BITMIME and `SIZE`, which every submission backend has.
+    pub backend_extensions: Option<std::sync::Arc<[(String, String)]>>,
 }
 
 impl Default for SmtpSessionConfig {
@@ -72,6 +86,7 @@ impl Default for SmtpSessionConfig {
             starttls_available: false,
             allow_plaintext_auth: false,
             password_fallback: false,
+            error_challenge: true,
             max_auth_failures: 3,
             hostname: "localhost".to_owned(),
             max_line: codec::smtp::DEFAULT_MAX_LINE,
@@ -80,7 +95,7 @@ impl Default for SmtpSessionConfig {
             // Dovecot closes after 20 bad commands; a client that needs ten is broken.
             max_bad_commands: 10,
             max_oversized_lines: 2,
-            max_message_size: None,
+            backend_extensions: None,
         }
     }
 }
@@ -93,6 +108,10 @@ enum State {
     SaslResponse { exchange: ServerExchange },
     /// Waiting for the driver to validate the token.
     Validating { exchange: ServerExchange },
+    /// AUTH PLAIN/LOGIN sent a `334`; the next line answers it.
+    PasswordResponse { exchange: PasswordExchange },
+    /// Waiting for the driver to have the backend check a password.
+    CheckingPassword,
     /// `220 Ready to start TLS` sent; waiting for the driver's handshake.
     TlsPending,
     /// Logged in: the session is finished and the driver relays.
@@ -170,8 +189,11 @@ impl SmtpSession {
             let step = match &self.state {
                 State::Commands => self.next_command(input),
                 State::SaslResponse { .. } => self.next_sasl_response(input),
+                State::PasswordResponse { .. } => self.next_password_response(input),
                 State::TlsPending => return Action::StartTls,
-                State::Validating { .. } | State::LoggedIn => return Action::NeedInput,
+                State::Validating { .. } | State::CheckingPassword | State::LoggedIn => {
+                    return Action::NeedInput
+                }
                 State::Closed => return Action::Close,
             };
             if let Some(action) = step {
@@ -219,7 +241,7 @@ impl SmtpSession {
                 let extensions = capability::ehlo_extensions(
                     self.auth_allowed(),
                     self.config.starttls_available && !self.config.tls_active,
-                    self.config.max_message_size,
+                    self.config.backend_extensions.as_deref(),
                     self.config.password_fallback,
                 );
                 reply::ehlo(&mut self.output, &self.config.hostname, extensions);
@@ -230,16 +252,14 @@ impl SmtpSession {
                 self.ehlo = Some(name);
             }
             Command::StartTls => return self.starttls(),
-            Command::Auth { mechanism, .. }
-                if self.config.password_fallback
-                    && self.ehlo.is_some()
-                    && (mechanism == "PLAIN" || mechanism == "LOGIN") =>
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } if self.config.password_fallback
+                && self.ehlo.is_some()
+                && PasswordMechanism::from_name(mechanism.as_bytes()).is_some() =>
             {
-                // The backend checks the password: it gets the client's AUTH line as sent.
-                let mut command = BytesMut::with_capacity(line.len() + 2);
-                command.extend_from_slice(&line);
-                command.extend_from_slice(b"\r\n");
-                return Some(Action::PasswordLogin(command.freeze()));
+                return self.auth_password(&mechanism, initial_response);
             }
             Command::Auth {
                 mechanism,
@@ -311,6 +331,82 @@ impl SmtpSession {
         self.sasl_step(exchange, step)
     }
 
+    /// AUTH PLAIN or LOGIN with the password fallback: the session collects the
+    /// credentials, so the backend only ever sees a login the proxy writes.
+    fn auth_password(
+        &mut self,
+        mechanism: &str,
+        initial_response: Option<InitialResponse>,
+    ) -> Option<Action> {
+        let Some(mechanism) = PasswordMechanism::from_name(mechanism.as_bytes()) else {
+            return self.auth(mechanism, initial_response);
+        };
+        let mut exchange = PasswordExchange::new(mechanism);
+        let initial = match initial_response {
+            None => None,
+            Some(InitialResponse::Empty) => Some(ClientMessage::Empty),
+            Some(InitialResponse::Base64(text)) => match sasl::decode_base64(&text) {
+                Ok(decoded) => Some(ClientMessage::Response(decoded)),
+                Err(_) => {
+                    self.refuse(reply::bad_base64);
+                    return None;
+                }
+            },
+        };
+        let step = exchange.start(initial);
+        self.password_step(exchange, step)
+    }
+
+    fn next_password_response(&mut self, input: &mut BytesMut) -> Option<Action> {
+        let line = match self.framer.decode(input) {
+            Ok(None) => return Some(Action::NeedInput),
+            Ok(Some(line)) => line,
+            Err(_) => {
+                self.state = State::Commands;
+                self.line_too_long(reply::auth_line_too_long);
+                return None;
+            }
+        };
+        let State::PasswordResponse { mut exchange } =
+            std::mem::replace(&mut self.state, State::Commands)
+        else {
+            return None;
+        };
+        let step = exchange.step_line(&line);
+        self.password_step(exchange, step)
+    }
+
+    fn password_step(&mut self, exchange: PasswordExchange, step: PasswordStep) -> Option<Action> {
+        match step {
+            PasswordStep::SendEmptyChallenge => {
+                reply::challenge(&mut self.output, "");
+                self.state = State::PasswordResponse { exchange };
+                None
+            }
+            PasswordStep::Challenge(prompt) => {
+                reply::challenge(&mut self.output, &sasl::encode_base64(prompt));
+                self.state = State::PasswordResponse { exchange };
+                None
+            }
+            PasswordStep::Verify(credentials) => {
+                self.state = State::CheckingPassword;
+                Some(Action::PasswordLogin(credentials))
+            }
+            PasswordStep::Failed(Failure::Undecodable(_)) => {
+                self.refuse(reply::bad_base64);
+                None
+            }
+            PasswordStep::Failed(_) => {
+                self.authentication_failed();
+                None
+            }
+            PasswordStep::Cancelled => {
+                reply::auth_cancelled(&mut self.output);
+                None
+            }
+        }
+    }
+
     fn next_sasl_response(&mut self, input: &mut BytesMut) -> Option<Action> {
         let line = match self.framer.decode(input) {
             Ok(None) => return Some(Action::NeedInput),
@@ -339,6 +435,12 @@ impl SmtpSession {
             ServerStep::SendEmptyChallenge => {
                 reply::challenge(&mut self.output, "");
                 self.state = State::SaslResponse { exchange };
+                None
+            }
+            ServerStep::Challenge(_) if !self.config.error_challenge => {
+                let mut exchange = exchange;
+                exchange.abandon();
+                self.authentication_failed();
                 None
             }
             ServerStep::Challenge(challenge) => {
@@ -455,6 +557,11 @@ impl SmtpSession {
             scope: self.config.challenge_scope.clone(),
             openid_configuration: self.config.openid_configuration.clone(),
         };
+        if !self.config.error_challenge {
+            exchange.abandon();
+            self.authentication_failed();
+            return;
+        }
         match exchange.refuse(error) {
             Ok(challenge) => {
                 reply::challenge(&mut self.output, &sasl::encode_base64(&challenge));
@@ -473,7 +580,7 @@ impl SmtpSession {
         else {
             return;
         };
-        let Some(challenge) = challenge else {
+        let Some(challenge) = challenge.filter(|_| self.config.error_challenge) else {
             exchange.abandon();
             self.authentication_failed();
             return;
@@ -487,34 +594,45 @@ impl SmtpSession {
         }
     }
 
-    /// The identity provider or the backend could not be reached: AUTH fails with
-    /// `454 4.7.0` and the client may try again.
+    /// The identity provider or the backend could not be reached, or the client's address
+    /// has used up its failed logins: AUTH fails with `454 4.7.0` and the client may try
+    /// again later. Works for token and password logins alike.
     pub fn unavailable(&mut self) {
-        let State::Validating { mut exchange } =
-            std::mem::replace(&mut self.state, State::Commands)
-        else {
-            return;
-        };
-        exchange.abandon();
+        match std::mem::replace(&mut self.state, State::Commands) {
+            State::Validating { mut exchange } => exchange.abandon(),
+            State::CheckingPassword => {}
+            other => {
+                self.state = other;
+                return;
+            }
+        }
         reply::temporary_failure(&mut self.output);
     }
 
-    /// For the driver's shared interface only: SMTP never asks for a password login
-    /// ([`Action::PasswordLogin`]). Writes `454 4.7.0` like [`SmtpSession::unavailable`].
-    pub fn unavailable_for_password(&mut self, _command: &[u8]) {
-        reply::temporary_failure(&mut self.output);
+    /// The backend refused the password (password fallback): `535 5.7.8`, counted against
+    /// the failure limit; the client stays with the proxy.
+    pub fn password_refused(&mut self) {
+        if !matches!(self.state, State::CheckingPassword) {
+            return;
+        }
+        self.state = State::Commands;
+        self.authentication_failed();
     }
 
     /// The backend accepted the login: `235 2.7.0 Authentication successful`, and the
     /// driver relays from now on (starting with what is left in its buffer).
     pub fn logged_in(&mut self) {
-        let State::Validating { mut exchange } =
-            std::mem::replace(&mut self.state, State::LoggedIn)
-        else {
-            return;
-        };
-        // Only fails outside AwaitingVerdict, which Validating rules out.
-        let _ = exchange.accept();
+        match std::mem::replace(&mut self.state, State::LoggedIn) {
+            // Only fails outside AwaitingVerdict, which Validating rules out.
+            State::Validating { mut exchange } => {
+                let _ = exchange.accept();
+            }
+            State::CheckingPassword => {}
+            other => {
+                self.state = other;
+                return;
+            }
+        }
         reply::authenticated(&mut self.output);
     }
 

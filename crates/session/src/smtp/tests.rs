@@ -111,18 +111,34 @@ fn ehlo_before_starttls_offers_starttls_and_no_auth() {
 }
 
 #[test]
-fn plaintext_auth_when_allowed_and_configured_size() {
+fn plaintext_auth_when_allowed_and_the_backends_extensions() {
+    // Postfix's EHLO to the proxy (keywords as the driver learns them).
+    let backend = [
+        ("PIPELINING", ""),
+        ("SIZE", "52428800"),
+        ("ETRN", ""),
+        ("STARTTLS", ""),
+        ("AUTH", "PLAIN LOGIN"),
+        ("XCLIENT", "NAME ADDR PROTO HELO LOGIN"),
+        ("ENHANCEDSTATUSCODES", ""),
+        ("8BITMIME", ""),
+        ("DSN", ""),
+        ("SMTPUTF8", ""),
+        ("CHUNKING", ""),
+    ]
+    .map(|(k, p)| (k.to_owned(), p.to_owned()));
     let mut session = SmtpSession::new(SmtpSessionConfig {
         allow_plaintext_auth: true,
-        max_message_size: Some(52_428_800),
+        backend_extensions: Some(backend.into()),
         ..config()
     });
     greeting(&mut session);
     let (_, out) = feed(&mut session, &mut BytesMut::new(), b"EHLO c\r\n");
     assert_eq!(
         out,
-        "250-mx.example.com\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n\
-         250-8BITMIME\r\n250-SIZE 52428800\r\n250 AUTH OAUTHBEARER XOAUTH2\r\n"
+        "250-mx.example.com\r\n250-PIPELINING\r\n250-SIZE 52428800\r\n\
+         250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n\
+         250-CHUNKING\r\n250 AUTH OAUTHBEARER XOAUTH2\r\n"
     );
 }
 
@@ -689,7 +705,7 @@ fn replies_never_carry_injected_lines_from_config() {
 }
 
 #[test]
-fn password_fallback_hands_auth_plain_to_the_backend_unchanged() {
+fn password_fallback_runs_auth_plain_and_login_itself() {
     let mut session = SmtpSession::new(SmtpSessionConfig {
         tls_active: true,
         password_fallback: true,
@@ -706,10 +722,59 @@ fn password_fallback_hands_auth_plain_to_the_backend_unchanged() {
     );
     session.output_written();
     buffer.extend_from_slice(b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nMAIL FROM:<a@b>\r\n");
-    let Action::PasswordLogin(command) = session.advance(&mut buffer) else {
+    let Action::PasswordLogin(credentials) = session.advance(&mut buffer) else {
         panic!("expected PasswordLogin");
     };
-    assert_eq!(&command[..], b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+    assert_eq!(credentials.user, "alice");
     assert_eq!(&buffer[..], b"MAIL FROM:<a@b>\r\n");
     assert_eq!(session.client_ehlo(), Some("client.example"));
+
+    // Refused: 535, and the client is still the proxy's (MAIL before AUTH gets 530).
+    session.password_refused();
+    assert_eq!(
+        String::from_utf8_lossy(session.output()),
+        "535 5.7.8 Authentication credentials invalid\r\n"
+    );
+    session.output_written();
+    assert!(matches!(session.advance(&mut buffer), Action::NeedInput));
+    assert!(String::from_utf8_lossy(session.output()).starts_with("530 5.7.0 "));
+    session.output_written();
+
+    // LOGIN with the user as initial response, then the password prompt.
+    buffer.extend_from_slice(b"AUTH LOGIN YWxpY2U=\r\n");
+    assert!(matches!(session.advance(&mut buffer), Action::NeedInput));
+    assert_eq!(
+        String::from_utf8_lossy(session.output()),
+        "334 UGFzc3dvcmQ6\r\n"
+    );
+    session.output_written();
+    buffer.extend_from_slice(b"c2VjcmV0\r\n");
+    let Action::PasswordLogin(credentials) = session.advance(&mut buffer) else {
+        panic!("expected PasswordLogin");
+    };
+    assert_eq!(credentials.user, "alice");
+    session.logged_in();
+    assert_eq!(
+        String::from_utf8_lossy(session.output()),
+        "235 2.7.0 Authentication successful\r\n"
+    );
+}
+
+#[test]
+fn xclient_from_a_client_is_never_obeyed() {
+    let mut session = SmtpSession::new(SmtpSessionConfig {
+        tls_active: true,
+        password_fallback: true,
+        ..SmtpSessionConfig::default()
+    });
+    session.output_written();
+    let mut buffer = BytesMut::new();
+    buffer.extend_from_slice(b"EHLO c\r\nXCLIENT ADDR=203.0.113.9 LOGIN=alice\r\n");
+    assert!(matches!(session.advance(&mut buffer), Action::NeedInput));
+    let out = String::from_utf8_lossy(session.output()).into_owned();
+    assert!(!out.contains("XCLIENT"), "{out}");
+    assert!(
+        out.ends_with("\r\n500 5.5.2 Command unrecognized\r\n"),
+        "{out}"
+    );
 }

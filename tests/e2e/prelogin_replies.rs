@@ -1,0 +1,75 @@
+//! What the IMAP listener says to a client before login, beside the token checks: the error
+//! challenge that can be turned off for clients that never answer it, the scope it names,
+//! and how an ordinary TLS hang-up is logged.
+
+use std::time::Duration;
+
+use crate::support::{connect, random_token, xoauth2_b64, TestEnv, TlsMode};
+
+#[tokio::test]
+async fn without_the_error_challenge_a_refused_token_fails_at_once() {
+    let env = TestEnv::new("imap-no-challenge");
+    let proxy =
+        env.start_proxy(|c| c.each_listener(|l| l.extra.push("error_challenge = false".into())));
+    let (mut client, _) = connect(&env, &proxy, TlsMode::Implicit).await;
+    for (tag, sasl_ir) in [("a", true), ("b", false)] {
+        let outcome = client
+            .authenticate(
+                tag,
+                "XOAUTH2",
+                &xoauth2_b64("alice", &random_token()),
+                sasl_ir,
+            )
+            .await;
+        assert!(outcome.challenge.is_none(), "{outcome:?}");
+        assert!(
+            outcome.tagged.is("NO", Some("AUTHENTICATIONFAILED")),
+            "{outcome:?}"
+        );
+    }
+    // A good token still logs in on the same connection.
+    let token = env.idp.issue("alice");
+    let outcome = client
+        .authenticate("c", "XOAUTH2", &xoauth2_b64("alice", &token), true)
+        .await;
+    assert_eq!(outcome.tagged.kind, "OK", "{outcome:?}");
+}
+
+#[tokio::test]
+async fn the_xoauth2_error_challenge_names_the_required_scope() {
+    let env = TestEnv::new("imap-xoauth2-scope");
+    let proxy = env.start_proxy(|_| {});
+    let (mut client, _) = connect(&env, &proxy, TlsMode::Implicit).await;
+    let outcome = client
+        .authenticate("a", "XOAUTH2", &xoauth2_b64("alice", &random_token()), true)
+        .await;
+    let challenge = outcome.challenge.expect("an error challenge");
+    assert_eq!(challenge["status"], "401", "{challenge}");
+    assert_eq!(challenge["schemes"], "bearer", "{challenge}");
+    assert_eq!(challenge["scope"], "mail", "{challenge}");
+    assert!(outcome.tagged.is("NO", Some("AUTHENTICATIONFAILED")));
+}
+
+#[tokio::test]
+async fn a_tls_hang_up_without_close_notify_is_an_ordinary_close() {
+    let env = TestEnv::new("close-notify");
+    let proxy = env.start_proxy(|_| {});
+    let (client, _) = connect(&env, &proxy, TlsMode::Implicit).await;
+    let peer = format!("peer={}", client.local_addr());
+    // Dropping the client closes the socket without a TLS close_notify, as most mail
+    // clients do when they quit.
+    drop(client);
+    assert!(
+        proxy.wait_for_log("outcome=\"client-closed\"", Duration::from_secs(10)),
+        "no ordinary close logged:\n{}",
+        proxy.log()
+    );
+    let log = proxy.log();
+    let closing: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(&peer) && line.contains("closed"))
+        .collect();
+    assert_eq!(closing.len(), 1, "{log}");
+    assert!(!closing[0].contains("io-error"), "{}", closing[0]);
+    assert!(!closing[0].contains("close_notify"), "{}", closing[0]);
+}
