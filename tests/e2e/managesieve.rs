@@ -522,6 +522,25 @@ async fn token_of_another_user_gets_no_after_the_challenge() {
     assert_eq!(env.idp.protocol_errors(), Vec::<String>::new());
 }
 
+#[tokio::test]
+async fn without_the_error_challenge_a_refused_token_gets_no_at_once() {
+    let env = sieve_env("sieve-no-challenge");
+    let token = env.idp.issue("alice");
+    let proxy = start_proxy(&env, |c| {
+        c.each_listener(|l| l.extra.push("error_challenge = false".into()))
+    });
+    let (mut client, _) = sieve_connect(&env, &proxy, TlsMode::Implicit).await;
+    for (mech, response) in [
+        ("OAUTHBEARER", oauthbearer_b64("bob", &token)),
+        ("XOAUTH2", xoauth2_b64("bob", &token)),
+    ] {
+        let outcome = authenticate(&mut client, mech, &response, Initial::Quoted).await;
+        assert!(outcome.challenge.is_none(), "{mech}: {outcome:?}");
+        assert_eq!(outcome.done, "NO \"Authentication failed.\"", "{mech}");
+    }
+    login(&mut client, "alice", &token).await;
+}
+
 /// One OAUTHBEARER attempt for alice on the implicit-TLS listener at `addr`.
 async fn attempt(env: &TestEnv, addr: std::net::SocketAddr, token: &str) -> SieveAuth {
     let mut client = ImapClient::connect_tls(addr, env.certs.client_config()).await;

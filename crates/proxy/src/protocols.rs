@@ -85,6 +85,7 @@ fn sieve_config(context: &ListenerContext) -> SieveSessionConfig {
         starttls_available: context.tls_mode == ListenerTls::Starttls,
         allow_plaintext_auth: context.allow_plaintext_auth,
         max_auth_failures: context.max_auth_failures,
+        error_challenge: context.error_challenge,
         openid_configuration: context.challenge.openid_configuration.clone(),
         challenge_scope: context.challenge.scope.clone(),
         backend_capabilities: context.backend.learned().sieve_capabilities,

@@ -55,6 +55,9 @@ pub struct SieveSessionConfig {
     pub allow_plaintext_auth: bool,
     /// Failed authentications before the connection is closed.
     pub max_auth_failures: u32,
+    /// A refused token gets the mechanism's error challenge before the final `NO` (RFC
+    /// 7628). Off: the `NO` comes at once, for clients that never answer the challenge.
+    pub error_challenge: bool,
     /// Framing limits for commands before login. The default line limit fits a 16 KiB
     /// token, base64-encoded, in a quoted string.
     pub limits: codec::Limits,
@@ -85,6 +88,7 @@ impl Default for SieveSessionConfig {
             starttls_available: false,
             allow_plaintext_auth: false,
             max_auth_failures: 3,
+            error_challenge: true,
             limits: codec::Limits {
                 // A 16 KiB token, base64-encoded, plus the command around it.
                 max_line: sasl::MAX_ENCODED_RESPONSE_LEN + 1_024,
@@ -341,6 +345,12 @@ impl SieveSession {
                 self.state = State::SaslResponse { exchange };
                 None
             }
+            ServerStep::Challenge(_) if !self.config.error_challenge => {
+                let mut exchange = exchange;
+                exchange.abandon();
+                self.authentication_failed();
+                None
+            }
             ServerStep::Challenge(challenge) => {
                 reply::challenge(&mut self.output, sasl::encode_base64(&challenge));
                 self.state = State::SaslResponse { exchange };
@@ -444,6 +454,11 @@ impl SieveSession {
             scope: self.config.challenge_scope.clone(),
             openid_configuration: self.config.openid_configuration.clone(),
         };
+        if !self.config.error_challenge {
+            exchange.abandon();
+            self.authentication_failed();
+            return;
+        }
         match exchange.refuse(error) {
             Ok(challenge) => {
                 reply::challenge(&mut self.output, sasl::encode_base64(&challenge));
@@ -462,7 +477,7 @@ impl SieveSession {
         else {
             return;
         };
-        let Some(challenge) = challenge else {
+        let Some(challenge) = challenge.filter(|_| self.config.error_challenge) else {
             exchange.abandon();
             self.authentication_failed();
             return;

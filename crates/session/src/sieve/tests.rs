@@ -742,3 +742,22 @@ fn debug_output_never_shows_the_token() {
         assert!(!debug.contains(&encoded), "{debug}");
     }
 }
+
+#[test]
+fn without_the_error_challenge_a_refused_token_fails_at_once() {
+    let mut session = SieveSession::new(SieveSessionConfig {
+        tls_active: true,
+        error_challenge: false,
+        ..config()
+    });
+    written(&mut session);
+    let line = format!(
+        "AUTHENTICATE \"XOAUTH2\" \"{}\"\r\n",
+        xoauth2("alice", TOKEN)
+    );
+    let mut buffer = BytesMut::new();
+    let (action, _) = feed(&mut session, &mut buffer, line.as_bytes());
+    expect_credentials(action);
+    session.token_refused(Refusal::InvalidToken);
+    assert_eq!(written(&mut session), "NO \"Authentication failed.\"\r\n");
+}
