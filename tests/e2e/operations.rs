@@ -1,7 +1,6 @@
 //! Running the proxy: graceful shutdown on SIGTERM (stop accepting, drain open sessions, exit
 //! 0) and the metrics / health endpoint.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::thread;
@@ -9,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::imap_client::last_status;
 use crate::support::ports::free_port;
-use crate::support::{connect, login, oauthbearer_b64, random_token, test_message};
+use crate::support::{connect, http_get, login, oauthbearer_b64, random_token, test_message};
 use crate::support::{TestEnv, TlsMode};
 
 fn sigterm(pid: u32) {
@@ -119,30 +118,6 @@ async fn sigterm_exits_after_drain_timeout_despite_an_idle_session() {
         rest.iter().all(|l| l.starts_with("* ")),
         "unexpected lines after the proxy exited: {rest:?}"
     );
-}
-
-/// One HTTP/1.1 GET over a raw socket; returns (status line, body).
-fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connect to metrics {addr}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("read timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send request");
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .unwrap_or_else(|e| panic!("read {path} response: {e}"));
-    let response = String::from_utf8(response).expect("UTF-8 response");
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {response:?}"));
-    let status = head.lines().next().unwrap_or_default().to_owned();
-    (status, body.to_owned())
 }
 
 #[tokio::test]

@@ -31,6 +31,20 @@ pub enum Action {
     Close,
 }
 
+/// The client's initial response (SASL-IR, RFC 4959 / RFC 4954) as one SASL message:
+/// `Ok(None)` when the command had none, an error when it is not base64.
+pub(crate) fn initial_message(
+    initial: Option<codec::imap::InitialResponse>,
+) -> Result<Option<sasl::ClientMessage>, sasl::SaslError> {
+    match initial {
+        None => Ok(None),
+        Some(codec::imap::InitialResponse::Empty) => Ok(Some(sasl::ClientMessage::Empty)),
+        Some(codec::imap::InitialResponse::Base64(text)) => {
+            sasl::decode_base64(&text).map(|decoded| Some(sasl::ClientMessage::Response(decoded)))
+        }
+    }
+}
+
 /// Why a token was refused, as told to the client in the error challenge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {

@@ -16,8 +16,8 @@ use codec::imap::{
     parse_command, CommandBody, CommandFramer, FramedCommand, FramingError, InitialResponse,
 };
 use sasl::{
-    ChallengeError, ClientMessage, Failure, Mechanism, PasswordExchange, PasswordMechanism,
-    PasswordStep, ServerExchange, ServerStep,
+    ChallengeError, Failure, Mechanism, PasswordExchange, PasswordMechanism, PasswordStep,
+    ServerExchange, ServerStep,
 };
 
 pub use crate::{Action, Refusal};
@@ -357,26 +357,17 @@ impl ImapSession {
             self.config.challenge_scope.clone(),
             self.config.openid_configuration.clone(),
         );
-        let message = match initial_response {
-            None => {
+        let message = match crate::initial_message(initial_response) {
+            Ok(Some(message)) => message,
+            Ok(None) => {
                 reply::continuation(&mut self.output, Some(""));
                 self.state = State::SaslResponse { tag, exchange };
                 return None;
             }
-            Some(InitialResponse::Empty) => ClientMessage::Empty,
-            Some(InitialResponse::Base64(text)) => match sasl::decode_base64(&text) {
-                Ok(decoded) => ClientMessage::Response(decoded),
-                Err(_) => {
-                    reply::tagged(
-                        &mut self.output,
-                        &tag,
-                        Status::Bad,
-                        None,
-                        "Invalid base64 in initial response.",
-                    );
-                    return None;
-                }
-            },
+            Err(_) => {
+                self.bad_input(Some(&tag), None, "Invalid base64 in initial response.");
+                return None;
+            }
         };
         let step = exchange.step(message);
         self.sasl_step(tag, exchange, step)
@@ -394,16 +385,9 @@ impl ImapSession {
             return self.authenticate(tag, mechanism, initial_response);
         };
         let mut exchange = PasswordExchange::new(mechanism);
-        let initial = match initial_response {
-            None => None,
-            Some(InitialResponse::Empty) => Some(ClientMessage::Empty),
-            Some(InitialResponse::Base64(text)) => match sasl::decode_base64(&text) {
-                Ok(decoded) => Some(ClientMessage::Response(decoded)),
-                Err(_) => {
-                    self.bad_input(Some(&tag), None, "Invalid base64 in initial response.");
-                    return None;
-                }
-            },
+        let Ok(initial) = crate::initial_message(initial_response) else {
+            self.bad_input(Some(&tag), None, "Invalid base64 in initial response.");
+            return None;
         };
         let step = exchange.start(initial);
         self.password_step(tag, exchange, step)

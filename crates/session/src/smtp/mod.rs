@@ -32,8 +32,8 @@ mod tests;
 use bytes::BytesMut;
 use codec::smtp::{parse_command, Command, InitialResponse, LineFramer, ParseError};
 use sasl::{
-    ChallengeError, ClientMessage, Failure, Mechanism, PasswordExchange, PasswordMechanism,
-    PasswordStep, ServerExchange, ServerStep,
+    ChallengeError, Failure, Mechanism, PasswordExchange, PasswordMechanism, PasswordStep,
+    ServerExchange, ServerStep,
 };
 
 pub use crate::{Action, Refusal};
@@ -312,20 +312,17 @@ impl SmtpSession {
             self.config.challenge_scope.clone(),
             self.config.openid_configuration.clone(),
         );
-        let message = match initial_response {
-            None => {
+        let message = match crate::initial_message(initial_response) {
+            Ok(Some(message)) => message,
+            Ok(None) => {
                 reply::challenge(&mut self.output, "");
                 self.state = State::SaslResponse { exchange };
                 return None;
             }
-            Some(InitialResponse::Empty) => ClientMessage::Empty,
-            Some(InitialResponse::Base64(text)) => match sasl::decode_base64(&text) {
-                Ok(decoded) => ClientMessage::Response(decoded),
-                Err(_) => {
-                    self.refuse(reply::bad_base64);
-                    return None;
-                }
-            },
+            Err(_) => {
+                self.refuse(reply::bad_base64);
+                return None;
+            }
         };
         let step = exchange.step(message);
         self.sasl_step(exchange, step)
@@ -342,16 +339,9 @@ impl SmtpSession {
             return self.auth(mechanism, initial_response);
         };
         let mut exchange = PasswordExchange::new(mechanism);
-        let initial = match initial_response {
-            None => None,
-            Some(InitialResponse::Empty) => Some(ClientMessage::Empty),
-            Some(InitialResponse::Base64(text)) => match sasl::decode_base64(&text) {
-                Ok(decoded) => Some(ClientMessage::Response(decoded)),
-                Err(_) => {
-                    self.refuse(reply::bad_base64);
-                    return None;
-                }
-            },
+        let Ok(initial) = crate::initial_message(initial_response) else {
+            self.refuse(reply::bad_base64);
+            return None;
         };
         let step = exchange.start(initial);
         self.password_step(exchange, step)
