@@ -1,17 +1,16 @@
 //! The thin async loop around a protocol's pre-login session: read, feed, write, act on the
 //! session's requests (STARTTLS, token validation, backend login), then relay. Written once
-//! for IMAP, SMTP and ManageSieve; what differs per protocol is behind [`PreLogin`] and the
-//! backend login function.
+//! for every protocol: what differs is behind [`session::Session`] and the backend login.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use session::{Action, Refusal};
+use session::{Action, Refusal, Session, Verdict};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::auth::{self, AuthError};
 use crate::backend::{self, LoggedIn};
@@ -25,42 +24,8 @@ use crate::stream::ClientStream;
 /// buffer up to the framer's limit.
 const READ_CHUNK: usize = 4 * 1_024;
 
-/// What the driver needs from a protocol's pre-login state machine. The session crate's
-/// types implement it in [`crate::protocols`].
-pub trait PreLogin {
-    /// Bytes to send to the client.
-    fn output(&self) -> &[u8];
-    /// All of [`PreLogin::output`] was written.
-    fn output_written(&mut self);
-    /// Processes buffered input until the session needs the driver.
-    fn advance(&mut self, input: &mut BytesMut) -> Action;
-    /// The STARTTLS handshake completed.
-    fn tls_started(&mut self);
-    /// Sets the discovery hints of the error challenge (the refused token's issuer's).
-    fn set_discovery(&mut self, discovery: &validator::Discovery);
-    /// The token was refused.
-    fn token_refused(&mut self, refusal: Refusal);
-    /// A backend that validates tokens itself refused this one.
-    fn backend_refused(&mut self, challenge: Option<Vec<u8>>);
-    /// The backend refused the client's password.
-    fn password_refused(&mut self);
-    /// The identity provider or the backend is unavailable, or the client's address has no
-    /// failed logins left.
-    fn unavailable(&mut self);
-    /// The backend accepted the login.
-    fn logged_in(&mut self, logged_in: &LoggedIn);
-    /// The client was idle too long.
-    fn idle_timeout(&mut self);
-    /// Why the session closed, for the log.
-    fn close_reason(&self) -> &'static str;
-    /// The client's own name for itself (SMTP EHLO), replayed to the backend.
-    fn client_name(&self) -> Option<&str> {
-        None
-    }
-}
-
 /// Serves one client connection from accept to close.
-pub async fn serve<S: PreLogin>(
+pub async fn serve<S: Session>(
     tcp: TcpStream,
     peer: SocketAddr,
     context: Arc<ListenerContext>,
@@ -136,7 +101,7 @@ struct Handoff {
     pipelined: BytesMut,
 }
 
-async fn run<S: PreLogin>(
+async fn run<S: Session>(
     tcp: TcpStream,
     peer: SocketAddr,
     context: &ListenerContext,
@@ -203,7 +168,7 @@ async fn run<S: PreLogin>(
                     }
                     Err(_) => return Ok(PreLoginEnd::Closed("tls-handshake-timeout")),
                 }
-                session.tls_started();
+                session.tls_started().map_err(session_bug)?;
             }
             Action::PasswordLogin(credentials) => {
                 let attempt = Attempt {
@@ -213,7 +178,7 @@ async fn run<S: PreLogin>(
                     mechanism: "password",
                 };
                 if !context.throttle.allows(peer.ip(), Instant::now()) {
-                    attempt.throttled(&mut session);
+                    attempt.throttled(&mut session)?;
                     continue;
                 }
                 let names = std::iter::once(credentials.user.as_str())
@@ -225,7 +190,7 @@ async fn run<S: PreLogin>(
                     METRICS.login(protocol, Credential::Password, LoginOutcome::Refused);
                     warn!(user = %credentials.user, "password login refused: it names the proxy's master user");
                     attempt.delay(&mut failures).await;
-                    session.password_refused();
+                    deliver(&mut session, Verdict::PasswordRefused)?;
                     continue;
                 }
                 let request = backend::PasswordRequest {
@@ -245,14 +210,14 @@ async fn run<S: PreLogin>(
                         METRICS.login(protocol, Credential::Password, LoginOutcome::Refused);
                         info!(user = %credentials.user, backend = %context.backend.name, "backend refused the password");
                         attempt.delay(&mut failures).await;
-                        session.password_refused();
+                        deliver(&mut session, Verdict::PasswordRefused)?;
                     }
-                    Ok(Err(e)) => attempt.backend_unavailable(&mut session, &credentials.user, &e),
+                    Ok(Err(e)) => attempt.backend_unavailable(&mut session, &credentials.user, &e)?,
                     Err(_) => attempt.backend_unavailable(
                         &mut session,
                         &credentials.user,
                         &backend::BackendError::Timeout,
-                    ),
+                    )?,
                 }
             }
             Action::Authenticate(credentials) => {
@@ -265,7 +230,7 @@ async fn run<S: PreLogin>(
                 if !context.throttle.allows(peer.ip(), Instant::now())
                     && !context.validator.is_known_valid(&credentials.token).await
                 {
-                    attempt.throttled(&mut session);
+                    attempt.throttled(&mut session)?;
                     continue;
                 }
                 let mechanism = attempt.mechanism;
@@ -274,19 +239,27 @@ async fn run<S: PreLogin>(
                     Err(AuthError::Unavailable(why)) => {
                         METRICS.login(protocol, Credential::Token, LoginOutcome::IdpUnavailable);
                         warn!(mechanism, reason = %why, "identity provider unavailable");
-                        session.unavailable();
+                        deliver(&mut session, Verdict::Unavailable)?;
                         continue;
                     }
                     Err(AuthError::Refused(why)) => {
                         METRICS.login(protocol, Credential::Token, LoginOutcome::Refused);
                         info!(mechanism, reason = %why, "authentication refused");
                         attempt.delay(&mut failures).await;
-                        session.set_discovery(context.validator.discovery_for(&credentials.token));
-                        session.token_refused(if why.is_missing_scope() {
+                        let hints = context.validator.discovery_for(&credentials.token);
+                        let refusal = if why.is_missing_scope() {
                             Refusal::InsufficientScope
                         } else {
                             Refusal::InvalidToken
-                        });
+                        };
+                        let discovery = session::Discovery {
+                            scope: hints.scope.clone(),
+                            openid_configuration: hints.openid_configuration.clone(),
+                        };
+                        deliver(
+                            &mut session,
+                            Verdict::TokenRefused { refusal, discovery },
+                        )?;
                         continue;
                     }
                 };
@@ -308,14 +281,14 @@ async fn run<S: PreLogin>(
                         METRICS.login(protocol, Credential::Token, LoginOutcome::Refused);
                         info!(mechanism, backend = %context.backend.name, "backend refused the token");
                         attempt.delay(&mut failures).await;
-                        session.backend_refused(challenge);
+                        deliver(&mut session, Verdict::BackendRefused { challenge })?;
                     }
-                    Ok(Err(e)) => attempt.backend_unavailable(&mut session, &identity.user, &e),
+                    Ok(Err(e)) => attempt.backend_unavailable(&mut session, &identity.user, &e)?,
                     Err(_) => attempt.backend_unavailable(
                         &mut session,
                         &identity.user,
                         &backend::BackendError::Timeout,
-                    ),
+                    )?,
                 }
             }
         }
@@ -332,7 +305,7 @@ struct Attempt<'a> {
 
 impl Attempt<'_> {
     /// The client's address has no failed logins left: "try again later", no one asked.
-    fn throttled<S: PreLogin>(&self, session: &mut S) {
+    fn throttled<S: Session>(&self, session: &mut S) -> std::io::Result<()> {
         METRICS.login(
             self.context.protocol,
             self.credential,
@@ -342,7 +315,7 @@ impl Attempt<'_> {
             mechanism = self.mechanism,
             "login refused: too many failed logins from this address"
         );
-        session.unavailable();
+        deliver(session, Verdict::Unavailable)
     }
 
     /// A failed login: counted for the connection and the address, then the delay.
@@ -357,27 +330,27 @@ impl Attempt<'_> {
         }
     }
 
-    fn backend_unavailable<S: PreLogin>(
+    fn backend_unavailable<S: Session>(
         &self,
         session: &mut S,
         user: &str,
         error: &backend::BackendError,
-    ) {
+    ) -> std::io::Result<()> {
         METRICS.login(
             self.context.protocol,
             self.credential,
             LoginOutcome::BackendUnavailable,
         );
         warn!(backend = %self.context.backend.name, user, error = %error, "backend login failed");
-        session.unavailable();
+        deliver(session, Verdict::Unavailable)
     }
 
     /// The backend said yes: the client gets the success reply and the relay starts.
-    async fn logged_in<S: PreLogin>(
+    async fn logged_in<S: Session>(
         &self,
         mut session: S,
         mut client: ClientStream,
-        logged_in: LoggedIn,
+        mut logged_in: LoggedIn,
         input: BytesMut,
         user: &str,
     ) -> std::io::Result<PreLoginEnd> {
@@ -386,7 +359,8 @@ impl Attempt<'_> {
             self.credential,
             LoginOutcome::Success,
         );
-        session.logged_in(&logged_in);
+        let capabilities = std::mem::take(&mut logged_in.capabilities);
+        deliver(&mut session, Verdict::LoggedIn { capabilities })?;
         flush_output(&mut session, &mut client).await?;
         // Recorded once, on success: the span's fields describe the session.
         let span = tracing::Span::current();
@@ -427,6 +401,18 @@ async fn relay_after_login(handoff: Handoff) -> std::io::Result<Closed> {
     Ok(Closed::AfterRelay(outcome))
 }
 
+/// Reports a verdict to the session.
+fn deliver<S: Session>(session: &mut S, verdict: Verdict) -> std::io::Result<()> {
+    session.verdict(verdict).map_err(session_bug)
+}
+
+/// A session that refuses what the driver tells it is a bug in the driver: the connection
+/// is closed (as an I/O error, logged) rather than left in a state nobody knows.
+fn session_bug<T: std::fmt::Debug>(wrong: session::WrongState<T>) -> std::io::Error {
+    error!(method = wrong.method, state = wrong.state, "the session refused the driver's call");
+    std::io::Error::other(format!("{} called while the session was {}", wrong.method, wrong.state))
+}
+
 /// A peer that hung up without TLS `close_notify`: what most mail clients do when they are
 /// done, so it is logged as an ordinary close, not as an I/O error. (A truncation attack
 /// gains nothing here: the protocols have their own end markers, and before login there is
@@ -435,7 +421,7 @@ fn is_plain_close(error: &std::io::Error) -> bool {
     error.kind() == std::io::ErrorKind::UnexpectedEof
 }
 
-async fn flush_output<S: PreLogin>(
+async fn flush_output<S: Session>(
     session: &mut S,
     client: &mut ClientStream,
 ) -> std::io::Result<()> {

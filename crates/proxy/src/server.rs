@@ -73,8 +73,9 @@ pub struct ListenerContext {
     pub backend: Arc<Backend>,
     /// Token checks.
     pub validator: Arc<validator::Validator>,
-    /// What OAUTHBEARER clients are told in an error challenge.
-    pub challenge: ChallengeInfo,
+    /// What a client with an unusable response is told in the error challenge (the first
+    /// issuer's hints); a refused token gets its own issuer's.
+    pub challenge: session::Discovery,
 }
 
 impl std::fmt::Debug for ListenerContext {
@@ -86,15 +87,6 @@ impl std::fmt::Debug for ListenerContext {
             .field("backend", &self.backend.name)
             .finish_non_exhaustive()
     }
-}
-
-/// Discovery data for error challenges (RFC 7628 section 3.2.2).
-#[derive(Debug, Clone, Default)]
-pub struct ChallengeInfo {
-    /// `openid-configuration` URL.
-    pub openid_configuration: Option<String>,
-    /// Scope a client should request.
-    pub scope: Option<String>,
 }
 
 /// Distinguishes sessions in the logs.
@@ -153,7 +145,7 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
     }
     // The first issuer's hints; a refused token gets its own issuer's (driver).
     let first = &config.validator.issuers[0];
-    let challenge = ChallengeInfo {
+    let challenge = session::Discovery {
         openid_configuration: first.openid_configuration.clone(),
         scope: first.challenge_scope(),
     };

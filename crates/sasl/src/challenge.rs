@@ -37,6 +37,17 @@ impl ChallengeStatus {
     }
 }
 
+/// What a refused client is told about where to get a good token (RFC 7628 §3.2.2): the
+/// scope to ask for and the issuer's discovery document. One value per issuer, carried from
+/// the configuration through the refusal to the challenge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discovery {
+    /// The scope the client should ask for.
+    pub scope: Option<String>,
+    /// The `openid-configuration` URL.
+    pub openid_configuration: Option<String>,
+}
+
 /// Contents of the error challenge. Absent members are omitted from the JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChallengeError {
@@ -57,6 +68,15 @@ impl ChallengeError {
             status,
             scope: None,
             openid_configuration: None,
+        }
+    }
+
+    /// The same challenge, telling the client what `discovery` says.
+    pub fn with_discovery(self, discovery: Discovery) -> Self {
+        ChallengeError {
+            scope: discovery.scope,
+            openid_configuration: discovery.openid_configuration,
+            ..self
         }
     }
 

@@ -17,7 +17,7 @@
 //! // C: t1 AUTHENTICATE OAUTHBEARER <initial response>
 //! let line = b"biwsAWF1dGg9QmVhcmVyIG1GXzkuQjVmLTQuMUpxTQEB";
 //! let mut exchange = ServerExchange::new(Mechanism::OAuthBearer)
-//!     .with_discovery(Some("mail".into()), None);
+//!     .with_discovery(sasl::Discovery { scope: Some("mail".into()), openid_configuration: None });
 //! let ServerStep::Validate(credentials) = exchange.step_line(line) else { unreachable!() };
 //! assert_eq!(credentials.authzid, None);
 //! // ... the validator refuses the token:
@@ -47,7 +47,7 @@ mod xoauth2;
 pub use secrecy::{ExposeSecret, SecretString};
 
 pub use bearer::is_b64token;
-pub use challenge::{ChallengeError, ChallengeStatus};
+pub use challenge::{ChallengeError, ChallengeStatus, Discovery};
 pub use encoding::{decode_base64, encode_base64};
 pub use error::{Fault, SaslError, WrongState};
 pub use oauthbearer::{oauthbearer_client_response, parse_oauthbearer};

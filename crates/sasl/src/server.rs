@@ -159,13 +159,8 @@ impl ServerExchange {
     /// sends by itself for unusable credentials ([`ServerStep::Challenge`]). Without them
     /// that challenge is a bare `{"status":"invalid_token"}`: the exchange still ends
     /// correctly, but an RFC 7628 §4.3 client learns nothing of what it asked for.
-    pub fn with_discovery(
-        mut self,
-        scope: Option<String>,
-        openid_configuration: Option<String>,
-    ) -> Self {
-        self.discovery.scope = scope;
-        self.discovery.openid_configuration = openid_configuration;
+    pub fn with_discovery(mut self, discovery: crate::Discovery) -> Self {
+        self.discovery = self.discovery.with_discovery(discovery);
         self
     }
 
@@ -417,10 +412,10 @@ mod tests {
     #[test]
     fn rfc7628_4_3_flow_and_any_dummy() {
         for dummy in [&b"AQ=="[..], b"", b"=", RFC_4_1_IMAP, b"not base64!"] {
-            let mut ex = ServerExchange::new(Mechanism::OAuthBearer).with_discovery(
-                Some("example_scope".into()),
-                Some("https://example.com/.well-known/openid-config".into()),
-            );
+            let mut ex = ServerExchange::new(Mechanism::OAuthBearer).with_discovery(crate::Discovery {
+                scope: Some("example_scope".into()),
+                openid_configuration: Some("https://example.com/.well-known/openid-config".into()),
+            });
             let step = ex.step_line(RFC_4_3_EMPTY_AUTH);
             let ServerStep::Challenge(json) = step else {
                 panic!("expected Challenge, got {step:?}");

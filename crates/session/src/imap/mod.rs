@@ -1,10 +1,11 @@
 //! The IMAP pre-authentication session (RFC 3501 / RFC 9051 not-authenticated state).
 //!
 //! The proxy answers everything before login itself: greeting, CAPABILITY, NOOP, LOGOUT,
-//! ID, STARTTLS and AUTHENTICATE with XOAUTH2 or OAUTHBEARER. Commands are handled strictly
-//! one at a time; once authentication starts, the session stops reading commands, so
-//! anything a client pipelined behind AUTHENTICATE stays in the driver's buffer and goes to
-//! the backend untouched after login.
+//! ID, STARTTLS and AUTHENTICATE with XOAUTH2 or OAUTHBEARER (and, with the password
+//! fallback, LOGIN and AUTHENTICATE PLAIN/LOGIN). Commands are handled strictly one at a
+//! time; once authentication starts, the session stops reading commands, so anything a
+//! client pipelined behind AUTHENTICATE stays in the driver's buffer and goes to the backend
+//! untouched after login.
 
 mod capability;
 mod reply;
@@ -15,12 +16,10 @@ use bytes::BytesMut;
 use codec::imap::{
     parse_command, CommandBody, CommandFramer, FramedCommand, FramingError, InitialResponse,
 };
-use sasl::{
-    ChallengeError, Failure, Mechanism, PasswordExchange, PasswordMechanism, PasswordStep,
-    ServerExchange, ServerStep,
-};
+use sasl::{Mechanism, PasswordMechanism};
 
-pub use crate::{Action, Refusal};
+use crate::auth::{Auth, AuthSettings, Outcome, Step};
+pub use crate::{Action, Discovery, Refusal, Session, Verdict, WrongState};
 pub use capability::filter_backend_capabilities;
 use reply::{Code, Status};
 
@@ -44,10 +43,9 @@ pub struct ImapSessionConfig {
     pub max_auth_failures: u32,
     /// Framing limits for commands before login.
     pub limits: codec::Limits,
-    /// Sent in the OAUTHBEARER error challenge.
-    pub openid_configuration: Option<String>,
-    /// Scope named in error challenges.
-    pub challenge_scope: Option<String>,
+    /// What the session's own error challenges (for unusable credentials) tell the client;
+    /// a refused token's challenge says what its [`Verdict::TokenRefused`] carries.
+    pub discovery: Discovery,
     /// Over-long inputs tolerated before the connection is closed.
     pub max_oversized_inputs: u32,
     /// Malformed or out-of-place commands tolerated before the connection is closed.
@@ -68,8 +66,7 @@ impl Default for ImapSessionConfig {
                 max_line: sasl::MAX_ENCODED_RESPONSE_LEN + 1_024,
                 ..codec::Limits::default()
             },
-            openid_configuration: None,
-            challenge_scope: None,
+            discovery: Discovery::default(),
             // "BAD, then close if it repeats": the second over-long input closes.
             max_oversized_inputs: 2,
             // Dovecot closes after 20 bad commands; a client that needs ten is broken.
@@ -82,27 +79,26 @@ impl Default for ImapSessionConfig {
 enum State {
     /// Reading commands.
     Commands,
-    /// AUTHENTICATE sent `+ `; the next line is a SASL response.
-    SaslResponse {
-        tag: String,
-        exchange: ServerExchange,
-    },
-    /// Waiting for the driver to validate the token.
-    Validating {
-        tag: String,
-        exchange: ServerExchange,
-    },
-    /// AUTHENTICATE PLAIN/LOGIN sent a continuation; the next line answers it.
-    PasswordResponse {
-        tag: String,
-        exchange: PasswordExchange,
-    },
-    /// Waiting for the driver to have the backend check a password.
-    CheckingPassword { tag: String },
+    /// LOGIN or AUTHENTICATE (with this tag) in progress.
+    Auth { tag: String, auth: Auth },
+    /// `OK Begin TLS negotiation now.` sent; waiting for the driver's handshake.
+    TlsPending,
     /// Logged in: the session is finished and the driver relays.
     LoggedIn,
     /// Closing.
     Closed,
+}
+
+impl State {
+    fn name(&self) -> &'static str {
+        match self {
+            State::Commands => "reading commands",
+            State::Auth { .. } => "authenticating",
+            State::TlsPending => "waiting for the TLS handshake",
+            State::LoggedIn => "logged in",
+            State::Closed => "closed",
+        }
+    }
 }
 
 /// One client connection before login.
@@ -116,6 +112,11 @@ pub struct ImapSession {
     oversized_inputs: u32,
     bad_commands: u32,
     close_reason: &'static str,
+}
+
+/// IMAP's SASL continuation: `+ <base64>`.
+fn sasl_continuation(out: &mut Vec<u8>, base64: &str) {
+    reply::continuation(out, Some(base64));
 }
 
 impl ImapSession {
@@ -142,24 +143,6 @@ impl ImapSession {
         session
     }
 
-    /// Bytes to send to the client.
-    pub fn output(&self) -> &[u8] {
-        &self.output
-    }
-
-    /// The driver wrote all of [`ImapSession::output`].
-    pub fn output_written(&mut self) {
-        self.output.clear();
-        if self.output.capacity() > 4 * 1_024 {
-            self.output = Vec::new();
-        }
-    }
-
-    /// Why the session ended, for the log.
-    pub fn close_reason(&self) -> &'static str {
-        self.close_reason
-    }
-
     fn auth_allowed(&self) -> bool {
         self.config.tls_active || self.config.allow_plaintext_auth
     }
@@ -168,30 +151,19 @@ impl ImapSession {
         self.config.password_fallback && self.auth_allowed()
     }
 
+    fn auth_settings(&self) -> AuthSettings {
+        AuthSettings {
+            error_challenge: self.config.error_challenge,
+            discovery: self.config.discovery.clone(),
+        }
+    }
+
     fn capabilities(&self) -> Vec<&'static str> {
         capability::pre_login(
             self.auth_allowed(),
             self.config.starttls_available && !self.config.tls_active,
             self.password_fallback_allowed(),
         )
-    }
-
-    /// Processes buffered input until the session needs something from the driver.
-    pub fn advance(&mut self, input: &mut BytesMut) -> Action {
-        loop {
-            let step = match &self.state {
-                State::Commands => self.next_command(input),
-                State::SaslResponse { .. } => self.next_sasl_response(input),
-                State::PasswordResponse { .. } => self.next_password_response(input),
-                State::Validating { .. } | State::CheckingPassword { .. } | State::LoggedIn => {
-                    return Action::NeedInput
-                }
-                State::Closed => return Action::Close,
-            };
-            if let Some(action) = step {
-                return action;
-            }
-        }
     }
 
     /// Handles one command, or says more input is needed (`Some(NeedInput)`); `None` means
@@ -253,22 +225,16 @@ impl ImapSession {
             }
             CommandBody::StartTls => return self.starttls(&tag),
             CommandBody::Login { username, password } if self.password_fallback_allowed() => {
-                self.state = State::CheckingPassword { tag };
-                return Some(Action::PasswordLogin(sasl::PasswordCredentials {
+                let credentials = sasl::PasswordCredentials {
                     authzid: None,
                     user: username,
                     password,
-                }));
+                };
+                let (auth, step) =
+                    Auth::login_command(credentials, &self.auth_settings(), sasl_continuation);
+                return self.after_auth(tag, auth, step);
             }
             CommandBody::Login { .. } => self.login_refused(&tag),
-            CommandBody::Authenticate {
-                mechanism,
-                initial_response,
-            } if self.password_fallback_allowed()
-                && PasswordMechanism::from_name(mechanism.as_bytes()).is_some() =>
-            {
-                return self.authenticate_password(tag, &mechanism, initial_response);
-            }
             CommandBody::Authenticate {
                 mechanism,
                 initial_response,
@@ -303,6 +269,7 @@ impl ImapSession {
             None,
             "Begin TLS negotiation now.",
         );
+        self.state = State::TlsPending;
         Some(Action::StartTls)
     }
 
@@ -343,204 +310,111 @@ impl ImapSession {
             );
             return None;
         }
-        let Some(mechanism) = Mechanism::from_name(mechanism.as_bytes()) else {
-            reply::tagged(
-                &mut self.output,
-                &tag,
-                Status::No,
-                None,
-                "Unsupported authentication mechanism: use XOAUTH2 or OAUTHBEARER.",
-            );
-            return None;
-        };
-        let mut exchange = ServerExchange::new(mechanism).with_discovery(
-            self.config.challenge_scope.clone(),
-            self.config.openid_configuration.clone(),
-        );
-        let message = match crate::initial_message(initial_response) {
-            Ok(Some(message)) => message,
-            Ok(None) => {
-                reply::continuation(&mut self.output, Some(""));
-                self.state = State::SaslResponse { tag, exchange };
-                return None;
-            }
-            Err(_) => {
-                self.bad_input(Some(&tag), None, "Invalid base64 in initial response.");
+        let settings = self.auth_settings();
+        let password = PasswordMechanism::from_name(mechanism.as_bytes())
+            .filter(|_| self.password_fallback_allowed());
+        let mut auth = match (Mechanism::from_name(mechanism.as_bytes()), password) {
+            (Some(mechanism), _) => Auth::token(mechanism, &settings, sasl_continuation),
+            (None, Some(mechanism)) => Auth::password(mechanism, &settings, sasl_continuation),
+            (None, None) => {
+                reply::tagged(
+                    &mut self.output,
+                    &tag,
+                    Status::No,
+                    None,
+                    "Unsupported authentication mechanism: use XOAUTH2 or OAUTHBEARER.",
+                );
                 return None;
             }
         };
-        let step = exchange.step(message);
-        self.sasl_step(tag, exchange, step)
-    }
-
-    /// AUTHENTICATE PLAIN or LOGIN with the password fallback: the proxy collects the
-    /// credentials itself, so the backend only ever sees a login the proxy writes.
-    fn authenticate_password(
-        &mut self,
-        tag: String,
-        mechanism: &str,
-        initial_response: Option<InitialResponse>,
-    ) -> Option<Action> {
-        let Some(mechanism) = PasswordMechanism::from_name(mechanism.as_bytes()) else {
-            return self.authenticate(tag, mechanism, initial_response);
-        };
-        let mut exchange = PasswordExchange::new(mechanism);
         let Ok(initial) = crate::initial_message(initial_response) else {
             self.bad_input(Some(&tag), None, "Invalid base64 in initial response.");
             return None;
         };
-        let step = exchange.start(initial);
-        self.password_step(tag, exchange, step)
+        let step = auth.start(&mut self.output, initial);
+        self.after_auth(tag, auth, step)
     }
 
-    fn next_password_response(&mut self, input: &mut BytesMut) -> Option<Action> {
-        let decoded = self.framer.decode_line(input);
-        let line = match decoded {
+    fn next_auth_line(&mut self, input: &mut BytesMut) -> Option<Action> {
+        let line = match self.framer.decode_line(input) {
             Ok(None) => return Some(Action::NeedInput),
             Ok(Some(line)) => Ok(line),
             Err(_) => Err(()),
         };
-        let State::PasswordResponse { tag, mut exchange } =
-            std::mem::replace(&mut self.state, State::Commands)
+        let State::Auth { tag, mut auth } = std::mem::replace(&mut self.state, State::Commands)
         else {
             return None;
         };
         let Ok(line) = line else {
+            auth.abandon();
             self.bad_input(Some(&tag), Some(Code::TooBig), "SASL response too long.");
             return None;
         };
-        let step = exchange.step_line(&line);
-        self.password_step(tag, exchange, step)
+        let step = auth.line(&mut self.output, &line);
+        self.after_auth(tag, auth, step)
     }
 
-    fn password_step(
-        &mut self,
-        tag: String,
-        exchange: PasswordExchange,
-        step: PasswordStep,
-    ) -> Option<Action> {
+    /// Where an authentication goes after a step of its sub-machine.
+    fn after_auth(&mut self, tag: String, auth: Auth, step: Step) -> Option<Action> {
         match step {
-            PasswordStep::SendEmptyChallenge => {
-                reply::continuation(&mut self.output, Some(""));
-                self.state = State::PasswordResponse { tag, exchange };
+            Step::Continue => {
+                self.state = State::Auth { tag, auth };
                 None
             }
-            PasswordStep::Challenge(prompt) => {
-                reply::continuation(&mut self.output, Some(&sasl::encode_base64(prompt)));
-                self.state = State::PasswordResponse { tag, exchange };
-                None
+            Step::Ask(action) => {
+                self.state = State::Auth { tag, auth };
+                Some(action)
             }
-            PasswordStep::Verify(credentials) => {
-                self.state = State::CheckingPassword { tag };
-                Some(Action::PasswordLogin(credentials))
-            }
-            PasswordStep::Failed(Failure::Undecodable(_)) => {
-                self.bad_input(Some(&tag), None, "Invalid base64 in SASL response.");
-                None
-            }
-            PasswordStep::Failed(_) => {
-                self.authentication_failed(&tag);
-                None
-            }
-            PasswordStep::Cancelled => {
-                reply::tagged(
-                    &mut self.output,
-                    &tag,
-                    Status::Bad,
-                    None,
-                    "Authentication cancelled.",
-                );
+            Step::Done(outcome) => {
+                self.state = State::Commands;
+                self.finish_auth(&tag, outcome);
                 None
             }
         }
     }
 
-    fn next_sasl_response(&mut self, input: &mut BytesMut) -> Option<Action> {
-        let line = match self.framer.decode_line(input) {
-            Ok(None) => return Some(Action::NeedInput),
-            Ok(Some(line)) => line,
-            Err(_) => {
-                let State::SaslResponse { tag, .. } =
-                    std::mem::replace(&mut self.state, State::Commands)
-                else {
-                    return None;
-                };
-                self.bad_input(Some(&tag), Some(Code::TooBig), "SASL response too long.");
-                return None;
-            }
-        };
-        let State::SaslResponse { tag, mut exchange } =
-            std::mem::replace(&mut self.state, State::Commands)
-        else {
-            return None;
-        };
-        let step = exchange.step_line(&line);
-        self.sasl_step(tag, exchange, step)
-    }
-
-    fn sasl_step(
-        &mut self,
-        tag: String,
-        exchange: ServerExchange,
-        step: ServerStep,
-    ) -> Option<Action> {
-        match step {
-            ServerStep::SendEmptyChallenge => {
-                reply::continuation(&mut self.output, Some(""));
-                self.state = State::SaslResponse { tag, exchange };
-                None
-            }
-            ServerStep::Challenge(_) if !self.config.error_challenge => {
-                let mut exchange = exchange;
-                exchange.abandon();
-                self.authentication_failed(&tag);
-                None
-            }
-            ServerStep::Challenge(challenge) => {
-                reply::continuation(&mut self.output, Some(&sasl::encode_base64(&challenge)));
-                self.state = State::SaslResponse { tag, exchange };
-                None
-            }
-            ServerStep::Validate(credentials) => {
-                self.state = State::Validating { tag, exchange };
-                Some(Action::Authenticate(credentials))
-            }
-            ServerStep::Failed(Failure::Undecodable(_)) => {
+    /// The final reply of an authentication.
+    fn finish_auth(&mut self, tag: &str, outcome: Outcome) {
+        match outcome {
+            Outcome::Failed => {
                 reply::tagged(
                     &mut self.output,
-                    &tag,
-                    Status::Bad,
-                    None,
-                    "Invalid base64 in SASL response.",
+                    tag,
+                    Status::No,
+                    Some(Code::AuthenticationFailed),
+                    "Authentication failed.",
                 );
-                None
+                self.count_auth_failure();
             }
-            ServerStep::Failed(_) => {
-                self.authentication_failed(&tag);
-                None
+            Outcome::Cancelled => reply::tagged(
+                &mut self.output,
+                tag,
+                Status::Bad,
+                None,
+                "Authentication cancelled.",
+            ),
+            Outcome::BadBase64 => {
+                self.bad_input(Some(tag), None, "Invalid base64 in SASL response.");
             }
-            ServerStep::Cancelled => {
+            Outcome::Unavailable => reply::tagged(
+                &mut self.output,
+                tag,
+                Status::No,
+                Some(Code::Unavailable),
+                "Authentication service temporarily unavailable; try again later.",
+            ),
+            Outcome::LoggedIn(capabilities) => {
+                let capabilities: Vec<&str> = capabilities.iter().map(String::as_str).collect();
                 reply::tagged(
                     &mut self.output,
-                    &tag,
-                    Status::Bad,
-                    None,
-                    "Authentication cancelled.",
+                    tag,
+                    Status::Ok,
+                    Some(Code::Capability(&capabilities)),
+                    "Logged in.",
                 );
-                None
+                self.state = State::LoggedIn;
             }
         }
-    }
-
-    fn authentication_failed(&mut self, tag: &str) {
-        reply::tagged(
-            &mut self.output,
-            tag,
-            Status::No,
-            Some(Code::AuthenticationFailed),
-            "Authentication failed.",
-        );
-        self.count_auth_failure();
     }
 
     fn count_auth_failure(&mut self) {
@@ -583,131 +457,69 @@ impl ImapSession {
         self.state = State::Closed;
         self.close_reason = reason;
     }
+}
 
-    /// The TLS handshake after STARTTLS succeeded. Framing starts afresh: nothing read before
-    /// the handshake may be taken as a command.
-    pub fn tls_started(&mut self) {
+impl Session for ImapSession {
+    fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    fn output_written(&mut self) {
+        crate::reset_output(&mut self.output);
+    }
+
+    fn advance(&mut self, input: &mut BytesMut) -> Action {
+        loop {
+            let step = match &self.state {
+                State::Commands => self.next_command(input),
+                State::Auth { auth, .. } if auth.wants_line() => self.next_auth_line(input),
+                State::Auth { .. } | State::LoggedIn => return Action::NeedInput,
+                State::TlsPending => return Action::StartTls,
+                State::Closed => return Action::Close,
+            };
+            if let Some(action) = step {
+                return action;
+            }
+        }
+    }
+
+    /// Framing starts afresh: nothing read before the handshake may be taken as a command.
+    fn tls_started(&mut self) -> Result<(), WrongState<()>> {
+        if !matches!(self.state, State::TlsPending) {
+            return Err(WrongState::new("tls_started", self.state.name(), ()));
+        }
         self.config.tls_active = true;
         self.framer = CommandFramer::new(self.config.limits);
         self.state = State::Commands;
+        Ok(())
     }
 
-    /// Sets what the error challenge tells OAUTHBEARER clients (`scope`,
-    /// `openid-configuration`): with several identity providers, the refused token's own.
-    pub fn set_discovery(&mut self, scope: Option<String>, openid_configuration: Option<String>) {
-        self.config.challenge_scope = scope;
-        self.config.openid_configuration = openid_configuration;
-    }
-
-    /// The token was refused: send the mechanism's error challenge and wait for the client's
-    /// dummy response, after which the command fails with AUTHENTICATIONFAILED.
-    pub fn token_refused(&mut self, refusal: Refusal) {
-        let State::Validating { tag, mut exchange } =
-            std::mem::replace(&mut self.state, State::Commands)
-        else {
-            return;
+    fn verdict(&mut self, verdict: Verdict) -> Result<(), WrongState<Verdict>> {
+        let state = std::mem::replace(&mut self.state, State::Commands);
+        let State::Auth { tag, mut auth } = state else {
+            let name = state.name();
+            self.state = state;
+            return Err(WrongState::new("verdict", name, verdict));
         };
-        let error = ChallengeError {
-            status: match refusal {
-                Refusal::InvalidToken => sasl::ChallengeStatus::InvalidToken,
-                Refusal::InsufficientScope => sasl::ChallengeStatus::InsufficientScope,
-            },
-            scope: self.config.challenge_scope.clone(),
-            openid_configuration: self.config.openid_configuration.clone(),
-        };
-        if !self.config.error_challenge {
-            exchange.abandon();
-            self.authentication_failed(&tag);
-            return;
-        }
-        match exchange.refuse(error) {
-            Ok(challenge) => {
-                reply::continuation(&mut self.output, Some(&sasl::encode_base64(&challenge)));
-                self.state = State::SaslResponse { tag, exchange };
+        match auth.verdict(&mut self.output, verdict) {
+            Ok(step) => {
+                // A verdict never leads to another request.
+                let _ = self.after_auth(tag, auth, step);
+                Ok(())
             }
-            Err(_) => self.authentication_failed(&tag),
+            Err(wrong) => {
+                self.state = State::Auth { tag, auth };
+                Err(wrong)
+            }
         }
     }
 
-    /// A backend that validates tokens itself (`passthrough`) refused this one. Its challenge,
-    /// when it sent one, reaches the client unchanged; the command then fails like any
-    /// refused token.
-    pub fn backend_refused(&mut self, challenge: Option<Vec<u8>>) {
-        let State::Validating { tag, mut exchange } =
-            std::mem::replace(&mut self.state, State::Commands)
-        else {
-            return;
-        };
-        let Some(challenge) = challenge.filter(|_| self.config.error_challenge) else {
-            exchange.abandon();
-            self.authentication_failed(&tag);
-            return;
-        };
-        match exchange.refuse_with_challenge(challenge) {
-            Ok(challenge) => {
-                reply::continuation(&mut self.output, Some(&sasl::encode_base64(&challenge)));
-                self.state = State::SaslResponse { tag, exchange };
-            }
-            Err(_) => self.authentication_failed(&tag),
-        }
-    }
-
-    /// The identity provider or the backend could not be reached, or the client's address
-    /// has used up its failed logins: the command fails with UNAVAILABLE and the client may
-    /// try again later. Works for token and password logins alike.
-    pub fn unavailable(&mut self) {
-        let tag = match std::mem::replace(&mut self.state, State::Commands) {
-            State::Validating { tag, mut exchange } => {
-                exchange.abandon();
-                tag
-            }
-            State::CheckingPassword { tag } => tag,
-            other => {
-                self.state = other;
-                return;
-            }
-        };
-        reply::tagged(
-            &mut self.output,
-            &tag,
-            Status::No,
-            Some(Code::Unavailable),
-            "Authentication service temporarily unavailable; try again later.",
-        );
-    }
-
-    /// The backend refused the password (password fallback): the command fails like a
-    /// refused token, counts against the failure limit, and the client stays with the proxy.
-    pub fn password_refused(&mut self) {
-        let State::CheckingPassword { tag } = std::mem::replace(&mut self.state, State::Commands)
-        else {
-            return;
-        };
-        self.authentication_failed(&tag);
-    }
-
-    /// The backend accepted the login. `capabilities` are the backend's, already filtered.
-    pub fn logged_in(&mut self, capabilities: &[String]) {
-        let tag = match std::mem::replace(&mut self.state, State::LoggedIn) {
-            State::Validating { tag, .. } | State::CheckingPassword { tag } => tag,
-            other => {
-                self.state = other;
-                return;
-            }
-        };
-        let capabilities: Vec<&str> = capabilities.iter().map(String::as_str).collect();
-        reply::tagged(
-            &mut self.output,
-            &tag,
-            Status::Ok,
-            Some(Code::Capability(&capabilities)),
-            "Logged in.",
-        );
-    }
-
-    /// The client sent nothing for too long.
-    pub fn idle_timeout(&mut self) {
+    fn idle_timeout(&mut self) {
         reply::bye(&mut self.output, "Autologout; idle for too long.");
         self.close("idle-timeout");
+    }
+
+    fn close_reason(&self) -> &'static str {
+        self.close_reason
     }
 }

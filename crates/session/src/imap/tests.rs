@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// A token refusal without discovery hints.
+fn refused(refusal: Refusal) -> Verdict {
+    Verdict::TokenRefused {
+        refusal,
+        discovery: Discovery::default(),
+    }
+}
+
 const TOKEN: &str = "mF_9.B5f-4.1JqM";
 
 fn tls_session() -> ImapSession {
@@ -95,7 +103,11 @@ fn authenticate_with_initial_response_asks_for_validation() {
     assert_eq!(sasl::ExposeSecret::expose_secret(&credentials.token), TOKEN);
     // The pipelined command stays buffered for the backend.
     assert_eq!(&buffer[..], b"a2 SELECT INBOX\r\n");
-    session.logged_in(&["IMAP4rev1".to_owned(), "IDLE".to_owned()]);
+    session
+        .verdict(Verdict::LoggedIn {
+            capabilities: vec!["IMAP4rev1".to_owned(), "IDLE".to_owned()],
+        })
+        .expect("verdict");
     assert_eq!(
         greeting(&mut session),
         "a1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in.\r\n"
@@ -143,7 +155,9 @@ fn refused_token_gets_challenge_then_no_after_dummy() {
         let line = format!("a1 AUTHENTICATE {mechanism} {response}\r\n");
         let (action, _) = feed(&mut session, &mut buffer, line.as_bytes());
         assert!(matches!(action, Action::Authenticate(_)));
-        session.token_refused(Refusal::InvalidToken);
+        session
+            .verdict(refused(Refusal::InvalidToken))
+            .expect("verdict");
         let challenge = greeting(&mut session);
         let encoded = challenge
             .strip_prefix("+ ")
@@ -177,7 +191,9 @@ fn three_failures_close_the_connection() {
         );
         let (action, _) = feed(&mut session, &mut buffer, line.as_bytes());
         assert!(matches!(action, Action::Authenticate(_)));
-        session.token_refused(Refusal::InvalidToken);
+        session
+            .verdict(refused(Refusal::InvalidToken))
+            .expect("verdict");
         greeting(&mut session);
         let (action, out) = feed(&mut session, &mut buffer, b"\r\n");
         if round < 3 {
@@ -198,8 +214,8 @@ fn unavailable_is_reported_without_challenge() {
     greeting(&mut session);
     let mut buffer = BytesMut::new();
     let line = format!("t AUTHENTICATE XOAUTH2 {}\r\n", xoauth2("alice", TOKEN));
-    feed(&mut session, &mut buffer, line.as_bytes());
-    session.unavailable();
+    let _ = feed(&mut session, &mut buffer, line.as_bytes());
+    session.verdict(Verdict::Unavailable).expect("verdict");
     assert!(greeting(&mut session).starts_with("t NO [UNAVAILABLE] "));
     let (_, out) = feed(&mut session, &mut buffer, b"u NOOP\r\n");
     assert_eq!(out, "u OK NOOP completed.\r\n");
@@ -210,7 +226,7 @@ fn cancel_gets_bad() {
     let mut session = tls_session();
     greeting(&mut session);
     let mut buffer = BytesMut::new();
-    feed(&mut session, &mut buffer, b"a AUTHENTICATE XOAUTH2\r\n");
+    let _ = feed(&mut session, &mut buffer, b"a AUTHENTICATE XOAUTH2\r\n");
     let (_, out) = feed(&mut session, &mut buffer, b"*\r\n");
     assert_eq!(out, "a BAD Authentication cancelled.\r\n");
 }
@@ -240,7 +256,7 @@ fn starttls_stops_reading_and_restarts_framing() {
     assert_eq!(out, "a OK Begin TLS negotiation now.\r\n");
     // The driver discards what followed STARTTLS.
     buffer.clear();
-    session.tls_started();
+    session.tls_started().expect("TLS was asked for");
     let (_, out) = feed(&mut session, &mut buffer, b"c CAPABILITY\r\n");
     assert!(out.contains("AUTH=XOAUTH2"), "{out}");
     assert!(!out.contains("STARTTLS"), "{out}");
@@ -330,9 +346,13 @@ fn backend_challenge_is_relayed_unchanged() {
     greeting(&mut session);
     let mut buffer = BytesMut::new();
     let line = format!("a AUTHENTICATE XOAUTH2 {}\r\n", xoauth2("alice", TOKEN));
-    feed(&mut session, &mut buffer, line.as_bytes());
+    let _ = feed(&mut session, &mut buffer, line.as_bytes());
     let backend = br#"{"status":"401","schemes":"bearer","scope":"mail"}"#.to_vec();
-    session.backend_refused(Some(backend.clone()));
+    session
+        .verdict(Verdict::BackendRefused {
+            challenge: Some(backend.clone()),
+        })
+        .expect("verdict");
     assert_eq!(
         greeting(&mut session),
         format!("+ {}\r\n", sasl::encode_base64(&backend))
@@ -342,12 +362,14 @@ fn backend_challenge_is_relayed_unchanged() {
         out,
         "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
     );
-    feed(
+    let _ = feed(
         &mut session,
         &mut buffer,
         line.replace("a AUTH", "b AUTH").as_bytes(),
     );
-    session.backend_refused(None);
+    session
+        .verdict(Verdict::BackendRefused { challenge: None })
+        .expect("verdict");
     assert_eq!(
         greeting(&mut session),
         "b NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
@@ -391,7 +413,11 @@ fn password_login_is_collected_by_the_session_with_one_continuation() {
     // Nothing is read while the backend decides; what was pipelined stays buffered.
     assert!(matches!(session.advance(&mut buffer), Action::NeedInput));
     assert_eq!(&buffer[..], b"b NOOP\r\n");
-    session.logged_in(&["IMAP4rev1".to_owned(), "IDLE".to_owned()]);
+    session
+        .verdict(Verdict::LoggedIn {
+            capabilities: vec!["IMAP4rev1".to_owned(), "IDLE".to_owned()],
+        })
+        .expect("verdict");
     assert_eq!(
         greeting(&mut session),
         "a OK [CAPABILITY IMAP4rev1 IDLE] Logged in.\r\n"
@@ -406,7 +432,7 @@ fn a_refused_password_leaves_the_client_with_the_proxy() {
         let line = format!("{tag} LOGIN carol wrongpass\r\n");
         let (action, _) = feed(&mut session, &mut buffer, line.as_bytes());
         password_of(action);
-        session.password_refused();
+        session.verdict(Verdict::PasswordRefused).expect("verdict");
         let out = greeting(&mut session);
         assert!(
             out.starts_with(&format!("{tag} NO [AUTHENTICATIONFAILED] ")),
@@ -437,7 +463,7 @@ fn authenticate_plain_and_login_are_run_by_the_session() {
         (credentials.authzid.as_deref(), credentials.user.as_str()),
         (Some("bob"), "alice")
     );
-    session.unavailable();
+    session.verdict(Verdict::Unavailable).expect("verdict");
     assert!(greeting(&mut session).starts_with("a NO [UNAVAILABLE] "));
 
     // PLAIN with SASL-IR.
@@ -447,7 +473,7 @@ fn authenticate_plain_and_login_are_run_by_the_session() {
     );
     let (action, _) = feed(&mut session, &mut buffer, line.as_bytes());
     assert_eq!(password_of(action).user, "alice");
-    session.password_refused();
+    session.verdict(Verdict::PasswordRefused).expect("verdict");
     assert!(greeting(&mut session).starts_with("b NO [AUTHENTICATIONFAILED] "));
 
     // LOGIN: user and password prompts.
@@ -470,7 +496,9 @@ fn without_the_error_challenge_a_refused_token_fails_at_once() {
     let line = format!("a AUTHENTICATE XOAUTH2 {}\r\n", xoauth2("alice", TOKEN));
     let (action, _) = feed(&mut session, &mut BytesMut::new(), line.as_bytes());
     assert!(matches!(action, Action::Authenticate(_)));
-    session.token_refused(Refusal::InvalidToken);
+    session
+        .verdict(refused(Refusal::InvalidToken))
+        .expect("verdict");
     assert_eq!(
         greeting(&mut session),
         "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
@@ -496,4 +524,23 @@ fn password_fallback_never_works_before_tls() {
     );
     assert!(matches!(action, Action::NeedInput));
     assert!(out.starts_with("a NO [PRIVACYREQUIRED] "), "{out}");
+}
+
+#[test]
+fn a_password_verdict_for_a_token_is_handed_back() {
+    let mut session = tls_session();
+    greeting(&mut session);
+    let line = format!("a AUTHENTICATE XOAUTH2 {}\r\n", xoauth2("alice", TOKEN));
+    let (action, _) = feed(&mut session, &mut BytesMut::new(), line.as_bytes());
+    assert!(matches!(action, Action::Authenticate(_)));
+    let wrong = session
+        .verdict(Verdict::PasswordRefused)
+        .expect_err("a token is being checked, not a password");
+    assert!(matches!(wrong.value, Verdict::PasswordRefused));
+    assert_eq!(greeting(&mut session), "");
+    // The right kind of verdict still lands.
+    session
+        .verdict(Verdict::Unavailable)
+        .expect("the token verdict is pending");
+    assert!(greeting(&mut session).starts_with("a NO [UNAVAILABLE] "));
 }

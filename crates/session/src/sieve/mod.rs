@@ -2,8 +2,8 @@
 //!
 //! The proxy answers everything before login itself: the greeting (capability block and
 //! `OK`), CAPABILITY, NOOP, LOGOUT, STARTTLS and AUTHENTICATE with OAUTHBEARER or XOAUTH2.
-//! Every other command gets `NO "Authenticate first."`. The driver-facing API is the IMAP
-//! session's ([`crate::imap::ImapSession`]), so the drivers look alike.
+//! Every other command gets `NO "Authenticate first."`. It implements the crate's
+//! [`Session`] trait like every protocol.
 //!
 //! Input handling:
 //! - Commands are handled strictly one at a time from the driver's buffer. Once
@@ -12,7 +12,7 @@
 //!   untouched after login.
 //! - **After STARTTLS nothing buffered survives.** The session stops reading at STARTTLS
 //!   and returns [`Action::StartTls`] (again, until told otherwise); the driver discards
-//!   every byte still buffered before the handshake, and [`SieveSession::tls_started`]
+//!   every byte still buffered before the handshake, and `tls_started`
 //!   starts framing afresh and re-sends the capability block and `OK` unasked, as RFC 5804
 //!   §2.2 requires.
 //! - Strings may be quoted or literals (`{n+}`, and `{n}` read at once: see
@@ -39,10 +39,11 @@ use codec::sieve::{
     parse_command, parse_sasl_response, Capability, Code, Command, Framer, FramingError,
     InitialResponse, SaslResponse,
 };
-use sasl::{ChallengeError, ClientMessage, Failure, Mechanism, ServerExchange, ServerStep};
+use sasl::{ClientMessage, Mechanism};
 
+use crate::auth::{Auth, AuthSettings, Outcome, Step};
 /// [`Action::PasswordLogin`] is never returned: this session has no password fallback.
-pub use crate::{Action, Refusal};
+pub use crate::{Action, Discovery, Refusal, Session, Verdict, WrongState};
 
 /// How a session is set up.
 #[derive(Debug, Clone)]
@@ -61,10 +62,9 @@ pub struct SieveSessionConfig {
     /// Framing limits for commands before login. The default line limit fits a 16 KiB
     /// token, base64-encoded, in a quoted string.
     pub limits: codec::Limits,
-    /// Sent in the OAUTHBEARER error challenge.
-    pub openid_configuration: Option<String>,
-    /// Scope named in error challenges.
-    pub challenge_scope: Option<String>,
+    /// What the session's own error challenges (for unusable credentials) tell the client;
+    /// a refused token's challenge says what its [`Verdict::TokenRefused`] carries.
+    pub discovery: Discovery,
     /// The backend's own capability block (before login), as the driver learned it.
     /// Everything in it that is not about authentication, TLS or the server's identity is
     /// advertised as the backend sent it, unknown capabilities included: RFC 5804 §1.7
@@ -94,8 +94,7 @@ impl Default for SieveSessionConfig {
                 max_line: sasl::MAX_ENCODED_RESPONSE_LEN + 1_024,
                 ..codec::Limits::default()
             },
-            openid_configuration: None,
-            challenge_scope: None,
+            discovery: Discovery::default(),
             backend_capabilities: None,
             // "NO, then close if it repeats": the second over-long input closes.
             max_oversized_inputs: 2,
@@ -109,16 +108,26 @@ impl Default for SieveSessionConfig {
 enum State {
     /// Reading commands.
     Commands,
-    /// AUTHENTICATE sent a challenge; the next line is the client's response.
-    SaslResponse { exchange: ServerExchange },
-    /// Waiting for the driver to validate the token.
-    Validating { exchange: ServerExchange },
+    /// AUTHENTICATE in progress.
+    Auth(Auth),
     /// `OK "Begin TLS negotiation now."` sent; waiting for the driver's handshake.
     TlsPending,
     /// Logged in: the session is finished and the driver relays.
     LoggedIn,
     /// Closing.
     Closed,
+}
+
+impl State {
+    fn name(&self) -> &'static str {
+        match self {
+            State::Commands => "reading commands",
+            State::Auth(_) => "authenticating",
+            State::TlsPending => "waiting for the TLS handshake",
+            State::LoggedIn => "logged in",
+            State::Closed => "closed",
+        }
+    }
 }
 
 /// One client connection before login.
@@ -132,6 +141,11 @@ pub struct SieveSession {
     oversized_inputs: u32,
     bad_commands: u32,
     close_reason: &'static str,
+}
+
+/// ManageSieve's SASL continuation: a quoted string (or literal) of base64.
+fn sasl_continuation(out: &mut Vec<u8>, base64: &str) {
+    reply::challenge(out, base64.to_owned());
 }
 
 impl SieveSession {
@@ -154,24 +168,6 @@ impl SieveSession {
         session
     }
 
-    /// Bytes to send to the client.
-    pub fn output(&self) -> &[u8] {
-        &self.output
-    }
-
-    /// The driver wrote all of [`SieveSession::output`].
-    pub fn output_written(&mut self) {
-        self.output.clear();
-        if self.output.capacity() > 4 * 1_024 {
-            self.output = Vec::new();
-        }
-    }
-
-    /// Why the session ended, for the log.
-    pub fn close_reason(&self) -> &'static str {
-        self.close_reason
-    }
-
     fn auth_allowed(&self) -> bool {
         self.config.tls_active || self.config.allow_plaintext_auth
     }
@@ -185,22 +181,6 @@ impl SieveSession {
         let starttls = self.config.starttls_available && !self.config.tls_active;
         let backend = self.config.backend_capabilities.as_deref();
         reply::capabilities(&mut self.output, &sasl, starttls, backend);
-    }
-
-    /// Processes buffered input until the session needs something from the driver.
-    pub fn advance(&mut self, input: &mut BytesMut) -> Action {
-        loop {
-            let step = match &self.state {
-                State::Commands => self.next_command(input),
-                State::SaslResponse { .. } => self.next_sasl_response(input),
-                State::TlsPending => return Action::StartTls,
-                State::Validating { .. } | State::LoggedIn => return Action::NeedInput,
-                State::Closed => return Action::Close,
-            };
-            if let Some(action) = step {
-                return action;
-            }
-        }
     }
 
     /// Handles one command, or says more input is needed (`Some(NeedInput)`); `None` means
@@ -282,10 +262,11 @@ impl SieveSession {
             );
             return None;
         };
-        let mut exchange = ServerExchange::new(mechanism).with_discovery(
-            self.config.challenge_scope.clone(),
-            self.config.openid_configuration.clone(),
-        );
+        let settings = AuthSettings {
+            error_challenge: self.config.error_challenge,
+            discovery: self.config.discovery.clone(),
+        };
+        let mut auth = Auth::token(mechanism, &settings, sasl_continuation);
         let message = match initial_response {
             // No initial response: the exchange answers with an empty challenge `""`.
             None | Some(InitialResponse::Empty) => ClientMessage::Empty,
@@ -301,25 +282,23 @@ impl SieveSession {
                 }
             },
         };
-        let step = exchange.step(message);
-        self.sasl_step(exchange, step)
+        let step = auth.start(&mut self.output, Some(message));
+        self.after_auth(auth, step)
     }
 
-    fn next_sasl_response(&mut self, input: &mut BytesMut) -> Option<Action> {
+    fn next_auth_line(&mut self, input: &mut BytesMut) -> Option<Action> {
         let framed = match self.framer.decode(input) {
             Ok(None) => return Some(Action::NeedInput),
             Ok(Some(bytes)) => Ok(bytes),
             Err(error) => Err(error),
         };
-        let State::SaslResponse { mut exchange } =
-            std::mem::replace(&mut self.state, State::Commands)
-        else {
+        let State::Auth(mut auth) = std::mem::replace(&mut self.state, State::Commands) else {
             return None;
         };
         let bytes = match framed {
             Ok(bytes) => bytes,
             Err(error) => {
-                exchange.abandon();
+                auth.abandon();
                 self.framing_error(&error);
                 return None;
             }
@@ -329,49 +308,56 @@ impl SieveSession {
             Ok(SaslResponse::Cancel) => Bytes::from_static(b"*"),
             Ok(SaslResponse::Base64(text)) => text,
             Err(_) => {
-                exchange.abandon();
+                auth.abandon();
                 self.bad_command("Invalid SASL response: expected a string.");
                 return None;
             }
         };
-        let step = exchange.step_line(&line);
-        self.sasl_step(exchange, step)
+        let step = auth.line(&mut self.output, &line);
+        self.after_auth(auth, step)
     }
 
-    fn sasl_step(&mut self, exchange: ServerExchange, step: ServerStep) -> Option<Action> {
+    /// Where AUTHENTICATE goes after a step of its sub-machine.
+    fn after_auth(&mut self, auth: Auth, step: Step) -> Option<Action> {
         match step {
-            ServerStep::SendEmptyChallenge => {
-                reply::challenge(&mut self.output, String::new());
-                self.state = State::SaslResponse { exchange };
+            Step::Continue => {
+                self.state = State::Auth(auth);
                 None
             }
-            ServerStep::Challenge(_) if !self.config.error_challenge => {
-                let mut exchange = exchange;
-                exchange.abandon();
-                self.authentication_failed();
+            Step::Ask(action) => {
+                self.state = State::Auth(auth);
+                Some(action)
+            }
+            Step::Done(outcome) => {
+                self.state = State::Commands;
+                self.finish_auth(outcome);
                 None
             }
-            ServerStep::Challenge(challenge) => {
-                reply::challenge(&mut self.output, sasl::encode_base64(&challenge));
-                self.state = State::SaslResponse { exchange };
-                None
-            }
-            ServerStep::Validate(credentials) => {
-                self.state = State::Validating { exchange };
-                Some(Action::Authenticate(credentials))
-            }
-            ServerStep::Failed(Failure::Undecodable(_)) => {
+        }
+    }
+
+    /// The final response to AUTHENTICATE.
+    ///
+    /// A login gets `OK "Logged in."` without capabilities: RFC 5804 §2.1 has the server
+    /// re-send them only when the SASL exchange negotiated a security layer, which
+    /// OAUTHBEARER and XOAUTH2 never do. A client that wants the backend's own list asks
+    /// with CAPABILITY, which is relayed to the backend from then on.
+    fn finish_auth(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Failed => self.authentication_failed(),
+            // RFC 5804 §2.1: the server answers a cancel with NO.
+            Outcome::Cancelled => reply::no(&mut self.output, None, "Authentication cancelled."),
+            Outcome::BadBase64 => {
                 reply::no(&mut self.output, None, "Invalid base64 in SASL response.");
-                None
             }
-            ServerStep::Failed(_) => {
-                self.authentication_failed();
-                None
-            }
-            ServerStep::Cancelled => {
-                // RFC 5804 §2.1: the server answers a cancel with NO.
-                reply::no(&mut self.output, None, "Authentication cancelled.");
-                None
+            Outcome::Unavailable => reply::no(
+                &mut self.output,
+                Some(Code::TryLater),
+                "Authentication service temporarily unavailable; try again later.",
+            ),
+            Outcome::LoggedIn(_) => {
+                reply::ok(&mut self.output, None, "Logged in.");
+                self.state = State::LoggedIn;
             }
         }
     }
@@ -415,131 +401,77 @@ impl SieveSession {
         self.state = State::Closed;
         self.close_reason = reason;
     }
+}
 
-    /// The TLS handshake after STARTTLS succeeded. Framing starts afresh (nothing read
-    /// before the handshake may be taken as a command) and, as RFC 5804 §2.2 requires, the
-    /// capability block and `OK` are sent again without being asked, now with the SASL
-    /// mechanisms and without STARTTLS.
-    pub fn tls_started(&mut self) {
+impl Session for SieveSession {
+    fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    fn output_written(&mut self) {
+        crate::reset_output(&mut self.output);
+    }
+
+    fn advance(&mut self, input: &mut BytesMut) -> Action {
+        loop {
+            let step = match &self.state {
+                State::Commands => self.next_command(input),
+                State::Auth(auth) if auth.wants_line() => self.next_auth_line(input),
+                State::Auth(_) | State::LoggedIn => return Action::NeedInput,
+                State::TlsPending => return Action::StartTls,
+                State::Closed => return Action::Close,
+            };
+            if let Some(action) = step {
+                return action;
+            }
+        }
+    }
+
+    /// Framing starts afresh (nothing read before the handshake may be taken as a command)
+    /// and, as RFC 5804 §2.2 requires, the capability block and `OK` are sent again without
+    /// being asked, now with the SASL mechanisms and without STARTTLS.
+    fn tls_started(&mut self) -> Result<(), WrongState<()>> {
+        if !matches!(self.state, State::TlsPending) {
+            return Err(WrongState::new("tls_started", self.state.name(), ()));
+        }
         self.config.tls_active = true;
         self.framer = Framer::new(self.config.limits);
-        if !matches!(self.state, State::TlsPending) {
-            return;
-        }
         self.state = State::Commands;
         self.write_capabilities();
         reply::ok(&mut self.output, None, "TLS negotiation successful.");
+        Ok(())
     }
 
-    /// Sets what the error challenge tells OAUTHBEARER clients (`scope`,
-    /// `openid-configuration`): with several identity providers, the refused token's own.
-    pub fn set_discovery(&mut self, scope: Option<String>, openid_configuration: Option<String>) {
-        self.config.challenge_scope = scope;
-        self.config.openid_configuration = openid_configuration;
-    }
-
-    /// The token was refused: send the mechanism's error challenge and wait for the client's
-    /// dummy response, after which AUTHENTICATE fails with `NO "Authentication failed."`.
-    pub fn token_refused(&mut self, refusal: Refusal) {
-        let State::Validating { mut exchange } =
-            std::mem::replace(&mut self.state, State::Commands)
-        else {
-            return;
+    fn verdict(&mut self, verdict: Verdict) -> Result<(), WrongState<Verdict>> {
+        let state = std::mem::replace(&mut self.state, State::Commands);
+        let State::Auth(mut auth) = state else {
+            let name = state.name();
+            self.state = state;
+            return Err(WrongState::new("verdict", name, verdict));
         };
-        let error = ChallengeError {
-            status: match refusal {
-                Refusal::InvalidToken => sasl::ChallengeStatus::InvalidToken,
-                Refusal::InsufficientScope => sasl::ChallengeStatus::InsufficientScope,
-            },
-            scope: self.config.challenge_scope.clone(),
-            openid_configuration: self.config.openid_configuration.clone(),
-        };
-        if !self.config.error_challenge {
-            exchange.abandon();
-            self.authentication_failed();
-            return;
-        }
-        match exchange.refuse(error) {
-            Ok(challenge) => {
-                reply::challenge(&mut self.output, sasl::encode_base64(&challenge));
-                self.state = State::SaslResponse { exchange };
+        match auth.verdict(&mut self.output, verdict) {
+            Ok(step) => {
+                // A verdict never leads to another request.
+                let _ = self.after_auth(auth, step);
+                Ok(())
             }
-            Err(_) => self.authentication_failed(),
-        }
-    }
-
-    /// A backend that validates tokens itself (`passthrough`) refused this one. Its
-    /// challenge, when it sent one, reaches the client unchanged; AUTHENTICATE then fails
-    /// like for any refused token.
-    pub fn backend_refused(&mut self, challenge: Option<Vec<u8>>) {
-        let State::Validating { mut exchange } =
-            std::mem::replace(&mut self.state, State::Commands)
-        else {
-            return;
-        };
-        let Some(challenge) = challenge.filter(|_| self.config.error_challenge) else {
-            exchange.abandon();
-            self.authentication_failed();
-            return;
-        };
-        match exchange.refuse_with_challenge(challenge) {
-            Ok(challenge) => {
-                reply::challenge(&mut self.output, sasl::encode_base64(&challenge));
-                self.state = State::SaslResponse { exchange };
+            Err(wrong) => {
+                self.state = State::Auth(auth);
+                Err(wrong)
             }
-            Err(_) => self.authentication_failed(),
         }
     }
 
-    /// The identity provider or the backend could not be reached: AUTHENTICATE fails with
-    /// `NO (TRYLATER)` and the client may try again.
-    pub fn unavailable(&mut self) {
-        let State::Validating { mut exchange } =
-            std::mem::replace(&mut self.state, State::Commands)
-        else {
-            return;
-        };
-        exchange.abandon();
-        reply::no(
-            &mut self.output,
-            Some(Code::TryLater),
-            "Authentication service temporarily unavailable; try again later.",
-        );
-    }
-
-    /// For the driver's common interface only: this session never asks for a password
-    /// login, so there is no command to fail. Answers `NO (TRYLATER)` all the same.
-    pub fn unavailable_for_password(&mut self, _command: &[u8]) {
-        reply::no(
-            &mut self.output,
-            Some(Code::TryLater),
-            "Mail server temporarily unavailable; try again later.",
-        );
-    }
-
-    /// The backend accepted the login: AUTHENTICATE completes with `OK "Logged in."`.
-    ///
-    /// No capabilities follow: RFC 5804 §2.1 has the server re-send them only when the
-    /// SASL exchange negotiated a security layer, which OAUTHBEARER and XOAUTH2 never do.
-    /// A client that wants the backend's own list (with `OWNER`, `MAXREDIRECTS`, ...) asks
-    /// with CAPABILITY, which is relayed to the backend from now on.
-    pub fn logged_in(&mut self) {
-        let State::Validating { mut exchange } =
-            std::mem::replace(&mut self.state, State::LoggedIn)
-        else {
-            return;
-        };
-        // Only fails outside AwaitingVerdict, which Validating rules out.
-        let _ = exchange.accept();
-        reply::ok(&mut self.output, None, "Logged in.");
-    }
-
-    /// The client sent nothing for too long: `BYE`, then close.
-    pub fn idle_timeout(&mut self) {
+    /// `BYE`, then close.
+    fn idle_timeout(&mut self) {
         if matches!(self.state, State::Closed | State::LoggedIn) {
             return;
         }
         reply::bye(&mut self.output, "Disconnected for inactivity.");
         self.close("idle-timeout");
+    }
+
+    fn close_reason(&self) -> &'static str {
+        self.close_reason
     }
 }

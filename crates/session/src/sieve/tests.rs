@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// A token refusal without discovery hints.
+fn refused(refusal: Refusal) -> Verdict {
+    Verdict::TokenRefused {
+        refusal,
+        discovery: Discovery::default(),
+    }
+}
+
 const TOKEN: &str = "mF_9.B5f-4.1JqM";
 
 const TLS_CAPABILITIES: &str = "\"IMPLEMENTATION\" \"bearergate\"\r\n\
@@ -185,8 +193,8 @@ fn backend_capabilities_before_and_after_starttls() {
     );
     assert_eq!(greeting.matches("STARTTLS").count(), 1, "{greeting}");
     let mut buffer = BytesMut::new();
-    feed(&mut session, &mut buffer, b"STARTTLS\r\n");
-    session.tls_started();
+    let _ = feed(&mut session, &mut buffer, b"STARTTLS\r\n");
+    session.tls_started().expect("TLS was asked for");
     let after = written(&mut session);
     assert!(!after.contains("STARTTLS"), "{after}");
     assert!(after.contains("\"NOTIFY\" \"mailto\"\r\n"), "{after}");
@@ -279,7 +287,11 @@ fn authenticate_with_quoted_initial_response_asks_for_validation() {
     assert_eq!(&buffer[..], b"LISTSCRIPTS\r\n");
     assert!(matches!(session.advance(&mut buffer), Action::NeedInput));
     assert_eq!(&buffer[..], b"LISTSCRIPTS\r\n");
-    session.logged_in();
+    session
+        .verdict(Verdict::LoggedIn {
+            capabilities: Vec::new(),
+        })
+        .expect("verdict");
     assert_eq!(written(&mut session), "OK \"Logged in.\"\r\n");
 }
 
@@ -380,7 +392,9 @@ fn refused_token_gets_challenge_then_no_after_dummy() {
         let line = format!("AUTHENTICATE \"{mechanism}\" \"{response}\"\r\n");
         let (action, _) = feed(&mut session, &mut buffer, line.as_bytes());
         expect_credentials(action);
-        session.token_refused(Refusal::InvalidToken);
+        session
+            .verdict(refused(Refusal::InvalidToken))
+            .expect("verdict");
         let json = challenge_json(&written(&mut session));
         if mechanism == "XOAUTH2" {
             assert!(json.contains("\"status\":\"401\""), "{json}");
@@ -397,8 +411,6 @@ fn refused_token_gets_challenge_then_no_after_dummy() {
 fn insufficient_scope_challenge_names_the_scope() {
     let mut session = SieveSession::new(SieveSessionConfig {
         tls_active: true,
-        challenge_scope: Some("sieve".to_owned()),
-        openid_configuration: Some("https://idp.example/.well-known/openid-configuration".into()),
         ..config()
     });
     written(&mut session);
@@ -407,8 +419,18 @@ fn insufficient_scope_challenge_names_the_scope() {
         oauthbearer("alice", TOKEN)
     );
     let mut buffer = BytesMut::new();
-    feed(&mut session, &mut buffer, line.as_bytes());
-    session.token_refused(Refusal::InsufficientScope);
+    let _ = feed(&mut session, &mut buffer, line.as_bytes());
+    session
+        .verdict(Verdict::TokenRefused {
+            refusal: Refusal::InsufficientScope,
+            discovery: Discovery {
+                scope: Some("sieve".to_owned()),
+                openid_configuration: Some(
+                    "https://idp.example/.well-known/openid-configuration".into(),
+                ),
+            },
+        })
+        .expect("verdict");
     let json = challenge_json(&written(&mut session));
     assert!(json.contains("\"status\":\"insufficient_scope\""), "{json}");
     assert!(json.contains("\"scope\":\"sieve\""), "{json}");
@@ -427,7 +449,9 @@ fn three_failures_end_with_bye_instead_of_no() {
         );
         let (action, _) = feed(&mut session, &mut buffer, line.as_bytes());
         expect_credentials(action);
-        session.token_refused(Refusal::InvalidToken);
+        session
+            .verdict(refused(Refusal::InvalidToken))
+            .expect("verdict");
         written(&mut session);
         let (action, out) = feed(&mut session, &mut buffer, b"\"\"\r\n");
         if round < 3 {
@@ -450,8 +474,8 @@ fn unavailable_is_reported_as_trylater_without_challenge() {
         "AUTHENTICATE \"XOAUTH2\" \"{}\"\r\n",
         xoauth2("alice", TOKEN)
     );
-    feed(&mut session, &mut buffer, line.as_bytes());
-    session.unavailable();
+    let _ = feed(&mut session, &mut buffer, line.as_bytes());
+    session.verdict(Verdict::Unavailable).expect("verdict");
     assert_eq!(
         written(&mut session),
         "NO (TRYLATER) \"Authentication service temporarily unavailable; try again later.\"\r\n"
@@ -475,8 +499,10 @@ fn cancel_gets_no() {
         "AUTHENTICATE \"XOAUTH2\" \"{}\"\r\n",
         xoauth2("alice", TOKEN)
     );
-    feed(&mut session, &mut buffer, line.as_bytes());
-    session.token_refused(Refusal::InvalidToken);
+    let _ = feed(&mut session, &mut buffer, line.as_bytes());
+    session
+        .verdict(refused(Refusal::InvalidToken))
+        .expect("verdict");
     written(&mut session);
     let (_, out) = feed(&mut session, &mut buffer, b"\"*\"\r\n");
     assert_eq!(out, "NO \"Authentication cancelled.\"\r\n");
@@ -487,10 +513,10 @@ fn malformed_sasl_responses_get_no() {
     let mut session = tls_session();
     written(&mut session);
     let mut buffer = BytesMut::new();
-    feed(&mut session, &mut buffer, b"AUTHENTICATE \"XOAUTH2\"\r\n");
+    let _ = feed(&mut session, &mut buffer, b"AUTHENTICATE \"XOAUTH2\"\r\n");
     let (_, out) = feed(&mut session, &mut buffer, b"dXNlcj0=\r\n");
     assert_eq!(out, "NO \"Invalid SASL response: expected a string.\"\r\n");
-    feed(&mut session, &mut buffer, b"AUTHENTICATE \"XOAUTH2\"\r\n");
+    let _ = feed(&mut session, &mut buffer, b"AUTHENTICATE \"XOAUTH2\"\r\n");
     let (_, out) = feed(&mut session, &mut buffer, b"\"not base64!\"\r\n");
     assert_eq!(out, "NO \"Invalid base64 in SASL response.\"\r\n");
     let (_, out) = feed(
@@ -554,7 +580,7 @@ fn starttls_stops_reading_and_resends_capabilities_after_the_handshake() {
     assert_eq!(&buffer[..], b"CAPABILITY\r\n");
     // The driver discards what followed STARTTLS.
     buffer.clear();
-    session.tls_started();
+    session.tls_started().expect("TLS was asked for");
     assert_eq!(
         written(&mut session),
         format!("{TLS_CAPABILITIES}OK \"TLS negotiation successful.\"\r\n")
@@ -576,8 +602,9 @@ fn starttls_where_not_offered_gets_no() {
     let (action, out) = feed(&mut session, &mut BytesMut::new(), b"STARTTLS\r\n");
     assert!(matches!(action, Action::NeedInput));
     assert_eq!(out, "NO \"STARTTLS is not available on this port.\"\r\n");
-    // A stray tls_started changes nothing on the wire.
-    session.tls_started();
+    // A stray tls_started is refused and changes nothing on the wire.
+    let wrong = session.tls_started().expect_err("no TLS was asked for");
+    assert_eq!(wrong.state, "reading commands");
     assert_eq!(written(&mut session), "");
 }
 
@@ -638,7 +665,7 @@ fn over_long_sasl_response_ends_the_exchange() {
     let mut session = tls_session();
     written(&mut session);
     let mut buffer = BytesMut::new();
-    feed(
+    let _ = feed(
         &mut session,
         &mut buffer,
         b"AUTHENTICATE \"OAUTHBEARER\"\r\n",
@@ -679,17 +706,23 @@ fn backend_challenge_is_relayed_unchanged() {
         "AUTHENTICATE \"XOAUTH2\" \"{}\"\r\n",
         xoauth2("alice", TOKEN)
     );
-    feed(&mut session, &mut buffer, line.as_bytes());
+    let _ = feed(&mut session, &mut buffer, line.as_bytes());
     let backend = br#"{"status":"401","schemes":"bearer","scope":"mail"}"#.to_vec();
-    session.backend_refused(Some(backend.clone()));
+    session
+        .verdict(Verdict::BackendRefused {
+            challenge: Some(backend.clone()),
+        })
+        .expect("verdict");
     assert_eq!(
         written(&mut session),
         format!("\"{}\"\r\n", sasl::encode_base64(&backend))
     );
     let (_, out) = feed(&mut session, &mut buffer, b"\"\"\r\n");
     assert_eq!(out, "NO \"Authentication failed.\"\r\n");
-    feed(&mut session, &mut buffer, line.as_bytes());
-    session.backend_refused(None);
+    let _ = feed(&mut session, &mut buffer, line.as_bytes());
+    session
+        .verdict(Verdict::BackendRefused { challenge: None })
+        .expect("verdict");
     assert_eq!(written(&mut session), "NO \"Authentication failed.\"\r\n");
 }
 
@@ -710,13 +743,20 @@ fn idle_timeout_says_bye_and_closes() {
 }
 
 #[test]
-fn decisions_in_the_wrong_state_are_ignored() {
+fn verdicts_in_the_wrong_state_are_handed_back() {
     let mut session = tls_session();
     written(&mut session);
-    session.token_refused(Refusal::InvalidToken);
-    session.unavailable();
-    session.logged_in();
-    session.backend_refused(None);
+    for verdict in [
+        refused(Refusal::InvalidToken),
+        Verdict::Unavailable,
+        Verdict::LoggedIn {
+            capabilities: Vec::new(),
+        },
+        Verdict::BackendRefused { challenge: None },
+    ] {
+        let wrong = session.verdict(verdict).expect_err("no verdict is pending");
+        assert_eq!(wrong.method, "verdict");
+    }
     assert_eq!(written(&mut session), "");
     let (_, out) = feed(&mut session, &mut BytesMut::new(), b"NOOP\r\n");
     assert_eq!(out, "OK \"NOOP completed.\"\r\n");
@@ -758,6 +798,8 @@ fn without_the_error_challenge_a_refused_token_fails_at_once() {
     let mut buffer = BytesMut::new();
     let (action, _) = feed(&mut session, &mut buffer, line.as_bytes());
     expect_credentials(action);
-    session.token_refused(Refusal::InvalidToken);
+    session
+        .verdict(refused(Refusal::InvalidToken))
+        .expect("verdict");
     assert_eq!(written(&mut session), "NO \"Authentication failed.\"\r\n");
 }

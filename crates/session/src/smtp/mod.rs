@@ -31,12 +31,10 @@ mod tests;
 
 use bytes::BytesMut;
 use codec::smtp::{parse_command, Command, InitialResponse, LineFramer, ParseError};
-use sasl::{
-    ChallengeError, Failure, Mechanism, PasswordExchange, PasswordMechanism, PasswordStep,
-    ServerExchange, ServerStep,
-};
+use sasl::{Mechanism, PasswordMechanism};
 
-pub use crate::{Action, Refusal};
+use crate::auth::{Auth, AuthSettings, Outcome, Step};
+pub use crate::{Action, Discovery, Refusal, Session, Verdict, WrongState};
 
 /// How a session is set up.
 #[derive(Debug, Clone)]
@@ -60,10 +58,9 @@ pub struct SmtpSessionConfig {
     /// Longest line, commands and AUTH responses alike, not counting its CRLF. Default
     /// 12,288: RFC 4954 §4 ([`codec::smtp::DEFAULT_MAX_LINE`]).
     pub max_line: usize,
-    /// Sent in the OAUTHBEARER error challenge.
-    pub openid_configuration: Option<String>,
-    /// Scope named in error challenges.
-    pub challenge_scope: Option<String>,
+    /// What the session's own error challenges (for unusable credentials) tell the client;
+    /// a refused token's challenge says what its [`Verdict::TokenRefused`] carries.
+    pub discovery: Discovery,
     /// Refused or malformed commands tolerated before the connection is closed.
     pub max_bad_commands: u32,
     /// Over-long lines tolerated before the connection is closed. Default 2: "500, then
@@ -90,8 +87,7 @@ impl Default for SmtpSessionConfig {
             max_auth_failures: 3,
             hostname: "localhost".to_owned(),
             max_line: codec::smtp::DEFAULT_MAX_LINE,
-            openid_configuration: None,
-            challenge_scope: None,
+            discovery: Discovery::default(),
             // Dovecot closes after 20 bad commands; a client that needs ten is broken.
             max_bad_commands: 10,
             max_oversized_lines: 2,
@@ -104,20 +100,26 @@ impl Default for SmtpSessionConfig {
 enum State {
     /// Reading commands.
     Commands,
-    /// AUTH sent a `334`; the next line is a SASL response.
-    SaslResponse { exchange: ServerExchange },
-    /// Waiting for the driver to validate the token.
-    Validating { exchange: ServerExchange },
-    /// AUTH PLAIN/LOGIN sent a `334`; the next line answers it.
-    PasswordResponse { exchange: PasswordExchange },
-    /// Waiting for the driver to have the backend check a password.
-    CheckingPassword,
+    /// AUTH in progress.
+    Auth(Auth),
     /// `220 Ready to start TLS` sent; waiting for the driver's handshake.
     TlsPending,
     /// Logged in: the session is finished and the driver relays.
     LoggedIn,
     /// Closing.
     Closed,
+}
+
+impl State {
+    fn name(&self) -> &'static str {
+        match self {
+            State::Commands => "reading commands",
+            State::Auth(_) => "authenticating",
+            State::TlsPending => "waiting for the TLS handshake",
+            State::LoggedIn => "logged in",
+            State::Closed => "closed",
+        }
+    }
 }
 
 /// One client connection before login.
@@ -155,24 +157,6 @@ impl SmtpSession {
         session
     }
 
-    /// Bytes to send to the client.
-    pub fn output(&self) -> &[u8] {
-        &self.output
-    }
-
-    /// The driver wrote all of [`SmtpSession::output`].
-    pub fn output_written(&mut self) {
-        self.output.clear();
-        if self.output.capacity() > 4 * 1_024 {
-            self.output = Vec::new();
-        }
-    }
-
-    /// Why the session ended, for the log.
-    pub fn close_reason(&self) -> &'static str {
-        self.close_reason
-    }
-
     /// The EHLO (or HELO) argument the client gave since the last TLS handshake, which the
     /// proxy replays to the backend after login.
     pub fn client_ehlo(&self) -> Option<&str> {
@@ -181,25 +165,6 @@ impl SmtpSession {
 
     fn auth_allowed(&self) -> bool {
         self.config.tls_active || self.config.allow_plaintext_auth
-    }
-
-    /// Processes buffered input until the session needs something from the driver.
-    pub fn advance(&mut self, input: &mut BytesMut) -> Action {
-        loop {
-            let step = match &self.state {
-                State::Commands => self.next_command(input),
-                State::SaslResponse { .. } => self.next_sasl_response(input),
-                State::PasswordResponse { .. } => self.next_password_response(input),
-                State::TlsPending => return Action::StartTls,
-                State::Validating { .. } | State::CheckingPassword | State::LoggedIn => {
-                    return Action::NeedInput
-                }
-                State::Closed => return Action::Close,
-            };
-            if let Some(action) = step {
-                return action;
-            }
-        }
     }
 
     /// Handles one command, or says more input is needed (`Some(NeedInput)`); `None` means
@@ -255,15 +220,6 @@ impl SmtpSession {
             Command::Auth {
                 mechanism,
                 initial_response,
-            } if self.config.password_fallback
-                && self.ehlo.is_some()
-                && PasswordMechanism::from_name(mechanism.as_bytes()).is_some() =>
-            {
-                return self.auth_password(&mechanism, initial_response);
-            }
-            Command::Auth {
-                mechanism,
-                initial_response,
             } => return self.auth(&mechanism, initial_response),
             Command::Mail | Command::Rcpt | Command::Data | Command::Bdat => {
                 self.refuse(reply::auth_required);
@@ -304,165 +260,83 @@ impl SmtpSession {
             self.refuse(reply::ehlo_first);
             return None;
         }
-        let Some(mechanism) = Mechanism::from_name(mechanism.as_bytes()) else {
-            self.refuse(reply::unknown_mechanism);
-            return None;
+        let settings = AuthSettings {
+            error_challenge: self.config.error_challenge,
+            discovery: self.config.discovery.clone(),
         };
-        let mut exchange = ServerExchange::new(mechanism).with_discovery(
-            self.config.challenge_scope.clone(),
-            self.config.openid_configuration.clone(),
-        );
-        let message = match crate::initial_message(initial_response) {
-            Ok(Some(message)) => message,
-            Ok(None) => {
-                reply::challenge(&mut self.output, "");
-                self.state = State::SaslResponse { exchange };
-                return None;
-            }
-            Err(_) => {
-                self.refuse(reply::bad_base64);
+        let password = PasswordMechanism::from_name(mechanism.as_bytes())
+            .filter(|_| self.config.password_fallback);
+        let mut auth = match (Mechanism::from_name(mechanism.as_bytes()), password) {
+            (Some(mechanism), _) => Auth::token(mechanism, &settings, reply::challenge),
+            (None, Some(mechanism)) => Auth::password(mechanism, &settings, reply::challenge),
+            (None, None) => {
+                self.refuse(reply::unknown_mechanism);
                 return None;
             }
         };
-        let step = exchange.step(message);
-        self.sasl_step(exchange, step)
-    }
-
-    /// AUTH PLAIN or LOGIN with the password fallback: the session collects the
-    /// credentials, so the backend only ever sees a login the proxy writes.
-    fn auth_password(
-        &mut self,
-        mechanism: &str,
-        initial_response: Option<InitialResponse>,
-    ) -> Option<Action> {
-        let Some(mechanism) = PasswordMechanism::from_name(mechanism.as_bytes()) else {
-            return self.auth(mechanism, initial_response);
-        };
-        let mut exchange = PasswordExchange::new(mechanism);
         let Ok(initial) = crate::initial_message(initial_response) else {
             self.refuse(reply::bad_base64);
             return None;
         };
-        let step = exchange.start(initial);
-        self.password_step(exchange, step)
+        let step = auth.start(&mut self.output, initial);
+        self.after_auth(auth, step)
     }
 
-    fn next_password_response(&mut self, input: &mut BytesMut) -> Option<Action> {
+    fn next_auth_line(&mut self, input: &mut BytesMut) -> Option<Action> {
         let line = match self.framer.decode(input) {
             Ok(None) => return Some(Action::NeedInput),
-            Ok(Some(line)) => line,
-            Err(_) => {
+            Ok(Some(line)) => Ok(line),
+            Err(_) => Err(()),
+        };
+        let State::Auth(mut auth) = std::mem::replace(&mut self.state, State::Commands) else {
+            return None;
+        };
+        let Ok(line) = line else {
+            auth.abandon();
+            self.line_too_long(reply::auth_line_too_long);
+            return None;
+        };
+        let step = auth.line(&mut self.output, &line);
+        self.after_auth(auth, step)
+    }
+
+    /// Where AUTH goes after a step of its sub-machine.
+    fn after_auth(&mut self, auth: Auth, step: Step) -> Option<Action> {
+        match step {
+            Step::Continue => {
+                self.state = State::Auth(auth);
+                None
+            }
+            Step::Ask(action) => {
+                self.state = State::Auth(auth);
+                Some(action)
+            }
+            Step::Done(outcome) => {
                 self.state = State::Commands;
-                self.line_too_long(reply::auth_line_too_long);
-                return None;
-            }
-        };
-        let State::PasswordResponse { mut exchange } =
-            std::mem::replace(&mut self.state, State::Commands)
-        else {
-            return None;
-        };
-        let step = exchange.step_line(&line);
-        self.password_step(exchange, step)
-    }
-
-    fn password_step(&mut self, exchange: PasswordExchange, step: PasswordStep) -> Option<Action> {
-        match step {
-            PasswordStep::SendEmptyChallenge => {
-                reply::challenge(&mut self.output, "");
-                self.state = State::PasswordResponse { exchange };
-                None
-            }
-            PasswordStep::Challenge(prompt) => {
-                reply::challenge(&mut self.output, &sasl::encode_base64(prompt));
-                self.state = State::PasswordResponse { exchange };
-                None
-            }
-            PasswordStep::Verify(credentials) => {
-                self.state = State::CheckingPassword;
-                Some(Action::PasswordLogin(credentials))
-            }
-            PasswordStep::Failed(Failure::Undecodable(_)) => {
-                self.refuse(reply::bad_base64);
-                None
-            }
-            PasswordStep::Failed(_) => {
-                self.authentication_failed();
-                None
-            }
-            PasswordStep::Cancelled => {
-                reply::auth_cancelled(&mut self.output);
+                self.finish_auth(outcome);
                 None
             }
         }
     }
 
-    fn next_sasl_response(&mut self, input: &mut BytesMut) -> Option<Action> {
-        let line = match self.framer.decode(input) {
-            Ok(None) => return Some(Action::NeedInput),
-            Ok(Some(line)) => line,
-            Err(_) => {
-                if let State::SaslResponse { mut exchange } =
-                    std::mem::replace(&mut self.state, State::Commands)
-                {
-                    exchange.abandon();
+    /// The final reply to AUTH.
+    fn finish_auth(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Failed => {
+                reply::credentials_invalid(&mut self.output);
+                self.auth_failures += 1;
+                if self.auth_failures >= self.config.max_auth_failures {
+                    reply::too_many_auth_failures(&mut self.output);
+                    self.close("too-many-auth-failures");
                 }
-                self.line_too_long(reply::auth_line_too_long);
-                return None;
             }
-        };
-        let State::SaslResponse { mut exchange } =
-            std::mem::replace(&mut self.state, State::Commands)
-        else {
-            return None;
-        };
-        let step = exchange.step_line(&line);
-        self.sasl_step(exchange, step)
-    }
-
-    fn sasl_step(&mut self, exchange: ServerExchange, step: ServerStep) -> Option<Action> {
-        match step {
-            ServerStep::SendEmptyChallenge => {
-                reply::challenge(&mut self.output, "");
-                self.state = State::SaslResponse { exchange };
-                None
+            Outcome::Cancelled => reply::auth_cancelled(&mut self.output),
+            Outcome::BadBase64 => self.refuse(reply::bad_base64),
+            Outcome::Unavailable => reply::temporary_failure(&mut self.output),
+            Outcome::LoggedIn(_) => {
+                reply::authenticated(&mut self.output);
+                self.state = State::LoggedIn;
             }
-            ServerStep::Challenge(_) if !self.config.error_challenge => {
-                let mut exchange = exchange;
-                exchange.abandon();
-                self.authentication_failed();
-                None
-            }
-            ServerStep::Challenge(challenge) => {
-                reply::challenge(&mut self.output, &sasl::encode_base64(&challenge));
-                self.state = State::SaslResponse { exchange };
-                None
-            }
-            ServerStep::Validate(credentials) => {
-                self.state = State::Validating { exchange };
-                Some(Action::Authenticate(credentials))
-            }
-            ServerStep::Failed(Failure::Undecodable(_)) => {
-                self.refuse(reply::bad_base64);
-                None
-            }
-            ServerStep::Failed(_) => {
-                self.authentication_failed();
-                None
-            }
-            ServerStep::Cancelled => {
-                reply::auth_cancelled(&mut self.output);
-                None
-            }
-        }
-    }
-
-    fn authentication_failed(&mut self) {
-        reply::credentials_invalid(&mut self.output);
-        self.auth_failures += 1;
-        if self.auth_failures >= self.config.max_auth_failures {
-            reply::too_many_auth_failures(&mut self.output);
-            self.close("too-many-auth-failures");
         }
     }
 
@@ -510,125 +384,77 @@ impl SmtpSession {
         self.state = State::Closed;
         self.close_reason = reason;
     }
+}
 
-    /// The TLS handshake after STARTTLS succeeded. Framing starts afresh and the client's
-    /// EHLO is forgotten (RFC 3207 §4.2): it must send EHLO again before AUTH. The driver
-    /// has discarded every byte read before the handshake.
-    pub fn tls_started(&mut self) {
+impl Session for SmtpSession {
+    fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    fn output_written(&mut self) {
+        crate::reset_output(&mut self.output);
+    }
+
+    fn advance(&mut self, input: &mut BytesMut) -> Action {
+        loop {
+            let step = match &self.state {
+                State::Commands => self.next_command(input),
+                State::Auth(auth) if auth.wants_line() => self.next_auth_line(input),
+                State::Auth(_) | State::LoggedIn => return Action::NeedInput,
+                State::TlsPending => return Action::StartTls,
+                State::Closed => return Action::Close,
+            };
+            if let Some(action) = step {
+                return action;
+            }
+        }
+    }
+
+    /// Framing starts afresh and the client's EHLO is forgotten (RFC 3207 §4.2): it must
+    /// send EHLO again before AUTH. The driver has discarded every byte read before the
+    /// handshake.
+    fn tls_started(&mut self) -> Result<(), WrongState<()>> {
+        if !matches!(self.state, State::TlsPending) {
+            return Err(WrongState::new("tls_started", self.state.name(), ()));
+        }
         self.config.tls_active = true;
         self.framer = LineFramer::new(self.config.max_line);
         self.ehlo = None;
-        if matches!(self.state, State::TlsPending) {
-            self.state = State::Commands;
-        }
-    }
-
-    /// Sets what the error challenge tells OAUTHBEARER clients (`scope`,
-    /// `openid-configuration`): with several identity providers, the refused token's own.
-    pub fn set_discovery(&mut self, scope: Option<String>, openid_configuration: Option<String>) {
-        self.config.challenge_scope = scope;
-        self.config.openid_configuration = openid_configuration;
-    }
-
-    /// The token was refused: send the mechanism's error challenge (`334 <base64 JSON>`)
-    /// and wait for the client's dummy response, after which AUTH fails with
-    /// `535 5.7.8 Authentication credentials invalid`.
-    pub fn token_refused(&mut self, refusal: Refusal) {
-        let State::Validating { mut exchange } =
-            std::mem::replace(&mut self.state, State::Commands)
-        else {
-            return;
-        };
-        let error = ChallengeError {
-            status: match refusal {
-                Refusal::InvalidToken => sasl::ChallengeStatus::InvalidToken,
-                Refusal::InsufficientScope => sasl::ChallengeStatus::InsufficientScope,
-            },
-            scope: self.config.challenge_scope.clone(),
-            openid_configuration: self.config.openid_configuration.clone(),
-        };
-        if !self.config.error_challenge {
-            exchange.abandon();
-            self.authentication_failed();
-            return;
-        }
-        match exchange.refuse(error) {
-            Ok(challenge) => {
-                reply::challenge(&mut self.output, &sasl::encode_base64(&challenge));
-                self.state = State::SaslResponse { exchange };
-            }
-            Err(_) => self.authentication_failed(),
-        }
-    }
-
-    /// A backend that validates tokens itself (`passthrough`) refused this one. Its
-    /// challenge, when it sent one, reaches the client unchanged; AUTH then fails like for
-    /// any refused token.
-    pub fn backend_refused(&mut self, challenge: Option<Vec<u8>>) {
-        let State::Validating { mut exchange } =
-            std::mem::replace(&mut self.state, State::Commands)
-        else {
-            return;
-        };
-        let Some(challenge) = challenge.filter(|_| self.config.error_challenge) else {
-            exchange.abandon();
-            self.authentication_failed();
-            return;
-        };
-        match exchange.refuse_with_challenge(challenge) {
-            Ok(challenge) => {
-                reply::challenge(&mut self.output, &sasl::encode_base64(&challenge));
-                self.state = State::SaslResponse { exchange };
-            }
-            Err(_) => self.authentication_failed(),
-        }
-    }
-
-    /// The identity provider or the backend could not be reached, or the client's address
-    /// has used up its failed logins: AUTH fails with `454 4.7.0` and the client may try
-    /// again later. Works for token and password logins alike.
-    pub fn unavailable(&mut self) {
-        match std::mem::replace(&mut self.state, State::Commands) {
-            State::Validating { mut exchange } => exchange.abandon(),
-            State::CheckingPassword => {}
-            other => {
-                self.state = other;
-                return;
-            }
-        }
-        reply::temporary_failure(&mut self.output);
-    }
-
-    /// The backend refused the password (password fallback): `535 5.7.8`, counted against
-    /// the failure limit; the client stays with the proxy.
-    pub fn password_refused(&mut self) {
-        if !matches!(self.state, State::CheckingPassword) {
-            return;
-        }
         self.state = State::Commands;
-        self.authentication_failed();
+        Ok(())
     }
 
-    /// The backend accepted the login: `235 2.7.0 Authentication successful`, and the
-    /// driver relays from now on (starting with what is left in its buffer).
-    pub fn logged_in(&mut self) {
-        match std::mem::replace(&mut self.state, State::LoggedIn) {
-            // Only fails outside AwaitingVerdict, which Validating rules out.
-            State::Validating { mut exchange } => {
-                let _ = exchange.accept();
+    fn verdict(&mut self, verdict: Verdict) -> Result<(), WrongState<Verdict>> {
+        let state = std::mem::replace(&mut self.state, State::Commands);
+        let State::Auth(mut auth) = state else {
+            let name = state.name();
+            self.state = state;
+            return Err(WrongState::new("verdict", name, verdict));
+        };
+        match auth.verdict(&mut self.output, verdict) {
+            Ok(step) => {
+                // A verdict never leads to another request.
+                let _ = self.after_auth(auth, step);
+                Ok(())
             }
-            State::CheckingPassword => {}
-            other => {
-                self.state = other;
-                return;
+            Err(wrong) => {
+                self.state = State::Auth(auth);
+                Err(wrong)
             }
         }
-        reply::authenticated(&mut self.output);
     }
 
-    /// The client sent nothing for too long: `421 4.4.2 <host> Idle timeout, closing`.
-    pub fn idle_timeout(&mut self) {
+    /// `421 4.4.2 <host> Idle timeout, closing`.
+    fn idle_timeout(&mut self) {
         reply::idle_timeout(&mut self.output, &self.config.hostname);
         self.close("idle-timeout");
+    }
+
+    fn close_reason(&self) -> &'static str {
+        self.close_reason
+    }
+
+    fn client_name(&self) -> Option<&str> {
+        self.client_ehlo()
     }
 }

@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// A token refusal without discovery hints.
+fn refused(refusal: Refusal) -> Verdict {
+    Verdict::TokenRefused {
+        refusal,
+        discovery: Discovery::default(),
+    }
+}
+
 const TOKEN: &str = "mF_9.B5f-4.1JqM";
 const HOST: &str = "mx.example.com";
 
@@ -258,7 +266,11 @@ fn auth_with_initial_response_asks_for_validation_and_keeps_pipelined_input() {
     // The session stops reading: the pipelined command stays buffered for the backend.
     assert!(matches!(session.advance(&mut buffer), Action::NeedInput));
     assert_eq!(&buffer[..], b"MAIL FROM:<alice@example.com>\r\n");
-    session.logged_in();
+    session
+        .verdict(Verdict::LoggedIn {
+            capabilities: Vec::new(),
+        })
+        .expect("verdict");
     assert_eq!(
         greeting(&mut session),
         "235 2.7.0 Authentication successful\r\n"
@@ -286,7 +298,11 @@ fn rfc7628_smtp_example_initial_response() {
         sasl::ExposeSecret::expose_secret(&credentials.token),
         "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=="
     );
-    session.logged_in();
+    session
+        .verdict(Verdict::LoggedIn {
+            capabilities: Vec::new(),
+        })
+        .expect("verdict");
     assert_eq!(
         greeting(&mut session),
         "235 2.7.0 Authentication successful\r\n"
@@ -362,10 +378,6 @@ fn refused_token_gets_challenge_then_535_after_dummy() {
     for (mechanism, response, challenge, dummy) in expected {
         let mut session = SmtpSession::new(SmtpSessionConfig {
             tls_active: true,
-            challenge_scope: Some("mail".to_owned()),
-            openid_configuration: Some(
-                "https://auth.example.com/.well-known/openid-configuration".to_owned(),
-            ),
             ..config()
         });
         greeting(&mut session);
@@ -373,7 +385,19 @@ fn refused_token_gets_challenge_then_535_after_dummy() {
         let line = format!("EHLO c\r\nAUTH {mechanism} {response}\r\n");
         let (action, _) = feed(&mut session, &mut buffer, line.as_bytes());
         assert!(matches!(action, Action::Authenticate(_)));
-        session.token_refused(Refusal::InvalidToken);
+        // The refusal carries the refusing issuer's hints.
+        let discovery = Discovery {
+            scope: Some("mail".to_owned()),
+            openid_configuration: Some(
+                "https://auth.example.com/.well-known/openid-configuration".to_owned(),
+            ),
+        };
+        session
+            .verdict(Verdict::TokenRefused {
+                refusal: Refusal::InvalidToken,
+                discovery,
+            })
+            .expect("verdict");
         assert_eq!(greeting(&mut session), challenge);
         let (action, out) = feed(&mut session, &mut buffer, dummy.as_bytes());
         assert!(matches!(action, Action::NeedInput));
@@ -389,8 +413,10 @@ fn insufficient_scope_is_named_in_the_challenge() {
         "AUTH OAUTHBEARER {}\r\n",
         sasl::encode_base64(format!("n,,\x01auth=Bearer {TOKEN}\x01\x01").as_bytes())
     );
-    feed(&mut session, &mut buffer, line.as_bytes());
-    session.token_refused(Refusal::InsufficientScope);
+    let _ = feed(&mut session, &mut buffer, line.as_bytes());
+    session
+        .verdict(refused(Refusal::InsufficientScope))
+        .expect("verdict");
     let challenge = greeting(&mut session);
     let encoded = challenge
         .strip_prefix("334 ")
@@ -404,8 +430,10 @@ fn insufficient_scope_is_named_in_the_challenge() {
 fn unusable_credentials_get_the_discovery_challenge() {
     let mut session = SmtpSession::new(SmtpSessionConfig {
         tls_active: true,
-        challenge_scope: Some("example_scope".to_owned()),
-        openid_configuration: Some("https://example.com/.well-known/openid-config".to_owned()),
+        discovery: Discovery {
+            scope: Some("example_scope".to_owned()),
+            openid_configuration: Some("https://example.com/.well-known/openid-config".to_owned()),
+        },
         ..config()
     });
     greeting(&mut session);
@@ -429,7 +457,9 @@ fn three_failures_close_the_connection() {
         let line = format!("AUTH XOAUTH2 {}\r\n", xoauth2("alice", TOKEN));
         let (action, _) = feed(&mut session, &mut buffer, line.as_bytes());
         assert!(matches!(action, Action::Authenticate(_)));
-        session.token_refused(Refusal::InvalidToken);
+        session
+            .verdict(refused(Refusal::InvalidToken))
+            .expect("verdict");
         greeting(&mut session);
         let (action, out) = feed(&mut session, &mut buffer, b"\r\n");
         if round < 3 {
@@ -452,18 +482,23 @@ fn unavailable_is_454_and_the_session_goes_on() {
     let mut buffer = BytesMut::new();
     let mut session = ready_session(&mut buffer);
     let line = format!("AUTH XOAUTH2 {}\r\n", xoauth2("alice", TOKEN));
-    feed(&mut session, &mut buffer, line.as_bytes());
-    session.unavailable();
+    let _ = feed(&mut session, &mut buffer, line.as_bytes());
+    session.verdict(Verdict::Unavailable).expect("verdict");
     assert_eq!(
         greeting(&mut session),
         "454 4.7.0 Temporary authentication failure, try again later\r\n"
     );
     let (_, out) = feed(&mut session, &mut buffer, b"NOOP\r\n");
     assert_eq!(out, "250 2.0.0 OK\r\n");
-    // Verdicts out of turn are ignored.
-    session.logged_in();
-    session.token_refused(Refusal::InvalidToken);
-    session.unavailable();
+    // Verdicts out of turn are handed back and change nothing.
+    let wrong = session
+        .verdict(Verdict::LoggedIn {
+            capabilities: Vec::new(),
+        })
+        .expect_err("no verdict is pending");
+    assert!(matches!(wrong.value, Verdict::LoggedIn { .. }));
+    assert!(session.verdict(refused(Refusal::InvalidToken)).is_err());
+    assert!(session.verdict(Verdict::Unavailable).is_err());
     assert_eq!(greeting(&mut session), "");
 }
 
@@ -472,17 +507,23 @@ fn backend_challenge_is_relayed_unchanged() {
     let mut buffer = BytesMut::new();
     let mut session = ready_session(&mut buffer);
     let line = format!("AUTH XOAUTH2 {}\r\n", xoauth2("alice", TOKEN));
-    feed(&mut session, &mut buffer, line.as_bytes());
+    let _ = feed(&mut session, &mut buffer, line.as_bytes());
     let backend = br#"{"status":"401","schemes":"bearer","scope":"mail"}"#.to_vec();
-    session.backend_refused(Some(backend.clone()));
+    session
+        .verdict(Verdict::BackendRefused {
+            challenge: Some(backend.clone()),
+        })
+        .expect("verdict");
     assert_eq!(
         greeting(&mut session),
         format!("334 {}\r\n", sasl::encode_base64(&backend))
     );
     let (_, out) = feed(&mut session, &mut buffer, b"\r\n");
     assert_eq!(out, "535 5.7.8 Authentication credentials invalid\r\n");
-    feed(&mut session, &mut buffer, line.as_bytes());
-    session.backend_refused(None);
+    let _ = feed(&mut session, &mut buffer, line.as_bytes());
+    session
+        .verdict(Verdict::BackendRefused { challenge: None })
+        .expect("verdict");
     assert_eq!(
         greeting(&mut session),
         "535 5.7.8 Authentication credentials invalid\r\n"
@@ -509,7 +550,7 @@ fn starttls_stops_reading_and_forgets_ehlo() {
     assert_eq!(&buffer[..], b"AUTH XOAUTH2 injected\r\n");
     // The driver discards what followed STARTTLS.
     buffer.clear();
-    session.tls_started();
+    session.tls_started().expect("TLS was asked for");
     assert_eq!(session.client_ehlo(), None);
     let (_, out) = feed(&mut session, &mut buffer, b"AUTH XOAUTH2\r\n");
     assert_eq!(out, "503 5.5.1 EHLO first\r\n");
@@ -681,7 +722,7 @@ fn debug_output_never_shows_the_token() {
     assert!(!debug.contains(&encoded), "{debug}");
     // Mid-exchange too: the continuation line is never kept.
     let mut session = ready_session(&mut buffer);
-    feed(&mut session, &mut buffer, b"AUTH XOAUTH2\r\n");
+    let _ = feed(&mut session, &mut buffer, b"AUTH XOAUTH2\r\n");
     let (action, _) = feed(
         &mut session,
         &mut buffer,
@@ -730,7 +771,7 @@ fn password_fallback_runs_auth_plain_and_login_itself() {
     assert_eq!(session.client_ehlo(), Some("client.example"));
 
     // Refused: 535, and the client is still the proxy's (MAIL before AUTH gets 530).
-    session.password_refused();
+    session.verdict(Verdict::PasswordRefused).expect("verdict");
     assert_eq!(
         String::from_utf8_lossy(session.output()),
         "535 5.7.8 Authentication credentials invalid\r\n"
@@ -753,7 +794,11 @@ fn password_fallback_runs_auth_plain_and_login_itself() {
         panic!("expected PasswordLogin");
     };
     assert_eq!(credentials.user, "alice");
-    session.logged_in();
+    session
+        .verdict(Verdict::LoggedIn {
+            capabilities: Vec::new(),
+        })
+        .expect("verdict");
     assert_eq!(
         String::from_utf8_lossy(session.output()),
         "235 2.7.0 Authentication successful\r\n"
