@@ -221,7 +221,7 @@ async fn commands_pipelined_with_authenticate_reach_the_backend() {
 
 /// Wait (bounded) until Dovecot's log contains `needle`: its log process writes
 /// asynchronously, so the line may trail the IMAP reply by a little.
-fn wait_for_dovecot_log(dovecot: &Dovecot, needle: &str) -> String {
+pub(crate) fn wait_for_dovecot_log(dovecot: &Dovecot, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let log = dovecot.log();

@@ -176,8 +176,9 @@ async fn run<S: Session>(
                     peer,
                     credential: Credential::Password,
                     mechanism: "password",
+                    charged: true,
                 };
-                if !context.throttle.allows(peer.ip(), Instant::now()) {
+                if !context.throttle.begin(peer.ip(), Instant::now()) {
                     attempt.throttled(&mut session)?;
                     continue;
                 }
@@ -188,7 +189,7 @@ async fn run<S: Session>(
                     .any(|name| context.backend.is_master_identity(name))
                 {
                     METRICS.login(protocol, Credential::Password, LoginOutcome::Refused);
-                    warn!(user = %credentials.user, "password login refused: it names the proxy's master user");
+                    warn!(user = ?credentials.user, "password login refused: it names the proxy's master user");
                     attempt.delay(&mut failures).await;
                     deliver(&mut session, Verdict::PasswordRefused)?;
                     continue;
@@ -208,11 +209,13 @@ async fn run<S: Session>(
                     }
                     Ok(Err(backend::BackendError::PasswordRefused)) => {
                         METRICS.login(protocol, Credential::Password, LoginOutcome::Refused);
-                        info!(user = %credentials.user, backend = %context.backend.name, "backend refused the password");
+                        info!(user = ?credentials.user, backend = %context.backend.name, "backend refused the password");
                         attempt.delay(&mut failures).await;
                         deliver(&mut session, Verdict::PasswordRefused)?;
                     }
-                    Ok(Err(e)) => attempt.backend_unavailable(&mut session, &credentials.user, &e)?,
+                    Ok(Err(e)) => {
+                        attempt.backend_unavailable(&mut session, &credentials.user, &e)?
+                    }
                     Err(_) => attempt.backend_unavailable(
                         &mut session,
                         &credentials.user,
@@ -221,15 +224,17 @@ async fn run<S: Session>(
                 }
             }
             Action::Authenticate(credentials) => {
+                // A token already known to be valid is never throttled nor charged: limits
+                // spare the identity provider guesses, they do not lock out working tokens.
+                let known = context.validator.is_known_valid(&credentials.token).await;
                 let attempt = Attempt {
                     context,
                     peer,
                     credential: Credential::Token,
                     mechanism: credentials.mechanism.name(),
+                    charged: !known,
                 };
-                if !context.throttle.allows(peer.ip(), Instant::now())
-                    && !context.validator.is_known_valid(&credentials.token).await
-                {
+                if !known && !context.throttle.begin(peer.ip(), Instant::now()) {
                     attempt.throttled(&mut session)?;
                     continue;
                 }
@@ -239,6 +244,7 @@ async fn run<S: Session>(
                     Err(AuthError::Unavailable(why)) => {
                         METRICS.login(protocol, Credential::Token, LoginOutcome::IdpUnavailable);
                         warn!(mechanism, reason = %why, "identity provider unavailable");
+                        attempt.refund();
                         deliver(&mut session, Verdict::Unavailable)?;
                         continue;
                     }
@@ -256,10 +262,7 @@ async fn run<S: Session>(
                             scope: hints.scope.clone(),
                             openid_configuration: hints.openid_configuration.clone(),
                         };
-                        deliver(
-                            &mut session,
-                            Verdict::TokenRefused { refusal, discovery },
-                        )?;
+                        deliver(&mut session, Verdict::TokenRefused { refusal, discovery })?;
                         continue;
                     }
                 };
@@ -301,6 +304,10 @@ struct Attempt<'a> {
     peer: SocketAddr,
     credential: Credential,
     mechanism: &'static str,
+    /// The attempt took a unit of the address's failure budget ([`Throttle::begin`]).
+    ///
+    /// [`Throttle::begin`]: crate::throttle::Throttle::begin
+    charged: bool,
 }
 
 impl Attempt<'_> {
@@ -316,6 +323,13 @@ impl Attempt<'_> {
             "login refused: too many failed logins from this address"
         );
         deliver(session, Verdict::Unavailable)
+    }
+
+    /// Not a failure after all: the address's unit goes back.
+    fn refund(&self) {
+        if self.charged {
+            self.context.throttle.refund(self.peer.ip(), Instant::now());
+        }
     }
 
     /// A failed login: counted for the connection and the address, then the delay.
@@ -341,7 +355,8 @@ impl Attempt<'_> {
             self.credential,
             LoginOutcome::BackendUnavailable,
         );
-        warn!(backend = %self.context.backend.name, user, error = %error, "backend login failed");
+        warn!(backend = %self.context.backend.name, user = ?user, error = %error, "backend login failed");
+        self.refund();
         deliver(session, Verdict::Unavailable)
     }
 
@@ -359,6 +374,7 @@ impl Attempt<'_> {
             self.credential,
             LoginOutcome::Success,
         );
+        self.refund();
         let capabilities = std::mem::take(&mut logged_in.capabilities);
         deliver(&mut session, Verdict::LoggedIn { capabilities })?;
         flush_output(&mut session, &mut client).await?;
@@ -409,8 +425,15 @@ fn deliver<S: Session>(session: &mut S, verdict: Verdict) -> std::io::Result<()>
 /// A session that refuses what the driver tells it is a bug in the driver: the connection
 /// is closed (as an I/O error, logged) rather than left in a state nobody knows.
 fn session_bug<T: std::fmt::Debug>(wrong: session::WrongState<T>) -> std::io::Error {
-    error!(method = wrong.method, state = wrong.state, "the session refused the driver's call");
-    std::io::Error::other(format!("{} called while the session was {}", wrong.method, wrong.state))
+    error!(
+        method = wrong.method,
+        state = wrong.state,
+        "the session refused the driver's call"
+    );
+    std::io::Error::other(format!(
+        "{} called while the session was {}",
+        wrong.method, wrong.state
+    ))
 }
 
 /// A peer that hung up without TLS `close_notify`: what most mail clients do when they are

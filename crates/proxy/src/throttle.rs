@@ -8,10 +8,16 @@
 //! so a user who mistypes a password twice is never locked out for long. Known good tokens
 //! are never refused by it (the driver asks the validator's cache first).
 //!
-//! Addresses are grouped as an attacker holds them: IPv4 by address, IPv6 by /64 (one
-//! customer's allocation). The table is bounded; when it is full, entries whose budget has
-//! refilled are dropped, and an address that still finds no room is not limited — memory
-//! stays bounded whatever the number of sources.
+//! Every attempt that could fail takes its unit from the budget *before* anyone is asked
+//! ([`Throttle::begin`]) and gives it back when it turns out not to be a failure
+//! ([`Throttle::refund`]): otherwise a guesser with many connections in flight would pass
+//! the check with all of them while the budget still showed one failure left.
+//!
+//! Addresses are grouped as an attacker holds them: IPv4 by address, IPv6 by /56 (a
+//! customer's allocation; a /64 would hand every subnet of it a budget of its own). The
+//! table is bounded: when it is full, entries whose budget has refilled are dropped, and if
+//! none has, the entry with the most budget left (the least suspicious) makes room — memory
+//! stays bounded whatever the number of sources, and a new address is always limited.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -85,26 +91,59 @@ impl Throttle {
         self.limits
     }
 
-    /// Whether `address` may still make a login attempt that could fail.
-    pub fn allows(&self, address: IpAddr, now: Instant) -> bool {
+    /// An attempt from `address` that could fail is about to ask the identity provider or
+    /// the backend: takes one unit of the address's budget, or returns false (refuse the
+    /// attempt, ask no one) when none is left.
+    pub fn begin(&self, address: IpAddr, now: Instant) -> bool {
         let key = group(address);
+        let capacity = f64::from(self.limits.address_failures);
         let Ok(mut buckets) = self.buckets.lock() else {
             return true;
         };
-        match buckets.get_mut(&key) {
-            Some(bucket) => {
-                self.refill(bucket, now);
-                bucket.available >= 1.0
-            }
-            None => true,
+        if !buckets.contains_key(&key) && buckets.len() >= self.max_tracked {
+            self.make_room(&mut buckets, now);
+        }
+        let bucket = buckets.entry(key).or_insert(Bucket {
+            available: capacity,
+            updated: now,
+        });
+        self.refill(bucket, now);
+        if bucket.available < 1.0 {
+            return false;
+        }
+        bucket.available -= 1.0;
+        true
+    }
+
+    /// The attempt [`Throttle::begin`] charged was not a failure (a login, or an outage
+    /// that is nobody's guess): its unit goes back.
+    pub fn refund(&self, address: IpAddr, now: Instant) {
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return;
+        };
+        if let Some(bucket) = buckets.get_mut(&group(address)) {
+            self.refill(bucket, now);
+            bucket.available =
+                (bucket.available + 1.0).min(f64::from(self.limits.address_failures));
         }
     }
 
-    /// Records a failed login from `address`, which had `connection_failures` failures on
-    /// its connection before this one, and returns how long to wait before the refusal.
+    /// The attempt [`Throttle::begin`] charged failed: how long to wait before the refusal,
+    /// given the failures the connection had before this one.
     pub fn failed(&self, address: IpAddr, connection_failures: u32, now: Instant) -> Duration {
-        let recent = self.charge(group(address), now);
-        self.delay(connection_failures.max(recent))
+        let capacity = f64::from(self.limits.address_failures);
+        let used = match self.buckets.lock() {
+            Ok(mut buckets) => match buckets.get_mut(&group(address)) {
+                Some(bucket) => {
+                    self.refill(bucket, now);
+                    // This failure's own unit is already taken: the ones before it.
+                    ((capacity - bucket.available).max(1.0).ceil() as u32).saturating_sub(1)
+                }
+                None => 0,
+            },
+            Err(_) => 0,
+        };
+        self.delay(connection_failures.max(used))
     }
 
     /// The delay for the `previous + 1`-th failure.
@@ -116,28 +155,20 @@ impl Throttle {
             .min(self.limits.max_failure_delay)
     }
 
-    /// Takes one failure from the address's budget; returns how many failures it had used
-    /// before this one.
-    fn charge(&self, key: IpAddr, now: Instant) -> u32 {
-        let capacity = f64::from(self.limits.address_failures);
-        let Ok(mut buckets) = self.buckets.lock() else {
-            return 0;
-        };
-        if !buckets.contains_key(&key) && buckets.len() >= self.max_tracked {
-            let limits = self.limits;
-            buckets.retain(|_, bucket| !is_full(limits, bucket, now));
-            if buckets.len() >= self.max_tracked {
-                return 0;
-            }
+    /// Drops refilled entries; when none has refilled, the one with the most budget left.
+    fn make_room(&self, buckets: &mut HashMap<IpAddr, Bucket>, now: Instant) {
+        let limits = self.limits;
+        buckets.retain(|_, bucket| !is_full(limits, bucket, now));
+        if buckets.len() < self.max_tracked {
+            return;
         }
-        let bucket = buckets.entry(key).or_insert(Bucket {
-            available: capacity,
-            updated: now,
-        });
-        self.refill(bucket, now);
-        let used = (capacity - bucket.available).max(0.0).ceil() as u32;
-        bucket.available = (bucket.available - 1.0).max(0.0);
-        used
+        let least_suspicious = buckets
+            .iter()
+            .max_by(|a, b| a.1.available.total_cmp(&b.1.available))
+            .map(|(key, _)| *key);
+        if let Some(key) = least_suspicious {
+            buckets.remove(&key);
+        }
     }
 
     fn refill(&self, bucket: &mut Bucket, now: Instant) {
@@ -168,7 +199,7 @@ fn is_full(limits: AuthLimits, bucket: &Bucket, now: Instant) -> bool {
 }
 
 /// The key an address is counted under: IPv4 (and IPv4-mapped IPv6) by address, other IPv6
-/// by its /64.
+/// by its /56.
 fn group(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(_) => address,
@@ -176,6 +207,7 @@ fn group(address: IpAddr) -> IpAddr {
             Some(v4) => IpAddr::V4(v4),
             None => {
                 let mut segments = v6.segments();
+                segments[3] &= 0xff00;
                 segments[4..].fill(0);
                 IpAddr::V6(segments.into())
             }
@@ -200,6 +232,15 @@ mod tests {
         text.parse().expect("test address")
     }
 
+    /// One failed attempt: begin, then failed.
+    fn fail(throttle: &Throttle, address: &str, connection: u32, now: Instant) -> Duration {
+        assert!(
+            throttle.begin(ip(address), now),
+            "{address} still has budget"
+        );
+        throttle.failed(ip(address), connection, now)
+    }
+
     #[test]
     fn delay_doubles_per_failure_up_to_the_maximum() {
         let throttle = Throttle::new(AuthLimits {
@@ -208,7 +249,7 @@ mod tests {
         });
         let now = Instant::now();
         let delays: Vec<u128> = (0..5)
-            .map(|_| throttle.failed(ip("192.0.2.1"), 0, now).as_millis())
+            .map(|_| fail(&throttle, "192.0.2.1", 0, now).as_millis())
             .collect();
         assert_eq!(delays, [100, 200, 400, 700, 700]);
     }
@@ -216,57 +257,80 @@ mod tests {
     #[test]
     fn a_connection_with_failures_is_delayed_even_from_a_fresh_address() {
         let throttle = Throttle::new(limits());
-        let delay = throttle.failed(ip("192.0.2.1"), 2, Instant::now());
+        let delay = fail(&throttle, "192.0.2.1", 2, Instant::now());
         assert_eq!(delay, Duration::from_millis(400));
+    }
+
+    #[test]
+    fn attempts_in_flight_take_the_budget_before_anyone_is_asked() {
+        let throttle = Throttle::new(limits());
+        let now = Instant::now();
+        let address = ip("192.0.2.5");
+        // Three attempts start at once; the fourth finds nothing left, although none has
+        // failed yet.
+        for _ in 0..3 {
+            assert!(throttle.begin(address, now));
+        }
+        assert!(!throttle.begin(address, now));
+        // One turns out a success: its unit comes back.
+        throttle.refund(address, now);
+        assert!(throttle.begin(address, now));
+        assert!(!throttle.begin(address, now));
     }
 
     #[test]
     fn the_budget_runs_out_and_refills() {
         let throttle = Throttle::new(limits());
         let start = Instant::now();
-        let address = ip("192.0.2.7");
         for _ in 0..3 {
-            assert!(throttle.allows(address, start));
-            throttle.failed(address, 0, start);
+            fail(&throttle, "192.0.2.7", 0, start);
         }
-        assert!(!throttle.allows(address, start));
+        let address = ip("192.0.2.7");
+        assert!(!throttle.begin(address, start));
         assert!(
-            throttle.allows(ip("192.0.2.8"), start),
+            throttle.begin(ip("192.0.2.8"), start),
             "other addresses unaffected"
         );
-        assert!(!throttle.allows(address, start + Duration::from_secs(9)));
-        assert!(throttle.allows(address, start + Duration::from_secs(10)));
+        assert!(!throttle.begin(address, start + Duration::from_secs(9)));
+        assert!(throttle.begin(address, start + Duration::from_secs(10)));
     }
 
     #[test]
-    fn ipv6_addresses_count_by_64() {
+    fn ipv6_addresses_count_by_56() {
         let throttle = Throttle::new(limits());
         let now = Instant::now();
-        for host in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::9"] {
-            throttle.failed(ip(host), 0, now);
+        for host in [
+            "2001:db8:1:200::1",
+            "2001:db8:1:2ff::2",
+            "2001:db8:1:280:ffff::9",
+        ] {
+            fail(&throttle, host, 0, now);
         }
-        assert!(!throttle.allows(ip("2001:db8:1:2::77"), now));
-        assert!(throttle.allows(ip("2001:db8:1:3::1"), now));
-        throttle.failed(ip("::ffff:192.0.2.9"), 0, now);
-        assert_eq!(throttle.tracked(), 2);
-        assert!(throttle.allows(ip("192.0.2.9"), now));
+        assert!(!throttle.begin(ip("2001:db8:1:2aa::77"), now));
+        assert!(throttle.begin(ip("2001:db8:1:300::1"), now));
+        fail(&throttle, "::ffff:192.0.2.9", 0, now);
+        assert_eq!(throttle.tracked(), 3);
+        assert!(throttle.begin(ip("192.0.2.9"), now));
     }
 
     #[test]
-    fn the_table_stays_bounded() {
+    fn a_full_table_still_limits_new_addresses() {
         let throttle = Throttle::with_capacity(limits(), 4);
         let now = Instant::now();
         for n in 0..10u8 {
-            throttle.failed(IpAddr::from([198, 51, 100, n]), 0, now);
+            let address = IpAddr::from([198, 51, 100, n]);
+            assert!(throttle.begin(address, now));
+            throttle.failed(address, 0, now);
         }
         assert_eq!(throttle.tracked(), 4);
+        // The newest address is tracked and limited like any other.
+        let newest = IpAddr::from([198, 51, 100, 9]);
+        assert!(throttle.begin(newest, now));
+        assert!(throttle.begin(newest, now));
+        assert!(!throttle.begin(newest, now));
         // Once the budgets have refilled, the old entries make room for new ones.
         let later = now + Duration::from_secs(60);
-        throttle.failed(ip("203.0.113.1"), 0, later);
+        assert!(throttle.begin(ip("203.0.113.1"), later));
         assert_eq!(throttle.tracked(), 1);
-        assert!(
-            throttle.allows(ip("203.0.113.1"), later),
-            "two failures left"
-        );
     }
 }

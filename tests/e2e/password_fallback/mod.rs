@@ -335,16 +335,64 @@ async fn failed_logins_are_delayed_and_the_delay_doubles() {
         c.auth_limits = vec!["failure_delay = \"400ms\"".into()];
     });
     let (mut client, _) = connect(&env, &proxy, TlsMode::Implicit).await;
+    // A master-user name is refused by the proxy itself: no backend time in the waits, so
+    // they are the proxy's delays alone.
+    let login = format!("LOGIN \"alice*{MASTER_USER}\" wrongpass");
+    let mut waits = Vec::new();
     for (tag, least) in [("a", 400), ("b", 800)] {
         let started = Instant::now();
-        let reply = client.command(tag, "LOGIN alice wrongpass").await;
+        let reply = client.command(tag, &login).await;
         let waited = started.elapsed();
         assert_auth_failed(&reply[reply.len() - 1], tag);
         assert!(
             waited >= Duration::from_millis(least),
             "failure {tag}: answered after {waited:?}, want at least {least} ms"
         );
+        waits.push(waited);
     }
+    // Doubling, not a constant delay: the second wait is about 400 ms longer.
+    assert!(
+        waits[1] >= waits[0] + Duration::from_millis(300),
+        "the delay did not grow: {waits:?}"
+    );
+}
+
+#[tokio::test]
+async fn parallel_guesses_share_one_budget() {
+    let env = env("pwfb-parallel");
+    let proxy = fallback_proxy(&env, |c| {
+        c.auth_limits = vec![
+            "failure_delay = \"0s\"".into(),
+            "address_failures = 4".into(),
+            "address_failure_refill = \"1h\"".into(),
+        ];
+    });
+    // Twelve wrong passwords at once, each on its own connection: the budget is taken when
+    // an attempt starts, so only four reach the backend however they overlap.
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        clients.push(connect(&env, &proxy, TlsMode::Implicit).await.0);
+    }
+    let attempts = clients.into_iter().enumerate().map(|(n, mut client)| {
+        tokio::spawn(async move {
+            let tag = format!("p{n}");
+            let reply = client.command(&tag, "LOGIN alice wrongpass").await;
+            last_status(&reply)
+        })
+    });
+    let mut failed = 0;
+    let mut throttled = 0;
+    for attempt in attempts.collect::<Vec<_>>() {
+        let status = attempt.await.expect("attempt task");
+        if status.is("NO", Some("AUTHENTICATIONFAILED")) {
+            failed += 1;
+        } else if status.is("NO", Some("UNAVAILABLE")) {
+            throttled += 1;
+        } else {
+            panic!("unexpected reply {status:?}");
+        }
+    }
+    assert_eq!((failed, throttled), (4, 8));
 }
 
 #[tokio::test]

@@ -309,3 +309,33 @@ async fn an_address_out_of_failures_gets_454() {
     assert_eq!(env.idp.requests(), 0, "the IdP was not asked");
     assert!(sink.messages().is_empty());
 }
+
+/// Dovecot submission trusts the proxy with XCLIENT: password and token logins both tell it
+/// the client's own address first, so its log, penalties and limits are the client's.
+#[tokio::test]
+async fn smtp_logins_tell_dovecot_the_clients_address() {
+    let (_sink, env) = smtp_env("pwfb-smtp-rip");
+    let proxy = start(&env, |_| {});
+    let addr = proxy.addr(TlsMode::None);
+    let token = env.idp.issue("bob");
+    for (local, mech, initial) in [
+        ([127, 0, 0, 2], "PLAIN", b64(format!("\0alice\0{RIGHT}"))),
+        ([127, 0, 0, 3], "XOAUTH2", xoauth2_b64("bob", &token)),
+    ] {
+        let local = std::net::IpAddr::from(local);
+        let mut client = ImapClient::connect_plain_from(local, addr).await;
+        let greeting = read_reply(&mut client).await;
+        assert!(last(&greeting).starts_with("220 "), "{greeting:?}");
+        ehlo(&mut client).await;
+        let reply = auth_token(&mut client, mech, &initial).await;
+        assert_eq!(reply, SUCCESS, "{mech}");
+        let user = if mech == "PLAIN" { "alice" } else { "bob" };
+        let needle = format!("Login: user=<{user}>");
+        let log = crate::imap_backend::wait_for_dovecot_log(&env.dovecot, &needle);
+        let line = log
+            .lines()
+            .find(|l| l.contains("submission-login") && l.contains(&needle))
+            .unwrap_or_else(|| panic!("no submission login line for {user}:\n{log}"));
+        assert!(line.contains(&format!("rip={local}")), "{line}");
+    }
+}

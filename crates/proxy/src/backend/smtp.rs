@@ -134,6 +134,14 @@ pub async fn password_login(
 ) -> Result<LoggedIn, BackendError> {
     let credentials = request.credentials;
     let (mut conversation, keywords) = open(backend, request.client_name).await?;
+    let keywords = forward_client_address(
+        backend,
+        &mut conversation,
+        keywords,
+        request.client,
+        request.client_name,
+    )
+    .await?;
     let response = sasl::plain_client_response(
         credentials.authzid.as_deref().unwrap_or(""),
         &credentials.user,
@@ -152,7 +160,63 @@ pub async fn password_login(
     }
 }
 
+/// Those of `wanted` whose attribute names the backend's XCLIENT keyword advertises.
+fn offered_attributes<'a>(
+    advertised: &str,
+    wanted: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let advertised: Vec<String> = advertised
+        .split_whitespace()
+        .map(str::to_ascii_uppercase)
+        .collect();
+    wanted
+        .iter()
+        .copied()
+        .filter(|(attribute, _)| advertised.iter().any(|a| a == attribute))
+        .collect()
+}
+
+/// Tells a backend that trusts the proxy with XCLIENT (Dovecot submission with the proxy in
+/// `login_trusted_networks`, Postfix with it in `smtpd_authorized_xclient_hosts`) the
+/// client's address and port, so that its logs, rate limits and authentication penalties
+/// apply to the client and not to the proxy, as IMAP's `ID` does. Nothing else: the login
+/// stays the backend's to check. Returns the EHLO keywords of the session that follows.
+async fn forward_client_address(
+    backend: &Backend,
+    conversation: &mut Conversation,
+    keywords: Vec<(String, String)>,
+    client: std::net::SocketAddr,
+    client_name: Option<&str>,
+) -> Result<Vec<(String, String)>, BackendError> {
+    let Some((_, advertised)) = keywords.iter().find(|(k, _)| k == "XCLIENT") else {
+        return Ok(keywords);
+    };
+    if !backend.forward_client_address {
+        return Ok(keywords);
+    }
+    let address = client.ip().to_string();
+    let port = client.port().to_string();
+    let attributes = offered_attributes(advertised, &[("ADDR", &address), ("PORT", &port)]);
+    if !attributes.iter().any(|(attribute, _)| *attribute == "ADDR") {
+        return Ok(keywords);
+    }
+    conversation.xclient(&attributes).await?;
+    conversation.ehlo(client_name.unwrap_or(DEFAULT_EHLO)).await
+}
+
 impl Conversation {
+    /// `XCLIENT` with these attributes; the backend answers each command with a new `220`
+    /// greeting, after which it wants a fresh EHLO.
+    async fn xclient(&mut self, attributes: &[(&str, &str)]) -> Result<(), BackendError> {
+        let commands = write_xclient(&mut self.output, attributes)
+            .map_err(|e| BackendError::Protocol(format!("XCLIENT: {e:?}")))?;
+        self.send().await?;
+        for _ in 0..commands {
+            self.expect(220, "XCLIENT").await?;
+        }
+        Ok(())
+    }
+
     /// The last step before the client gets the connection: an EHLO (with the client's own
     /// name) shows what the backend now grants *this* connection. XCLIENT or XFORWARD there
     /// means the client could rewrite its identity or address once it has the connection —
@@ -241,6 +305,14 @@ pub async fn login(backend: &Backend, request: LoginRequest<'_>) -> Result<Logge
     if backend.login == LoginStrategy::Xclient {
         return xclient(conversation, &keywords, request).await;
     }
+    let keywords = forward_client_address(
+        backend,
+        &mut conversation,
+        keywords,
+        request.client,
+        request.client_name,
+    )
+    .await?;
     let (mechanism, response) = credentials(backend, request)?;
     let (reply, challenge) = conversation.auth(&keywords, mechanism, &response).await?;
     match reply.code {
@@ -270,10 +342,6 @@ async fn xclient(
             "backend does not offer XCLIENT (smtpd_authorized_xclient_hosts)".into(),
         ));
     };
-    let advertised: Vec<String> = advertised
-        .split_whitespace()
-        .map(str::to_ascii_uppercase)
-        .collect();
     let name = request.client_name.unwrap_or(DEFAULT_EHLO);
     let address = request.client.ip().to_string();
     let port = request.client.port().to_string();
@@ -286,10 +354,7 @@ async fn xclient(
         ("HELO", name),
         ("PROTO", "ESMTP"),
     ];
-    let attributes: Vec<(&str, &str)> = wanted
-        .into_iter()
-        .filter(|(attribute, _)| advertised.iter().any(|a| a == attribute))
-        .collect();
+    let attributes = offered_attributes(advertised, &wanted);
     if !attributes
         .iter()
         .any(|(attribute, _)| *attribute == "LOGIN")
@@ -298,12 +363,7 @@ async fn xclient(
             "backend's XCLIENT does not take LOGIN".into(),
         ));
     }
-    let commands = write_xclient(&mut conversation.output, &attributes)
-        .map_err(|e| BackendError::Protocol(format!("XCLIENT: {e:?}")))?;
-    conversation.send().await?;
-    for _ in 0..commands {
-        conversation.expect(220, "XCLIENT").await?;
-    }
+    conversation.xclient(&attributes).await?;
     conversation.hand_over(request.client_name).await
 }
 
