@@ -18,6 +18,7 @@
 pub mod fuzzing;
 pub mod imap;
 pub mod limits;
+pub mod pop3;
 pub mod sieve;
 pub mod smtp;
 

@@ -16,6 +16,7 @@
 
 mod auth;
 pub mod imap;
+pub mod pop3;
 pub mod sieve;
 pub mod smtp;
 
