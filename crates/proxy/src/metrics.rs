@@ -8,12 +8,16 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+
+use crate::http::HttpLimits;
 
 use crate::config::Protocol;
 
@@ -251,81 +255,42 @@ impl Drop for ActiveSession {
     }
 }
 
-/// Serves `/metrics` and `/healthz` until shutdown.
+/// Serves `/metrics` and `/healthz` until shutdown, through the process's HTTP service
+/// model ([`crate::http`]).
 pub async fn serve(
     listener: TcpListener,
     validator: Arc<validator::Validator>,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let Ok((stream, peer)) = accepted else {
-            continue;
-        };
-        let validator = validator.clone();
-        tokio::spawn(async move {
-            if let Err(e) = answer(stream, &validator).await {
-                debug!(%peer, error = %e, "metrics request failed");
-            }
-        });
-    }
+    crate::http::serve(
+        listener,
+        None,
+        router(validator),
+        HttpLimits::default(),
+        shutdown,
+    )
+    .await
 }
 
 /// Binds the metrics address.
 pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    let listener = TcpListener::bind(address).await?;
-    info!(addr = %address, "metrics listening");
-    Ok(listener)
+    crate::http::bind(address, "metrics").await
 }
 
-/// One request per connection: read the request head (bounded in size and time), answer,
-/// close.
-async fn answer(mut stream: TcpStream, validator: &validator::Validator) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    let read = async {
-        let mut chunk = [0u8; 512];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8_192 {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&chunk[..n]);
-        }
-        Ok::<_, std::io::Error>(())
-    };
-    if tokio::time::timeout(Duration::from_secs(5), read)
-        .await
-        .is_err()
-    {
-        return Ok(());
-    }
-    let request_line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-    let mut parts = request_line.split(|b| *b == b' ');
-    let method = parts.next().unwrap_or_default();
-    let path = parts.next().unwrap_or_default();
-    let (status, content_type, body) = match (method, path) {
-        (b"GET", b"/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4",
-            METRICS.render(&validator.stats(), &validator.issuer_stats()),
-        ),
-        (b"GET", b"/healthz") => ("200 OK", "text/plain", "ok\n".to_owned()),
-        (b"GET", _) => ("404 Not Found", "text/plain", "not found\n".to_owned()),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "GET only\n".to_owned(),
-        ),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+/// `GET /metrics` (Prometheus text format 0.0.4) and `GET /healthz` (liveness); anything
+/// else is axum's 404, or 405 for another method.
+pub fn router(validator: Arc<validator::Validator>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(validator)
+}
+
+async fn metrics(State(validator): State<Arc<validator::Validator>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        METRICS.render(&validator.stats(), &validator.issuer_stats()),
+    )
 }
 
 /// Per identity provider: requests, requests refused without asking, and whether its
