@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use sasl::BearerCredentials;
-use validator::{Identity, InvalidReason, ValidationError, Validator};
-
-use crate::config::Protocol;
+use validator::{Identity, InvalidReason, ScopeKey, ValidationError, Validator};
 
 /// Why a login cannot go ahead.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +48,8 @@ impl Refused {
     }
 }
 
-/// Validates the token and checks the claimed identity against it.
+/// Validates the token (with the further scopes `protocol_scopes` names for `scope_key`, the
+/// listener's protocol) and checks the claimed identity against it.
 ///
 /// The comparison ignores ASCII case: mail systems treat `Alice@Example.org` and
 /// `alice@example.org` as one mailbox, and the backend login always uses the token's user,
@@ -58,10 +57,10 @@ impl Refused {
 pub async fn check(
     validator: &Validator,
     credentials: &BearerCredentials,
-    protocol: Protocol,
+    scope_key: &ScopeKey,
 ) -> Result<Arc<Identity>, AuthError> {
     let identity = validator
-        .validate_for(&credentials.token, protocol.name())
+        .validate_for(&credentials.token, scope_key)
         .await
         .map_err(|e| match e {
             ValidationError::Invalid(reason) => AuthError::Refused(Refused::Token(reason)),

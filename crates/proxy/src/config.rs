@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
+use validator::{ScopeKey, ValidatorConfig};
 
 /// One problem found in a configuration file, with the key it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,12 +61,8 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// Mail servers behind the proxy, by name.
     pub backends: BTreeMap<String, BackendConfig>,
-    /// `[validator]` as read; turned into [`Config::validator`] by [`Config::parse`] (and
-    /// emptied then, so no secret lingers in it).
-    #[serde(rename = "validator")]
-    validator_table: toml::Table,
-    /// How bearer tokens are checked.
-    #[serde(skip)]
+    /// How bearer tokens are checked: `[validator]`, read straight into the validator's own
+    /// configuration (one issuer written there, or `[[validator.issuers]]`).
     pub validator: ValidatorConfig,
 }
 
@@ -186,6 +183,11 @@ impl Protocol {
             Protocol::Smtp => "smtp",
             Protocol::Sieve => "sieve",
         }
+    }
+
+    /// The key of this protocol's further scopes in `protocol_scopes`.
+    pub fn scope_key(self) -> ScopeKey {
+        ScopeKey::new(self.name())
     }
 }
 
@@ -391,9 +393,16 @@ impl Config {
                 format!("cannot read {}: {e}", path.display()),
             )]
         })?;
-        let config = Self::parse(&text).map_err(|e| vec![e])?;
+        let mut config = Self::parse(&text).map_err(|e| vec![e])?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let errors = config.validate(base);
+        let mut errors = Vec::new();
+        if let Err(unread) = config.validator.read_secret_files(base) {
+            errors.extend(unread.into_iter().map(ConfigError::from));
+        }
+        // A secret file that cannot be read is named once, not again as "not read".
+        let unread: Vec<String> = errors.iter().map(|e| e.key.clone()).collect();
+        let rules = config.validate(base).into_iter();
+        errors.extend(rules.filter(|e| !unread.contains(&e.key)));
         if errors.is_empty() {
             Ok(config)
         } else {
@@ -401,180 +410,28 @@ impl Config {
         }
     }
 
-    /// Parses TOML text; the error names the key path where serde stopped.
+    /// Parses TOML text; the error names the key path where serde stopped. Secret files
+    /// are not read yet ([`Config::load`] reads them).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let deserializer = toml::Deserializer::new(text);
-        let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let message = e.into_inner().message().to_owned();
             ConfigError::new(if key == "." { String::new() } else { key }, message)
-        })?;
-        config.validator =
-            ValidatorConfig::from_table(std::mem::take(&mut config.validator_table))?;
-        Ok(config)
+        })
     }
+}
 
-    /// Cross-field rules. `base` is the directory relative paths are resolved against when
-    /// checking that files exist.
-    pub fn validate(&self, base: &Path) -> Vec<ConfigError> {
-        let mut errors = Vec::new();
-        if self.listeners.is_empty() {
-            errors.push(ConfigError::new(
-                "listeners",
-                "at least one [[listeners]] is needed",
-            ));
-        }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            errors.push(ConfigError::new("log.level", e.to_string()));
-        }
-        for (i, listener) in self.listeners.iter().enumerate() {
-            let key = |field: &str| format!("listeners[{i}].{field}");
-            if listener.password_fallback && listener.protocol == Protocol::Sieve {
-                errors.push(ConfigError::new(
-                    key("password_fallback"),
-                    "available for IMAP and SMTP listeners only",
-                ));
-            }
-            let backend_login = self.backends.get(&listener.backend).map(|b| b.login);
-            if listener.password_fallback && backend_login == Some(LoginStrategy::Xclient) {
-                errors.push(ConfigError::new(
-                    key("password_fallback"),
-                    format!(
-                        "cannot be used with [backends.{}] login = \"xclient\": that backend \
-                         trusts the proxy's connection to name any user, and a password \
-                         login would hand such a connection to the client",
-                        listener.backend
-                    ),
-                ));
-            }
-            if listener.tls != ListenerTls::None && self.tls.is_none() {
-                errors.push(ConfigError::new(
-                    key("tls"),
-                    "needs a [tls] table with cert and key",
-                ));
-            }
-            match self.backends.get(&listener.backend) {
-                None => errors.push(ConfigError::new(
-                    key("backend"),
-                    format!("no [backends.{}] table", listener.backend),
-                )),
-                Some(backend)
-                    if backend.login == LoginStrategy::Xclient
-                        && listener.protocol != Protocol::Smtp =>
-                {
-                    errors.push(ConfigError::new(
-                        key("backend"),
-                        format!(
-                            "[backends.{}] uses login = \"xclient\", which only SMTP listeners can use",
-                            listener.backend
-                        ),
-                    ))
-                }
-                Some(_) => {}
-            }
-            if listener.max_auth_failures == 0 {
-                errors.push(ConfigError::new(
-                    key("max_auth_failures"),
-                    "must be at least 1",
-                ));
-            }
-            if listener.max_connections == 0 {
-                errors.push(ConfigError::new(
-                    key("max_connections"),
-                    "must be at least 1",
-                ));
-            }
-            let duplicate = self.listeners[..i]
-                .iter()
-                .any(|other| other.listen == listener.listen);
-            if duplicate {
-                errors.push(ConfigError::new(
-                    key("listen"),
-                    "address used by an earlier listener",
-                ));
-            }
-        }
-        let limits = &self.auth_limits;
-        if limits.address_failures == 0 {
-            errors.push(ConfigError::new(
-                "auth_limits.address_failures",
-                "must be at least 1",
-            ));
-        }
-        if limits.max_failure_delay < limits.failure_delay {
-            errors.push(ConfigError::new(
-                "auth_limits.max_failure_delay",
-                "must not be shorter than failure_delay",
-            ));
-        }
-        if let Some(tls) = &self.tls {
-            check_file(base, &tls.cert, "tls.cert", &mut errors);
-            check_file(base, &tls.key, "tls.key", &mut errors);
-        }
-        for (name, backend) in &self.backends {
-            backend.validate(name, base, &mut errors);
-        }
-        self.validator.validate(base, &mut errors);
-        errors
+impl From<validator::KeyError> for ConfigError {
+    fn from(error: validator::KeyError) -> Self {
+        ConfigError::new(format!("validator.{}", error.key), error.problem)
     }
 }
 
 impl BackendConfig {
-    fn validate(&self, name: &str, base: &Path, errors: &mut Vec<ConfigError>) {
-        let key = |field: &str| format!("backends.{name}.{field}");
-        if split_host_port(&self.address).is_none() {
-            errors.push(ConfigError::new(key("address"), "expected host:port"));
-        }
-        match self.login {
-            LoginStrategy::Master | LoginStrategy::PlainAuthzid => {
-                if self.master_user.as_deref().unwrap_or("").is_empty() {
-                    errors.push(ConfigError::new(
-                        key("master_user"),
-                        "required for this login strategy",
-                    ));
-                }
-                match (&self.master_password, &self.master_password_file) {
-                    (None, None) => errors.push(ConfigError::new(
-                        key("master_password"),
-                        "required (or master_password_file)",
-                    )),
-                    (Some(_), Some(_)) => errors.push(ConfigError::new(
-                        key("master_password_file"),
-                        "give master_password or master_password_file, not both",
-                    )),
-                    (None, Some(file)) => {
-                        check_file(base, file, &key("master_password_file"), errors)
-                    }
-                    (Some(_), None) => {}
-                }
-            }
-            LoginStrategy::Passthrough => {}
-            LoginStrategy::Xclient => {}
-        }
-        if self.login == LoginStrategy::Master && !self.master_user_format.contains("{user}") {
-            errors.push(ConfigError::new(
-                key("master_user_format"),
-                "must contain {user}",
-            ));
-        }
-        if let Some(file) = &self.ca_file {
-            check_file(base, file, &key("ca_file"), errors);
-        }
-    }
-
     /// Host part of `address` (without IPv6 brackets).
     pub fn host(&self) -> &str {
         split_host_port(&self.address).map_or("", |(host, _)| host)
-    }
-}
-
-fn check_file(base: &Path, file: &Path, key: &str, errors: &mut Vec<ConfigError>) {
-    let path = resolve(base, file);
-    if !path.is_file() {
-        errors.push(ConfigError::new(
-            key,
-            format!("file {} not found", path.display()),
-        ));
     }
 }
 
@@ -608,8 +465,6 @@ pub fn split_host_port(address: &str) -> Option<(&str, u16)> {
     Some((host, port))
 }
 
-mod issuers;
-pub use issuers::{IssuerConfig, ValidatorConfig, ValidatorKind};
-
+mod checks;
 #[cfg(test)]
 mod tests;

@@ -239,7 +239,8 @@ async fn run<S: Session>(
                     continue;
                 }
                 let mechanism = attempt.mechanism;
-                let identity = match auth::check(&context.validator, &credentials, protocol).await {
+                let scopes = &context.scope_key;
+                let identity = match auth::check(&context.validator, &credentials, scopes).await {
                     Ok(identity) => identity,
                     Err(AuthError::Unavailable(why)) => {
                         METRICS.login(protocol, Credential::Token, LoginOutcome::IdpUnavailable);

@@ -73,6 +73,8 @@ pub struct ListenerContext {
     pub backend: Arc<Backend>,
     /// Token checks.
     pub validator: Arc<validator::Validator>,
+    /// The key of this listener's protocol in `protocol_scopes`.
+    pub scope_key: validator::ScopeKey,
     /// What a client with an unusable response is told in the error challenge (the first
     /// issuer's hints); a refused token gets its own issuer's.
     pub challenge: session::Discovery,
@@ -115,17 +117,15 @@ fn secret(
     })
 }
 
-fn build_validator(config: &Config, base: &Path) -> Result<validator::Validator, StartError> {
-    let validator_config = config
-        .validator
-        .to_validator(base)
-        .map_err(|e| StartError::Validator(e.to_string()))?;
-    validator::Validator::new(validator_config).map_err(|e| StartError::Validator(e.to_string()))
+/// The validator, from `[validator]` as [`Config::load`] left it (secret files read).
+fn build_validator(config: &Config) -> Result<validator::Validator, StartError> {
+    validator::Validator::new(config.validator.clone())
+        .map_err(|e| StartError::Validator(e.to_string()))
 }
 
 /// Runs until SIGTERM or SIGINT, then drains.
 pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
-    let validator = Arc::new(build_validator(&config, base)?);
+    let validator = Arc::new(build_validator(&config)?);
     let acceptor = match &config.tls {
         Some(tls_config) => Some(tls::server_acceptor(
             &config::resolve(base, &tls_config.cert),
@@ -144,10 +144,10 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
         backends.insert(name.clone(), Arc::new(backend));
     }
     // The first issuer's hints; a refused token gets its own issuer's (driver).
-    let first = &config.validator.issuers[0];
+    let first = &config.validator.issuers[0].discovery;
     let challenge = session::Discovery {
         openid_configuration: first.openid_configuration.clone(),
-        scope: first.challenge_scope(),
+        scope: first.scope.clone(),
     };
 
     let shutdown = CancellationToken::new();
@@ -192,6 +192,7 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
             max_auth_failures: listener_config.max_auth_failures,
             backend: backend.clone(),
             validator: validator.clone(),
+            scope_key: listener_config.protocol.scope_key(),
             challenge: challenge.clone(),
         });
         info!(

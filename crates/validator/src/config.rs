@@ -1,13 +1,14 @@
 //! `[validator]` settings for `kind = "introspection"`.
 //!
-//! The proxy reads `proxy.toml` and fills [`IntrospectionConfig`]; [`IntrospectionConfig::validate`]
-//! checks the cross-field rules and names the key at fault.
+//! Read from the issuer's table (see `load`); [`IntrospectionConfig::validate`] checks the
+//! cross-field rules and names the key at fault.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
+use serde::Deserialize;
 
 use crate::error::{invalid, ConfigError};
 
@@ -28,16 +29,19 @@ pub const DEFAULT_TOKEN_TYPE_HINT: &str = "access_token";
 
 /// How the proxy authenticates itself to the introspection endpoint (RFC 7662 §2.1 demands
 /// some authorisation; RFC 6749 §2.3.1 names the two client-secret forms).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub enum ClientAuth {
     /// `client_secret_basic`: HTTP Basic with the URL-encoded id and secret. The default,
     /// and what every provider supports.
     #[default]
+    #[serde(rename = "client_secret_basic")]
     Basic,
     /// `client_secret_post`: `client_id` and `client_secret` in the form body.
+    #[serde(rename = "client_secret_post")]
     Post,
     /// `Authorization: Bearer <client_secret>`: an endpoint protected by a bearer token of
     /// its own (RFC 7662 §2.1 allows it; some gateways use it).
+    #[serde(rename = "bearer")]
     Bearer,
 }
 

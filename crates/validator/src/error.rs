@@ -153,14 +153,28 @@ pub enum ConfigError {
     /// A key has a value that cannot be used.
     #[error("validator.{key}: {problem}")]
     Invalid {
-        /// The key under `[validator]`.
+        /// The key, as written in the issuer's table.
         key: &'static str,
         /// What is wrong with its value (never the value of a secret).
         problem: String,
     },
+    /// [`crate::ValidatorConfig::validate`] found these problems.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Keys(Vec<KeyError>),
     /// The HTTP client could not be built (e.g. the TLS backend failed to initialise).
     #[error("validator: cannot build the HTTP client: {0}")]
     HttpClient(String),
+}
+
+/// One problem of a whole `[validator]` configuration, with the path of its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("validator.{key}: {problem}")]
+pub struct KeyError {
+    /// The key's path below `[validator]`: `cache_capacity`; `client_id` for the one issuer
+    /// written in `[validator]` itself; `issuers[1].client_id` in `[[validator.issuers]]`.
+    pub key: String,
+    /// What is wrong (never the value of a secret).
+    pub problem: String,
 }
 
 /// A [`ConfigError::Invalid`] for `key`.

@@ -17,10 +17,12 @@ use crate::guard::{Guard, GuardConfig};
 use crate::identity::{check_answer, numeric_date, AnswerRules, Identity};
 use crate::introspection::{IntrospectionClient, Unavailable};
 use crate::jwt::{JwtConfig, JwtValidator};
+use crate::load::KeyNotes;
 use crate::policy::Policy;
 use crate::userinfo::{UserinfoClient, UserinfoConfig};
 
-/// The whole validator: one or more issuers behind one answer cache.
+/// The whole validator: one or more issuers behind one answer cache. Read from `[validator]`
+/// (see [`ValidatorConfig::validate`] and [`ValidatorConfig::read_secret_files`]), or built.
 #[derive(Debug, Clone)]
 pub struct ValidatorConfig {
     /// The issuers, in the order an opaque token tries them.
@@ -33,45 +35,33 @@ pub struct ValidatorConfig {
     pub negative_cache_ttl: Duration,
     /// `cache_capacity`: cached answers at most (positive and negative together).
     pub cache_capacity: u64,
+    /// The issuers are `[[validator.issuers]]` (keys in errors carry their index), not one
+    /// issuer written in `[validator]` itself.
+    pub(crate) listed: bool,
+    /// Issuer keys written in `[validator]` itself beside `[[validator.issuers]]`, where
+    /// they would mean nothing.
+    pub(crate) misplaced: Vec<&'static str>,
 }
 
 impl ValidatorConfig {
     /// One issuer with the default cache settings.
     pub fn single(issuer: IssuerConfig) -> Self {
         Self {
-            issuers: vec![issuer],
-            cache_max_ttl: DEFAULT_CACHE_MAX_TTL,
-            negative_cache_ttl: DEFAULT_NEGATIVE_CACHE_TTL,
-            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            listed: false,
+            ..Self::several(vec![issuer])
         }
     }
 
-    /// Checks the shared keys and every issuer; errors name the key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.issuers.is_empty() {
-            return Err(ConfigError::Invalid {
-                key: "issuers",
-                problem: "at least one issuer is needed".to_owned(),
-            });
+    /// Several issuers, tried in this order, with the default cache settings.
+    pub fn several(issuers: Vec<IssuerConfig>) -> Self {
+        Self {
+            issuers,
+            cache_max_ttl: DEFAULT_CACHE_MAX_TTL,
+            negative_cache_ttl: DEFAULT_NEGATIVE_CACHE_TTL,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            listed: true,
+            misplaced: Vec::new(),
         }
-        if self.cache_capacity == 0 {
-            return Err(ConfigError::Invalid {
-                key: "cache_capacity",
-                problem: "must be at least 1 (set cache_max_ttl and negative_cache_ttl to 0 \
-                          to disable caching)"
-                    .to_owned(),
-            });
-        }
-        for (i, issuer) in self.issuers.iter().enumerate() {
-            issuer.validate()?;
-            if self.issuers[..i].iter().any(|o| o.name == issuer.name) {
-                return Err(ConfigError::Invalid {
-                    key: "name",
-                    problem: format!("issuer name {:?} is used twice", issuer.name),
-                });
-            }
-        }
-        Ok(())
     }
 }
 
@@ -88,6 +78,9 @@ pub struct IssuerConfig {
     pub guard: GuardConfig,
     /// What a refused OAUTHBEARER client is told (RFC 7628 §3.2.2).
     pub discovery: Discovery,
+    /// What reading the configuration left for [`IssuerConfig::validate`] and
+    /// [`ValidatorConfig::read_secret_files`]; empty for a built configuration.
+    pub(crate) notes: KeyNotes,
 }
 
 impl IssuerConfig {
@@ -99,11 +92,20 @@ impl IssuerConfig {
             policy: Policy::with_claim(crate::DEFAULT_USERNAME_CLAIM),
             guard: GuardConfig::default(),
             discovery: Discovery::default(),
+            notes: KeyNotes::default(),
         }
     }
 
-    /// Checks every key of this issuer.
+    /// Checks every key of this issuer; the error names the first key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.problems().into_iter().next() {
+            Some((key, problem)) => Err(ConfigError::Invalid { key, problem }),
+            None => Ok(()),
+        }
+    }
+
+    /// The values' own rules (each part stops at its first problem).
+    pub(crate) fn check_values(&self) -> Result<(), ConfigError> {
         if self.name.is_empty() {
             return Err(ConfigError::Invalid {
                 key: "name",

@@ -586,7 +586,7 @@ fn not_allowed(alg: &str) -> ValidationError {
 }
 
 /// The JOSE header, decoded by hand so that `none` and unknown algorithms get a clear reason.
-fn raw_header(token: &str) -> Result<Map<String, Value>, InvalidReason> {
+pub(crate) fn raw_header(token: &str) -> Result<Map<String, Value>, InvalidReason> {
     let mut parts = token.split('.');
     let (Some(header), Some(_), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())

@@ -17,11 +17,14 @@
 mod cache;
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod guard;
 mod identity;
 mod introspection;
 mod issuer;
 mod jwt;
+mod load;
 mod policy;
 mod userinfo;
 
@@ -40,7 +43,7 @@ pub use crate::config::{
     ClientAuth, IntrospectionConfig, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_MAX_TTL,
     DEFAULT_NEGATIVE_CACHE_TTL, DEFAULT_TIMEOUT, DEFAULT_TOKEN_TYPE_HINT, DEFAULT_USERNAME_CLAIM,
 };
-pub use crate::error::{ConfigError, InvalidReason, ValidationError};
+pub use crate::error::{ConfigError, InvalidReason, KeyError, ValidationError};
 pub use crate::guard::{
     CircuitState, GuardConfig, DEFAULT_FAILURE_THRESHOLD, DEFAULT_MAX_CONCURRENT, DEFAULT_OPEN_FOR,
     DEFAULT_QUEUE_TIMEOUT,
@@ -52,7 +55,7 @@ pub use crate::jwt::{
     JwtConfig, JwtValidator, DEFAULT_JWKS_REFETCH_INTERVAL, DEFAULT_JWT_ALGORITHMS,
     DEFAULT_JWT_LEEWAY, MAX_JWKS_LEN,
 };
-pub use crate::policy::{Policy, PROTOCOLS};
+pub use crate::policy::{Policy, ScopeKey};
 pub use crate::userinfo::{UserinfoConfig, UserinfoRequest};
 
 /// Longest token sent to the identity provider: 64 KiB, above any SASL line the proxy
@@ -117,7 +120,7 @@ impl Validator {
     /// Builds a validator after checking `config`. No request is made until the first
     /// [`Validator::validate`].
     pub fn new(config: ValidatorConfig) -> Result<Self, ConfigError> {
-        config.validate()?;
+        config.validate().map_err(ConfigError::Keys)?;
         let issuers = config
             .issuers
             .into_iter()
@@ -146,15 +149,15 @@ impl Validator {
     }
 
     /// Like [`Validator::validate`], and the token must also carry the scopes its issuer's
-    /// `protocol_scopes` demand for `protocol` (`imap`, `smtp`, `sieve`).
+    /// `protocol_scopes` demand for `key`.
     pub async fn validate_for(
         &self,
         token: &SecretString,
-        protocol: &str,
+        key: &ScopeKey,
     ) -> Result<Arc<Identity>, ValidationError> {
         let result = self.lookup(token).await.and_then(|identity| {
             if let Some(issuer) = self.issuer_named(&identity.issuer) {
-                issuer.policy.check_protocol(protocol, &identity.scopes)?;
+                issuer.policy.check_protocol(key, &identity.scopes)?;
             }
             Ok(identity)
         });

@@ -4,9 +4,11 @@
 //! The same policy applies whatever the claims came from (introspection, a JWT, userinfo),
 //! so an admin who moves from one kind of validation to another keeps the same rules.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::config::is_scope_token_byte;
@@ -30,16 +32,44 @@ pub struct Policy {
     pub allowed_client_ids: Vec<String>,
     /// `required_scope`: scopes every token must carry, whatever the protocol.
     pub required_scopes: Vec<String>,
-    /// `protocol_scopes`: further scopes a login for one protocol (`imap`, `smtp`, `sieve`)
-    /// needs, e.g. a send scope for submission only.
-    pub protocol_scopes: BTreeMap<String, Vec<String>>,
+    /// `protocol_scopes`: further scopes a login needs, by what it is for (the proxy: one key
+    /// per protocol), e.g. a send scope for submission only.
+    pub protocol_scopes: BTreeMap<ScopeKey, Vec<String>>,
     /// `user_map`: token user (after normalisation) → backend login, for mailboxes whose
     /// login differs from the identity provider's name for the person.
     pub user_map: HashMap<String, String>,
 }
 
-/// Protocol names `protocol_scopes` accepts.
-pub const PROTOCOLS: [&str; 3] = ["imap", "smtp", "sieve"];
+/// What the further scopes of `protocol_scopes` are keyed by: a name the application chooses
+/// for a kind of login (the proxy names its protocols), opaque to the validator. Build it once
+/// (per listener, say) and pass it to [`crate::Validator::validate_for`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(transparent)]
+pub struct ScopeKey(String);
+
+impl ScopeKey {
+    /// The key named `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self(name.into())
+    }
+
+    /// The name, as written in `protocol_scopes`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for ScopeKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ScopeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// The user found in a token, before and after the policy's rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,13 +99,9 @@ impl Policy {
             ));
         }
         check_scopes("required_scope", &self.required_scopes)?;
-        for (protocol, scopes) in &self.protocol_scopes {
-            if !PROTOCOLS.contains(&protocol.as_str()) {
-                return Err(invalid(
-                    "protocol_scopes",
-                    format!("{protocol:?} is not a protocol (imap, smtp, sieve)"),
-                ));
-            }
+        // Which keys mean something is the application's business (the proxy checks that
+        // each names a protocol); a key nobody asks for is never used.
+        for scopes in self.protocol_scopes.values() {
             check_scopes("protocol_scopes", scopes)?;
         }
         let domains = self.username_domain.iter().chain(&self.strip_domains);
@@ -175,13 +201,13 @@ impl Policy {
         })
     }
 
-    /// The scopes a login for `protocol` needs beyond `required_scope`.
+    /// The scopes a login keyed `key` needs beyond `required_scope`.
     pub(crate) fn check_protocol(
         &self,
-        protocol: &str,
+        key: &ScopeKey,
         scopes: &[String],
     ) -> Result<(), InvalidReason> {
-        match self.protocol_scopes.get(protocol) {
+        match self.protocol_scopes.get(key) {
             Some(required) => missing_scope(scopes, required),
             None => Ok(()),
         }

@@ -22,14 +22,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::config::{validate_url_key, DEFAULT_TIMEOUT};
 use crate::error::{ConfigError, InvalidReason};
 use crate::introspection::{describe, form_urlencode, http_client, Unavailable, MAX_RESPONSE_LEN};
 
-/// How the token is presented to the endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the token is presented to the endpoint (`userinfo_request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum UserinfoRequest {
     /// `GET` with `Authorization: Bearer <token>` and no body: OpenID Connect userinfo
     /// (Core §5.3.1), e.g. Microsoft's `https://graph.microsoft.com/oidc/userinfo`.

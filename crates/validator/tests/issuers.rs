@@ -9,8 +9,8 @@ use base64::Engine as _;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use validator::{
-    ClientAuth, GuardConfig, IntrospectionConfig, InvalidReason, IssuerConfig, Policy, Source,
-    ValidationError, Validator, ValidatorConfig,
+    ClientAuth, GuardConfig, IntrospectionConfig, InvalidReason, IssuerConfig, Policy, ScopeKey,
+    Source, ValidationError, Validator, ValidatorConfig,
 };
 
 use support::{now_secs, FakeIdp, Reply, Request};
@@ -131,10 +131,7 @@ async fn opaque_tokens_try_issuers_in_order_and_the_identity_names_its_issuer() 
     b.policy.strip_domains = vec!["corp.example".to_owned()];
     b.policy.lowercase_username = true;
     b.policy.user_map = [("bob".to_owned(), "robert".to_owned())].into();
-    let config = ValidatorConfig {
-        issuers: vec![introspection("home", &first.url), b],
-        ..ValidatorConfig::single(introspection("unused", &first.url))
-    };
+    let config = ValidatorConfig::several(vec![introspection("home", &first.url), b]);
     let validator = Validator::new(config).unwrap();
 
     let alice = validator.validate(&token("alice-1")).await.unwrap();
@@ -166,13 +163,10 @@ async fn opaque_tokens_try_issuers_in_order_and_the_identity_names_its_issuer() 
 async fn an_unreachable_issuer_makes_an_unknown_opaque_token_unavailable() {
     let down = FakeIdp::start(|_: &Request| Reply::Json(503, String::new())).await;
     let up = FakeIdp::start(accepting("alice", "alice", json!({}))).await;
-    let config = ValidatorConfig {
-        issuers: vec![
-            introspection("down", &down.url),
-            introspection("up", &up.url),
-        ],
-        ..ValidatorConfig::single(introspection("unused", &up.url))
-    };
+    let config = ValidatorConfig::several(vec![
+        introspection("down", &down.url),
+        introspection("up", &up.url),
+    ]);
     let validator = Validator::new(config).unwrap();
     // Accepted by the second although the first is down.
     assert_eq!(
@@ -204,10 +198,7 @@ async fn jwts_are_routed_by_iss_and_the_challenge_follows() {
     let mut b = introspection("b", &second.url);
     source_of(&mut b).issuer = Some("https://b.example".to_owned());
     b.discovery.scope = Some("scope-b".to_owned());
-    let config = ValidatorConfig {
-        issuers: vec![a, b],
-        ..ValidatorConfig::single(introspection("unused", &first.url))
-    };
+    let config = ValidatorConfig::several(vec![a, b]);
     let validator = Validator::new(config).unwrap();
 
     let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
@@ -234,16 +225,18 @@ async fn protocol_scopes_are_checked_per_login() {
     let fake = FakeIdp::start(accepting("alice", "alice", json!({"scope": "mail.read"}))).await;
     let mut issuer = introspection("idp", &fake.url);
     issuer.policy = Policy {
-        protocol_scopes: [("smtp".to_owned(), vec!["mail.send".to_owned()])].into(),
+        protocol_scopes: [(ScopeKey::new("smtp"), vec!["mail.send".to_owned()])].into(),
         ..Policy::with_claim("username")
     };
     let validator = Validator::new(ValidatorConfig::single(issuer)).unwrap();
     assert!(validator
-        .validate_for(&token("alice"), "imap")
+        .validate_for(&token("alice"), &ScopeKey::new("imap"))
         .await
         .is_ok());
     assert_eq!(
-        validator.validate_for(&token("alice"), "smtp").await,
+        validator
+            .validate_for(&token("alice"), &ScopeKey::new("smtp"))
+            .await,
         Err(ValidationError::Invalid(InvalidReason::MissingScope {
             scope: "mail.send".to_owned()
         }))
@@ -311,10 +304,7 @@ async fn a_refusal_by_a_provider_that_knows_the_token_is_final() {
     let loose = FakeIdp::start(accepting("t", "alice", json!({"client_id": "foreign"}))).await;
     let mut first = introspection("strict", &strict.url);
     first.policy.allowed_client_ids = vec!["webmail".to_owned()];
-    let config = ValidatorConfig {
-        issuers: vec![first, introspection("loose", &loose.url)],
-        ..ValidatorConfig::single(introspection("unused", &strict.url))
-    };
+    let config = ValidatorConfig::several(vec![first, introspection("loose", &loose.url)]);
     let validator = Validator::new(config).unwrap();
     assert_eq!(
         validator.validate(&token("t-1")).await,
@@ -333,13 +323,10 @@ async fn a_refusal_by_a_provider_that_knows_the_token_is_final() {
         Reply::ok(json!({"active": true, "username": "alice", "exp": now_secs() - 60}))
     })
     .await;
-    let config = ValidatorConfig {
-        issuers: vec![
-            introspection("expired", &expired.url),
-            introspection("loose", &loose.url),
-        ],
-        ..ValidatorConfig::single(introspection("unused", &loose.url))
-    };
+    let config = ValidatorConfig::several(vec![
+        introspection("expired", &expired.url),
+        introspection("loose", &loose.url),
+    ]);
     let validator = Validator::new(config).unwrap();
     assert_eq!(
         validator.validate(&token("t-2")).await,

@@ -33,8 +33,11 @@ fn minimal_config_is_valid_and_defaults_apply() {
     assert_eq!(listener.max_auth_failures, 3);
     assert_eq!(listener.preauth_idle_timeout, Duration::from_secs(60));
     assert_eq!(config.validator.cache_max_ttl, Duration::from_secs(300));
-    assert_eq!(config.validator.issuers[0].username_claim, "username");
-    assert_eq!(config.validator.name(0), "default");
+    assert_eq!(
+        config.validator.issuers[0].policy.username_claims,
+        ["username"]
+    );
+    assert_eq!(config.validator.issuers[0].name, "default");
     assert_eq!(
         config.backends["imap"].master_user_format,
         "{user}*{master}"
@@ -171,12 +174,8 @@ required_scope = "mail"
 "#;
 
 /// The validator crate's configuration of the only (or first) issuer.
-fn first_issuer(config: &Config) -> validator::IssuerConfig {
-    let built = config
-        .validator
-        .to_validator(Path::new("."))
-        .expect("builds");
-    built.issuers.into_iter().next().expect("one issuer")
+fn first_issuer(config: &Config) -> &validator::IssuerConfig {
+    config.validator.issuers.first().expect("one issuer")
 }
 
 #[test]
@@ -266,7 +265,7 @@ fn several_issuers_reach_the_validator_with_their_policies() {
         "{:?}",
         config.validate(Path::new("."))
     );
-    let built = config.validator.to_validator(Path::new(".")).unwrap();
+    let built = &config.validator;
     assert_eq!(built.cache_max_ttl, Duration::from_secs(120));
     let names: Vec<&str> = built.issuers.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, ["keycloak", "issuer-1", "issuer-2"]);
@@ -323,8 +322,10 @@ fn issuer_errors_carry_the_index() {
         "cache_max_ttl = \"2m\"",
         "cache_max_ttl = \"2m\"\nkind = \"jwt\"",
     );
-    let error = Config::parse(&with_listeners(&mixed)).expect_err("both shapes refused");
-    assert_eq!(error.key, "validator.kind");
+    let errors = Config::parse(&with_listeners(&mixed))
+        .expect("parses")
+        .validate(Path::new("."));
+    assert_eq!(keys(&errors), vec!["validator.kind"], "both shapes refused");
 
     let twice = ISSUERS.replace(
         "kind = \"userinfo\"",
@@ -399,4 +400,58 @@ fn auth_limits_have_safe_defaults_and_are_checked() {
             "auth_limits.max_failure_delay"
         ]
     );
+}
+
+#[test]
+fn protocol_scopes_must_name_protocols() {
+    let bad = ISSUERS.replace("smtp = \"mail.send\"", "pop9 = \"mail\"");
+    let errors = Config::parse(&with_listeners(&bad))
+        .expect("parses")
+        .validate(Path::new("."));
+    assert_eq!(keys(&errors), ["validator.issuers[0].protocol_scopes"]);
+    assert!(
+        errors[0].message.contains("\"pop9\" is not a protocol")
+            && errors[0].message.contains("`imap`"),
+        "{}",
+        errors[0]
+    );
+    let config = Config::parse(&with_listeners(ISSUERS)).expect("parses");
+    let smtp = Protocol::Smtp.scope_key();
+    assert_eq!(
+        config.validator.issuers[0].policy.protocol_scopes[&smtp],
+        ["mail.send"]
+    );
+}
+
+/// A directory of its own for a test that writes files.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bearergate-config-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("secrets")).expect("create scratch dir");
+    dir
+}
+
+#[test]
+fn load_reads_secret_files_relative_to_the_config_file() {
+    use secrecy::ExposeSecret;
+
+    let dir = scratch("secret-file");
+    std::fs::write(dir.join("secrets/introspection"), "from-the-file\n").expect("write");
+    let text = MINIMAL.replace(
+        "client_secret = \"s3cret-value\"",
+        "client_secret_file = \"secrets/introspection\"",
+    );
+    std::fs::write(dir.join("proxy.toml"), &text).expect("write");
+    let config = Config::load(&dir.join("proxy.toml")).expect("valid");
+    let validator::Source::Introspection(source) = &first_issuer(&config).source else {
+        panic!("not introspection");
+    };
+    assert_eq!(source.client_secret.expose_secret(), "from-the-file");
+
+    // A file that cannot be read is named once, with its key.
+    std::fs::remove_file(dir.join("secrets/introspection")).expect("remove");
+    let errors = Config::load(&dir.join("proxy.toml")).expect_err("unreadable");
+    assert_eq!(keys(&errors), ["validator.client_secret_file"]);
+    assert!(errors[0].message.contains("cannot read"), "{}", errors[0]);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -150,20 +150,21 @@ fn scopes_from_scope_or_scp() {
 #[test]
 fn protocol_scopes_apply_to_their_protocol_only() {
     let p = Policy {
-        protocol_scopes: BTreeMap::from([("smtp".to_owned(), vec!["mail.send".to_owned()])]),
+        protocol_scopes: BTreeMap::from([(ScopeKey::new("smtp"), vec!["mail.send".to_owned()])]),
         ..policy(&["u"])
     };
+    let (imap, smtp) = (ScopeKey::new("imap"), ScopeKey::new("smtp"));
     let found = p
         .apply(&claims(json!({"u":"a","scope":"mail.read"})))
         .unwrap();
-    assert_eq!(p.check_protocol("imap", &found.scopes), Ok(()));
+    assert_eq!(p.check_protocol(&imap, &found.scopes), Ok(()));
     assert_eq!(
-        p.check_protocol("smtp", &found.scopes),
+        p.check_protocol(&smtp, &found.scopes),
         Err(InvalidReason::MissingScope {
             scope: "mail.send".to_owned()
         })
     );
-    assert_eq!(p.check_protocol("smtp", &["mail.send".to_owned()]), Ok(()));
+    assert_eq!(p.check_protocol(&smtp, &["mail.send".to_owned()]), Ok(()));
 }
 
 #[test]
@@ -200,7 +201,7 @@ fn validate_names_the_key() {
     );
     assert_eq!(
         key_of(Policy {
-            protocol_scopes: BTreeMap::from([("pop3".to_owned(), vec!["mail".to_owned()])]),
+            protocol_scopes: BTreeMap::from([(ScopeKey::new("smtp"), vec!["ma\\il".to_owned()])]),
             ..policy(&["u"])
         }),
         "protocol_scopes"

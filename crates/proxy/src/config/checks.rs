@@ -1,0 +1,197 @@
+//! The rules that span several keys, checked after parsing: `check-config` reports every
+//! problem found, each with its key.
+
+use std::path::Path;
+
+use serde::de::{self, IntoDeserializer};
+use serde::Deserialize;
+
+use super::{
+    resolve, split_host_port, BackendConfig, Config, ConfigError, ListenerTls, LoginStrategy,
+    Protocol,
+};
+
+impl Config {
+    /// Cross-field rules. `base` is the directory relative paths are resolved against when
+    /// checking that files exist.
+    pub fn validate(&self, base: &Path) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if self.listeners.is_empty() {
+            errors.push(ConfigError::new(
+                "listeners",
+                "at least one [[listeners]] is needed",
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            errors.push(ConfigError::new("log.level", e.to_string()));
+        }
+        for (i, listener) in self.listeners.iter().enumerate() {
+            let key = |field: &str| format!("listeners[{i}].{field}");
+            if listener.password_fallback && listener.protocol == Protocol::Sieve {
+                errors.push(ConfigError::new(
+                    key("password_fallback"),
+                    "available for IMAP and SMTP listeners only",
+                ));
+            }
+            let backend_login = self.backends.get(&listener.backend).map(|b| b.login);
+            if listener.password_fallback && backend_login == Some(LoginStrategy::Xclient) {
+                errors.push(ConfigError::new(
+                    key("password_fallback"),
+                    format!(
+                        "cannot be used with [backends.{}] login = \"xclient\": that backend \
+                         trusts the proxy's connection to name any user, and a password \
+                         login would hand such a connection to the client",
+                        listener.backend
+                    ),
+                ));
+            }
+            if listener.tls != ListenerTls::None && self.tls.is_none() {
+                errors.push(ConfigError::new(
+                    key("tls"),
+                    "needs a [tls] table with cert and key",
+                ));
+            }
+            match self.backends.get(&listener.backend) {
+                None => errors.push(ConfigError::new(
+                    key("backend"),
+                    format!("no [backends.{}] table", listener.backend),
+                )),
+                Some(backend)
+                    if backend.login == LoginStrategy::Xclient
+                        && listener.protocol != Protocol::Smtp =>
+                {
+                    errors.push(ConfigError::new(
+                        key("backend"),
+                        format!(
+                            "[backends.{}] uses login = \"xclient\", which only SMTP listeners can use",
+                            listener.backend
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+            if listener.max_auth_failures == 0 {
+                errors.push(ConfigError::new(
+                    key("max_auth_failures"),
+                    "must be at least 1",
+                ));
+            }
+            if listener.max_connections == 0 {
+                errors.push(ConfigError::new(
+                    key("max_connections"),
+                    "must be at least 1",
+                ));
+            }
+            let duplicate = self.listeners[..i]
+                .iter()
+                .any(|other| other.listen == listener.listen);
+            if duplicate {
+                errors.push(ConfigError::new(
+                    key("listen"),
+                    "address used by an earlier listener",
+                ));
+            }
+        }
+        let limits = &self.auth_limits;
+        if limits.address_failures == 0 {
+            errors.push(ConfigError::new(
+                "auth_limits.address_failures",
+                "must be at least 1",
+            ));
+        }
+        if limits.max_failure_delay < limits.failure_delay {
+            errors.push(ConfigError::new(
+                "auth_limits.max_failure_delay",
+                "must not be shorter than failure_delay",
+            ));
+        }
+        if let Some(tls) = &self.tls {
+            check_file(base, &tls.cert, "tls.cert", &mut errors);
+            check_file(base, &tls.key, "tls.key", &mut errors);
+        }
+        for (name, backend) in &self.backends {
+            backend.validate(name, base, &mut errors);
+        }
+        if let Err(problems) = self.validator.validate() {
+            errors.extend(problems.into_iter().map(ConfigError::from));
+        }
+        self.check_protocol_scopes(&mut errors);
+        errors
+    }
+
+    /// `protocol_scopes` keys must name protocols, as a listener's `protocol` does: the
+    /// validator takes any key, and one that names no protocol would silently demand nothing.
+    fn check_protocol_scopes(&self, errors: &mut Vec<ConfigError>) {
+        for (index, issuer) in self.validator.issuers.iter().enumerate() {
+            let unknown = issuer.policy.protocol_scopes.keys().find_map(|key| {
+                let name = key.as_str().into_deserializer();
+                Protocol::deserialize(name)
+                    .err()
+                    .map(|e: de::value::Error| (key, e))
+            });
+            if let Some((key, e)) = unknown {
+                errors.push(ConfigError::new(
+                    format!(
+                        "validator.{}",
+                        self.validator.key_path(index, "protocol_scopes")
+                    ),
+                    format!("{:?} is not a protocol: {e}", key.as_str()),
+                ));
+            }
+        }
+    }
+}
+
+impl BackendConfig {
+    fn validate(&self, name: &str, base: &Path, errors: &mut Vec<ConfigError>) {
+        let key = |field: &str| format!("backends.{name}.{field}");
+        if split_host_port(&self.address).is_none() {
+            errors.push(ConfigError::new(key("address"), "expected host:port"));
+        }
+        match self.login {
+            LoginStrategy::Master | LoginStrategy::PlainAuthzid => {
+                if self.master_user.as_deref().unwrap_or("").is_empty() {
+                    errors.push(ConfigError::new(
+                        key("master_user"),
+                        "required for this login strategy",
+                    ));
+                }
+                match (&self.master_password, &self.master_password_file) {
+                    (None, None) => errors.push(ConfigError::new(
+                        key("master_password"),
+                        "required (or master_password_file)",
+                    )),
+                    (Some(_), Some(_)) => errors.push(ConfigError::new(
+                        key("master_password_file"),
+                        "give master_password or master_password_file, not both",
+                    )),
+                    (None, Some(file)) => {
+                        check_file(base, file, &key("master_password_file"), errors)
+                    }
+                    (Some(_), None) => {}
+                }
+            }
+            LoginStrategy::Passthrough => {}
+            LoginStrategy::Xclient => {}
+        }
+        if self.login == LoginStrategy::Master && !self.master_user_format.contains("{user}") {
+            errors.push(ConfigError::new(
+                key("master_user_format"),
+                "must contain {user}",
+            ));
+        }
+        if let Some(file) = &self.ca_file {
+            check_file(base, file, &key("ca_file"), errors);
+        }
+    }
+}
+
+fn check_file(base: &Path, file: &Path, key: &str, errors: &mut Vec<ConfigError>) {
+    let path = resolve(base, file);
+    if !path.is_file() {
+        errors.push(ConfigError::new(
+            key,
+            format!("file {} not found", path.display()),
+        ));
+    }
+}
