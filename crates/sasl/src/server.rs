@@ -412,10 +412,13 @@ mod tests {
     #[test]
     fn rfc7628_4_3_flow_and_any_dummy() {
         for dummy in [&b"AQ=="[..], b"", b"=", RFC_4_1_IMAP, b"not base64!"] {
-            let mut ex = ServerExchange::new(Mechanism::OAuthBearer).with_discovery(crate::Discovery {
-                scope: Some("example_scope".into()),
-                openid_configuration: Some("https://example.com/.well-known/openid-config".into()),
-            });
+            let mut ex =
+                ServerExchange::new(Mechanism::OAuthBearer).with_discovery(crate::Discovery {
+                    scope: Some("example_scope".into()),
+                    openid_configuration: Some(
+                        "https://example.com/.well-known/openid-config".into(),
+                    ),
+                });
             let step = ex.step_line(RFC_4_3_EMPTY_AUTH);
             let ServerStep::Challenge(json) = step else {
                 panic!("expected Challenge, got {step:?}");

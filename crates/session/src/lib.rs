@@ -15,10 +15,13 @@
 #![warn(missing_docs)]
 
 mod auth;
+pub mod backend;
 pub mod imap;
 pub mod pop3;
 pub mod sieve;
 pub mod smtp;
+#[cfg(test)]
+mod testing;
 
 use std::fmt;
 

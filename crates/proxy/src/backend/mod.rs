@@ -1,7 +1,11 @@
-//! The backend side: where the mail server is, how to reach it (TCP, TLS) and how to log in
-//! on the user's behalf. Protocol-specific login lives in submodules.
+//! The backend side: where the mail server is, how to reach it (TCP, TLS), and the one
+//! async loop that drives every protocol's backend-login machine
+//! ([`session::backend`]): connect, write the machine's output, read into its buffer, run
+//! the TLS handshake when it asks, until it reports a login or a failure. The
+//! conversations themselves (greeting, STARTTLS, capabilities, ID / XCLIENT, LOGIN /
+//! AUTHENTICATE / AUTH, the error challenge) are the machines'; time limits are the
+//! caller's (`login_timeout`) and [`Backend::connect`]'s.
 
-pub mod imap;
 pub mod sieve;
 pub mod smtp;
 
@@ -13,6 +17,10 @@ use std::time::Duration;
 use bytes::BytesMut;
 use sasl::BearerCredentials;
 use secrecy::SecretString;
+use session::backend::{
+    self as machine, BackendLogin, Event, Fault, LoginError, MasterUser, Strategy,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::{self, BackendConfig, BackendTls, LoginStrategy, Protocol};
@@ -46,48 +54,35 @@ pub struct LoggedIn {
     pub leftover: BytesMut,
 }
 
-/// Logs in with the protocol's own conversation.
+/// Logs in with the protocol's own conversation, as the backend's `login` strategy says.
 pub async fn login(
     protocol: Protocol,
     backend: &Backend,
     request: LoginRequest<'_>,
 ) -> Result<LoggedIn, BackendError> {
-    match protocol {
-        Protocol::Imap => imap::login(backend, request).await,
-        Protocol::Smtp => smtp::login(backend, request).await,
-        Protocol::Sieve => sieve::login(backend, request).await,
-    }
-}
-
-/// The client's SASL response rebuilt for a backend that validates the token itself: the
-/// same mechanism and token; the user is the token's.
-pub fn client_response(request: LoginRequest<'_>) -> Result<Vec<u8>, BackendError> {
-    let credentials = request.credentials;
-    let token = secrecy::ExposeSecret::expose_secret(&credentials.token);
-    let built = match credentials.mechanism {
-        sasl::Mechanism::OAuthBearer => sasl::oauthbearer_client_response(
-            credentials.authzid.as_deref(),
-            token,
-            credentials.host.as_deref(),
-            credentials.port,
-        ),
-        sasl::Mechanism::XOAuth2 => sasl::xoauth2_client_response(request.user, token),
+    let user = request.user.to_owned();
+    let strategy = match backend.login {
+        LoginStrategy::Master => Strategy::Master {
+            user,
+            master: backend.master(),
+        },
+        LoginStrategy::PlainAuthzid => Strategy::PlainAuthzid {
+            user,
+            master: backend.master(),
+        },
+        LoginStrategy::Passthrough => Strategy::Passthrough {
+            user,
+            credentials: request.credentials.clone(),
+        },
+        LoginStrategy::Xclient => Strategy::Xclient { user },
     };
-    built.map_err(|e| BackendError::Protocol(format!("cannot rebuild the client's response: {e}")))
-}
-
-/// A passthrough backend said no: with a challenge, or a plain failure, it is the token's
-/// fault; a reply that says the backend is unavailable is not.
-pub fn passthrough_refusal(
-    challenge: Option<Vec<u8>>,
-    unavailable: bool,
-    text: String,
-) -> BackendError {
-    if challenge.is_some() || !unavailable {
-        BackendError::TokenRefused { challenge }
-    } else {
-        BackendError::Refused(text)
-    }
+    let request = backend.request(
+        strategy,
+        request.client,
+        request.client_name,
+        request.session_id,
+    );
+    run(protocol, backend, request).await
 }
 
 /// A password login for the backend to check (password fallback).
@@ -105,19 +100,99 @@ pub struct PasswordRequest<'a> {
 
 /// Logs in with the client's own password, which the backend checks. Returns
 /// [`BackendError::PasswordRefused`] when the backend said no to the password; the client's
-/// connection stays with the proxy either way until this returns a login.
+/// connection stays with the proxy either way until this returns a login. ManageSieve has
+/// no password fallback: refused before connecting.
 pub async fn password_login(
     protocol: Protocol,
     backend: &Backend,
     request: PasswordRequest<'_>,
 ) -> Result<LoggedIn, BackendError> {
-    match protocol {
-        Protocol::Imap => imap::password_login(backend, request).await,
-        Protocol::Smtp => smtp::password_login(backend, request).await,
-        Protocol::Sieve => Err(BackendError::Protocol(
-            "ManageSieve has no password fallback".into(),
-        )),
+    let strategy = Strategy::Password(request.credentials.clone());
+    let request = backend.request(
+        strategy,
+        request.client,
+        request.client_name,
+        request.session_id,
+    );
+    run(protocol, backend, request).await
+}
+
+/// Builds the protocol's machine (refusing a strategy it does not have before connecting)
+/// and drives it to a login.
+async fn run(
+    protocol: Protocol,
+    backend: &Backend,
+    request: machine::LoginRequest,
+) -> Result<LoggedIn, BackendError> {
+    let driven = match protocol {
+        Protocol::Imap => drive(backend, machine::imap::ImapLogin::new(request)?).await?,
+        Protocol::Smtp => drive(backend, machine::smtp::SmtpLogin::new(request)?).await?,
+        Protocol::Sieve => drive(backend, machine::sieve::SieveLogin::new(request)?).await?,
+    };
+    match driven {
+        Driven::LoggedIn(logged_in) => Ok(logged_in),
+        Driven::Probed => Err(LoginError::Finished.into()),
     }
+}
+
+/// How a machine's conversation ended well.
+#[derive(Debug)]
+enum Driven {
+    LoggedIn(LoggedIn),
+    Probed,
+}
+
+/// The one loop for every backend conversation: connect (TCP, and TLS for `implicit`),
+/// then write what the machine says, read what it needs, run the STARTTLS handshake when
+/// it asks — discarding every byte read before it — and remember what it learned, until
+/// it is done.
+async fn drive<M: BackendLogin>(backend: &Backend, mut machine: M) -> Result<Driven, BackendError> {
+    let mut stream = backend.connect().await?;
+    let mut input = BytesMut::with_capacity(1_024);
+    loop {
+        let event = machine.advance(&mut input);
+        if !machine.output().is_empty() {
+            stream.write_all(machine.output()).await?;
+            stream.flush().await?;
+            machine.output_written();
+        }
+        match event {
+            Event::NeedInput => {
+                if stream.read_buf(&mut input).await? == 0 {
+                    return Err(machine.closed().into());
+                }
+            }
+            Event::StartTls => {
+                // Whatever followed the STARTTLS reply in clear text is not trusted.
+                input.clear();
+                stream = backend.upgrade(stream).await?;
+                machine
+                    .tls_started()
+                    .map_err(|_| BackendError::from(LoginError::Finished))?;
+            }
+            Event::Learned(learned) => backend.learn(learned),
+            Event::LoggedIn(machine::LoggedIn {
+                capabilities,
+                leftover,
+            }) => {
+                return Ok(Driven::LoggedIn(LoggedIn {
+                    stream,
+                    capabilities,
+                    leftover,
+                }))
+            }
+            Event::Probed => return Ok(Driven::Probed),
+            Event::Failed(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Runs a start-up probe (see [`smtp::probe`], [`sieve::probe`]) within `login_timeout`.
+async fn probe<M: BackendLogin>(backend: &Backend, machine: M) -> Result<(), BackendError> {
+    tokio::time::timeout(backend.login_timeout, drive(backend, machine))
+        .await
+        .map_err(|_| BackendError::Timeout)?
+        .map(drop)
 }
 
 /// What the proxy learned about a backend from talking to it, to advertise before login.
@@ -162,8 +237,9 @@ pub struct Backend {
     pub learned: std::sync::Mutex<Learned>,
 }
 
-/// Why a backend login did not happen. All of these are the backend's (or the network's)
-/// fault, so the client is told to try again later, never that its token is wrong.
+/// Why a backend login did not happen. Only [`BackendError::TokenRefused`] and
+/// [`BackendError::PasswordRefused`] are the client's fault; everything else tells the
+/// client to try again later.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     /// TCP connect failed.
@@ -183,12 +259,9 @@ pub enum BackendError {
     /// The TLS handshake with the backend failed.
     #[error("backend TLS: {0}")]
     Tls(std::io::Error),
-    /// The backend said something the proxy did not expect.
-    #[error("unexpected backend reply: {0}")]
-    Protocol(String),
-    /// The backend refused the login (wrong master password, unknown user, ...).
-    #[error("backend refused the login: {0}")]
-    Refused(String),
+    /// The login asked for STARTTLS where the proxy cannot start TLS.
+    #[error("STARTTLS {0}")]
+    NoStartTls(&'static str),
     /// The backend validates tokens itself (`passthrough`) and refused this one; its
     /// challenge, if it sent one, is relayed to the client as it came.
     #[error("backend refused the token")]
@@ -196,17 +269,36 @@ pub enum BackendError {
         /// The backend's decoded error challenge.
         challenge: Option<Vec<u8>>,
     },
-    /// The backend closed the connection.
-    #[error("backend closed the connection")]
-    Closed,
     /// The backend refused the client's own password (password fallback): the client's
     /// fault, answered like a refused token.
     #[error("backend refused the password")]
     PasswordRefused,
-    /// The backend would grant the client something only the proxy may have (SMTP XCLIENT
-    /// after login): a configuration error, so the login is refused, never handed over.
-    #[error("refusing to hand over the connection: {0}")]
-    Unsafe(String),
+    /// The login conversation failed for a reason that is not the client's: the backend is
+    /// unavailable, refused the proxy, misbehaved, or would grant the client too much.
+    #[error(transparent)]
+    Login(LoginError),
+}
+
+impl From<LoginError> for BackendError {
+    fn from(error: LoginError) -> Self {
+        match error {
+            LoginError::TokenRefused { challenge } => Self::TokenRefused { challenge },
+            LoginError::PasswordRefused => Self::PasswordRefused,
+            other => Self::Login(other),
+        }
+    }
+}
+
+impl BackendError {
+    /// Whose fault it was.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Self::TokenRefused { .. } | Self::PasswordRefused => Fault::Client,
+            Self::Connect { .. } | Self::Timeout | Self::Io(_) | Self::Tls(_) => Fault::Backend,
+            Self::NoStartTls(_) => Fault::Configuration,
+            Self::Login(error) => error.fault(),
+        }
+    }
 }
 
 impl Backend {
@@ -264,6 +356,17 @@ impl Backend {
         }
     }
 
+    /// Upgrades a plaintext connection after STARTTLS.
+    async fn upgrade(&self, stream: BackendStream) -> Result<BackendStream, BackendError> {
+        let Some(tls) = &self.tls else {
+            return Err(BackendError::NoStartTls("without TLS settings"));
+        };
+        let BackendStream::Plain(tcp) = stream else {
+            return Err(BackendError::NoStartTls("on a TLS connection"));
+        };
+        self.start_tls(tcp, tls).await
+    }
+
     /// Runs the TLS handshake over an established TCP connection.
     pub async fn start_tls(
         &self,
@@ -281,6 +384,14 @@ impl Backend {
     /// What was learned so far.
     pub fn learned(&self) -> Learned {
         self.learned.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Remembers what a login machine learned.
+    fn learn(&self, learned: machine::Learned) {
+        match learned {
+            machine::Learned::SmtpExtensions(keywords) => self.learn_smtp_extensions(&keywords),
+            machine::Learned::SieveCapabilities(block) => self.learn_sieve_capabilities(block),
+        }
     }
 
     /// Remembers the keywords of an EHLO reply (the last one before login), so that the
@@ -324,58 +435,36 @@ impl Backend {
 
     /// The LOGIN user name for the `master` strategy.
     pub fn master_login_name(&self, user: &str) -> String {
-        self.master_user_format
-            .replace("{master}", &self.master_user)
-            .replace("{user}", user)
+        self.master().login_name(user)
+    }
+
+    /// The proxy's own identity on this backend, for the login machines.
+    fn master(&self) -> MasterUser {
+        MasterUser {
+            name: self.master_user.clone(),
+            password: self.master_password.clone(),
+            login_format: self.master_user_format.clone(),
+        }
+    }
+
+    /// A login machine's request: the strategy, the client, and this backend's settings.
+    fn request(
+        &self,
+        strategy: Strategy,
+        client: SocketAddr,
+        client_name: Option<&str>,
+        session_id: &str,
+    ) -> machine::LoginRequest {
+        machine::LoginRequest {
+            strategy,
+            client,
+            client_name: client_name.map(str::to_owned),
+            session_id: session_id.to_owned(),
+            starttls: self.tls_mode == BackendTls::Starttls,
+            forward_client_address: self.forward_client_address,
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn backend(format: &str) -> Backend {
-        Backend {
-            name: "imap".into(),
-            address: "127.0.0.1:143".into(),
-            tls_mode: BackendTls::None,
-            tls: None,
-            login: LoginStrategy::Master,
-            master_user: "proxymaster".into(),
-            master_password: SecretString::from("secret"),
-            master_user_format: format.into(),
-            connect_timeout: Duration::from_secs(1),
-            login_timeout: Duration::from_secs(1),
-            forward_client_address: true,
-            learned: std::sync::Mutex::new(Learned::default()),
-        }
-    }
-
-    #[test]
-    fn master_identities_are_recognised_in_any_form() {
-        let dovecot = backend("{user}*{master}");
-        for name in [
-            "proxymaster",
-            "ProxyMaster",
-            " proxymaster ",
-            "alice*proxymaster",
-            "bob*PROXYMASTER",
-            "alice*proxymaster@example.com",
-            "proxymaster@example.com",
-            "proxymaster/alice",
-            "alice%proxymaster",
-        ] {
-            assert!(dovecot.is_master_identity(name), "{name}");
-        }
-        for name in [
-            "alice",
-            "proxymaster2",
-            "xproxymaster",
-            "proxymaster.bob",
-            "alice*proxy",
-            "alice@example.com",
-        ] {
-            assert!(!dovecot.is_master_identity(name), "{name}");
-        }
-    }
-}
+mod tests;

@@ -1,14 +1,7 @@
 //! Transcript tests: client bytes in, exact server bytes out.
 
 use super::*;
-
-/// A token refusal without discovery hints.
-fn refused(refusal: Refusal) -> Verdict {
-    Verdict::TokenRefused {
-        refusal,
-        discovery: Discovery::default(),
-    }
-}
+use crate::testing::{feed, refused, take, xoauth2};
 
 const TOKEN: &str = "mF_9.B5f-4.1JqM";
 
@@ -26,30 +19,11 @@ fn starttls_session() -> ImapSession {
     })
 }
 
-/// Feeds `input`, returns the action and everything the session wrote.
-fn feed(session: &mut ImapSession, buffer: &mut BytesMut, input: &[u8]) -> (Action, String) {
-    buffer.extend_from_slice(input);
-    let action = session.advance(buffer);
-    let out = String::from_utf8_lossy(session.output()).into_owned();
-    session.output_written();
-    (action, out)
-}
-
-fn greeting(session: &mut ImapSession) -> String {
-    let out = String::from_utf8_lossy(session.output()).into_owned();
-    session.output_written();
-    out
-}
-
-fn xoauth2(user: &str, token: &str) -> String {
-    sasl::encode_base64(format!("user={user}\x01auth=Bearer {token}\x01\x01").as_bytes())
-}
-
 #[test]
 fn greeting_on_tls_offers_oauth_mechanisms() {
     let mut session = tls_session();
     assert_eq!(
-        greeting(&mut session),
+        take(&mut session),
         "* OK [CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ AUTH=OAUTHBEARER AUTH=XOAUTH2] bearergate ready.\r\n"
     );
 }
@@ -57,7 +31,7 @@ fn greeting_on_tls_offers_oauth_mechanisms() {
 #[test]
 fn greeting_before_starttls_disables_login() {
     let mut session = starttls_session();
-    let text = greeting(&mut session);
+    let text = take(&mut session);
     assert!(text.contains("STARTTLS LOGINDISABLED]"), "{text}");
     assert!(!text.contains("AUTH="), "{text}");
 }
@@ -65,7 +39,7 @@ fn greeting_before_starttls_disables_login() {
 #[test]
 fn capability_noop_id_logout() {
     let mut session = tls_session();
-    greeting(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let (action, out) = feed(
         &mut session,
@@ -88,7 +62,7 @@ fn capability_noop_id_logout() {
 #[test]
 fn authenticate_with_initial_response_asks_for_validation() {
     let mut session = tls_session();
-    greeting(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let line = format!(
         "a1 AUTHENTICATE XOAUTH2 {}\r\na2 SELECT INBOX\r\n",
@@ -109,7 +83,7 @@ fn authenticate_with_initial_response_asks_for_validation() {
         })
         .expect("verdict");
     assert_eq!(
-        greeting(&mut session),
+        take(&mut session),
         "a1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in.\r\n"
     );
 }
@@ -117,7 +91,7 @@ fn authenticate_with_initial_response_asks_for_validation() {
 #[test]
 fn authenticate_without_initial_response_sends_empty_continuation() {
     let mut session = tls_session();
-    greeting(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let (action, out) = feed(
         &mut session,
@@ -150,7 +124,7 @@ fn refused_token_gets_challenge_then_no_after_dummy() {
         ),
     ] {
         let mut session = tls_session();
-        greeting(&mut session);
+        take(&mut session);
         let mut buffer = BytesMut::new();
         let line = format!("a1 AUTHENTICATE {mechanism} {response}\r\n");
         let (action, _) = feed(&mut session, &mut buffer, line.as_bytes());
@@ -158,7 +132,7 @@ fn refused_token_gets_challenge_then_no_after_dummy() {
         session
             .verdict(refused(Refusal::InvalidToken))
             .expect("verdict");
-        let challenge = greeting(&mut session);
+        let challenge = take(&mut session);
         let encoded = challenge
             .strip_prefix("+ ")
             .and_then(|c| c.strip_suffix("\r\n"))
@@ -182,7 +156,7 @@ fn refused_token_gets_challenge_then_no_after_dummy() {
 #[test]
 fn three_failures_close_the_connection() {
     let mut session = tls_session();
-    greeting(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     for round in 1..=3 {
         let line = format!(
@@ -194,7 +168,7 @@ fn three_failures_close_the_connection() {
         session
             .verdict(refused(Refusal::InvalidToken))
             .expect("verdict");
-        greeting(&mut session);
+        take(&mut session);
         let (action, out) = feed(&mut session, &mut buffer, b"\r\n");
         if round < 3 {
             assert!(matches!(action, Action::NeedInput));
@@ -211,12 +185,12 @@ fn three_failures_close_the_connection() {
 #[test]
 fn unavailable_is_reported_without_challenge() {
     let mut session = tls_session();
-    greeting(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let line = format!("t AUTHENTICATE XOAUTH2 {}\r\n", xoauth2("alice", TOKEN));
     let _ = feed(&mut session, &mut buffer, line.as_bytes());
     session.verdict(Verdict::Unavailable).expect("verdict");
-    assert!(greeting(&mut session).starts_with("t NO [UNAVAILABLE] "));
+    assert!(take(&mut session).starts_with("t NO [UNAVAILABLE] "));
     let (_, out) = feed(&mut session, &mut buffer, b"u NOOP\r\n");
     assert_eq!(out, "u OK NOOP completed.\r\n");
 }
@@ -224,7 +198,7 @@ fn unavailable_is_reported_without_challenge() {
 #[test]
 fn cancel_gets_bad() {
     let mut session = tls_session();
-    greeting(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let _ = feed(&mut session, &mut buffer, b"a AUTHENTICATE XOAUTH2\r\n");
     let (_, out) = feed(&mut session, &mut buffer, b"*\r\n");
@@ -234,7 +208,7 @@ fn cancel_gets_bad() {
 #[test]
 fn plaintext_authentication_is_refused_before_tls() {
     let mut session = starttls_session();
-    greeting(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let line = format!(
         "a AUTHENTICATE XOAUTH2 {}\r\nb LOGIN alice secret\r\n",
@@ -249,7 +223,7 @@ fn plaintext_authentication_is_refused_before_tls() {
 #[test]
 fn starttls_stops_reading_and_restarts_framing() {
     let mut session = starttls_session();
-    greeting(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let (action, out) = feed(&mut session, &mut buffer, b"a STARTTLS\r\nb NOOP\r\n");
     assert!(matches!(action, Action::StartTls));
@@ -267,7 +241,7 @@ fn starttls_stops_reading_and_restarts_framing() {
 #[test]
 fn other_commands_are_refused_before_login() {
     let mut session = tls_session();
-    greeting(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let (_, out) = feed(&mut session, &mut buffer, b"x SELECT INBOX\r\n");
     assert_eq!(out, "x BAD Command not allowed before authentication.\r\n");
@@ -276,7 +250,7 @@ fn other_commands_are_refused_before_login() {
 #[test]
 fn over_long_line_gets_bad_then_close_when_repeated() {
     let mut session = tls_session();
-    greeting(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let mut long = b"a NOOP ".to_vec();
     long.extend(std::iter::repeat_n(b'x', 40_000));
@@ -300,7 +274,7 @@ fn over_long_line_gets_bad_then_close_when_repeated() {
 #[test]
 fn synchronizing_literal_gets_continuation() {
     let mut session = tls_session();
-    greeting(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let (_, out) = feed(&mut session, &mut buffer, b"a ID (\"name\" {3}\r\n");
     assert_eq!(out, "+ Ready for literal data.\r\n");
@@ -311,7 +285,7 @@ fn synchronizing_literal_gets_continuation() {
 #[test]
 fn debug_output_never_shows_the_token() {
     let mut session = tls_session();
-    greeting(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let encoded = xoauth2("alice", TOKEN);
     let line = format!("a1 AUTHENTICATE XOAUTH2 {encoded}\r\n");
@@ -343,7 +317,7 @@ fn backend_capabilities_are_filtered() {
 #[test]
 fn backend_challenge_is_relayed_unchanged() {
     let mut session = tls_session();
-    greeting(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let line = format!("a AUTHENTICATE XOAUTH2 {}\r\n", xoauth2("alice", TOKEN));
     let _ = feed(&mut session, &mut buffer, line.as_bytes());
@@ -354,7 +328,7 @@ fn backend_challenge_is_relayed_unchanged() {
         })
         .expect("verdict");
     assert_eq!(
-        greeting(&mut session),
+        take(&mut session),
         format!("+ {}\r\n", sasl::encode_base64(&backend))
     );
     let (_, out) = feed(&mut session, &mut buffer, b"\r\n");
@@ -371,7 +345,7 @@ fn backend_challenge_is_relayed_unchanged() {
         .verdict(Verdict::BackendRefused { challenge: None })
         .expect("verdict");
     assert_eq!(
-        greeting(&mut session),
+        take(&mut session),
         "b NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
     );
 }
@@ -382,7 +356,7 @@ fn password_session() -> ImapSession {
         password_fallback: true,
         ..ImapSessionConfig::default()
     });
-    assert!(greeting(&mut session).contains(" AUTH=PLAIN]"));
+    assert!(take(&mut session).contains(" AUTH=PLAIN]"));
     session
 }
 
@@ -419,7 +393,7 @@ fn password_login_is_collected_by_the_session_with_one_continuation() {
         })
         .expect("verdict");
     assert_eq!(
-        greeting(&mut session),
+        take(&mut session),
         "a OK [CAPABILITY IMAP4rev1 IDLE] Logged in.\r\n"
     );
 }
@@ -433,7 +407,7 @@ fn a_refused_password_leaves_the_client_with_the_proxy() {
         let (action, _) = feed(&mut session, &mut buffer, line.as_bytes());
         password_of(action);
         session.verdict(Verdict::PasswordRefused).expect("verdict");
-        let out = greeting(&mut session);
+        let out = take(&mut session);
         assert!(
             out.starts_with(&format!("{tag} NO [AUTHENTICATIONFAILED] ")),
             "{out}"
@@ -464,7 +438,7 @@ fn authenticate_plain_and_login_are_run_by_the_session() {
         (Some("bob"), "alice")
     );
     session.verdict(Verdict::Unavailable).expect("verdict");
-    assert!(greeting(&mut session).starts_with("a NO [UNAVAILABLE] "));
+    assert!(take(&mut session).starts_with("a NO [UNAVAILABLE] "));
 
     // PLAIN with SASL-IR.
     let line = format!(
@@ -474,7 +448,7 @@ fn authenticate_plain_and_login_are_run_by_the_session() {
     let (action, _) = feed(&mut session, &mut buffer, line.as_bytes());
     assert_eq!(password_of(action).user, "alice");
     session.verdict(Verdict::PasswordRefused).expect("verdict");
-    assert!(greeting(&mut session).starts_with("b NO [AUTHENTICATIONFAILED] "));
+    assert!(take(&mut session).starts_with("b NO [AUTHENTICATIONFAILED] "));
 
     // LOGIN: user and password prompts.
     let (_, out) = feed(&mut session, &mut buffer, b"c AUTHENTICATE LOGIN\r\n");
@@ -492,7 +466,7 @@ fn without_the_error_challenge_a_refused_token_fails_at_once() {
         error_challenge: false,
         ..ImapSessionConfig::default()
     });
-    greeting(&mut session);
+    take(&mut session);
     let line = format!("a AUTHENTICATE XOAUTH2 {}\r\n", xoauth2("alice", TOKEN));
     let (action, _) = feed(&mut session, &mut BytesMut::new(), line.as_bytes());
     assert!(matches!(action, Action::Authenticate(_)));
@@ -500,7 +474,7 @@ fn without_the_error_challenge_a_refused_token_fails_at_once() {
         .verdict(refused(Refusal::InvalidToken))
         .expect("verdict");
     assert_eq!(
-        greeting(&mut session),
+        take(&mut session),
         "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
     );
 }
@@ -512,7 +486,7 @@ fn password_fallback_never_works_before_tls() {
         password_fallback: true,
         ..ImapSessionConfig::default()
     });
-    let text = greeting(&mut session);
+    let text = take(&mut session);
     assert!(
         !text.contains("AUTH=PLAIN") && text.contains("LOGINDISABLED"),
         "{text}"
@@ -529,7 +503,7 @@ fn password_fallback_never_works_before_tls() {
 #[test]
 fn a_password_verdict_for_a_token_is_handed_back() {
     let mut session = tls_session();
-    greeting(&mut session);
+    take(&mut session);
     let line = format!("a AUTHENTICATE XOAUTH2 {}\r\n", xoauth2("alice", TOKEN));
     let (action, _) = feed(&mut session, &mut BytesMut::new(), line.as_bytes());
     assert!(matches!(action, Action::Authenticate(_)));
@@ -537,10 +511,25 @@ fn a_password_verdict_for_a_token_is_handed_back() {
         .verdict(Verdict::PasswordRefused)
         .expect_err("a token is being checked, not a password");
     assert!(matches!(wrong.value, Verdict::PasswordRefused));
-    assert_eq!(greeting(&mut session), "");
+    assert_eq!(take(&mut session), "");
     // The right kind of verdict still lands.
     session
         .verdict(Verdict::Unavailable)
         .expect("the token verdict is pending");
-    assert!(greeting(&mut session).starts_with("a NO [UNAVAILABLE] "));
+    assert!(take(&mut session).starts_with("a NO [UNAVAILABLE] "));
+}
+
+#[test]
+fn transcript_files() {
+    let ran = crate::testing::replay_dir("imap", |setup| {
+        ImapSession::new(ImapSessionConfig {
+            tls_active: setup.tls,
+            starttls_available: setup.starttls,
+            allow_plaintext_auth: setup.plaintext_auth,
+            password_fallback: setup.password_fallback,
+            error_challenge: !setup.no_challenge,
+            ..ImapSessionConfig::default()
+        })
+    });
+    assert!(ran >= 5, "{ran} transcripts");
 }

@@ -4,6 +4,7 @@
 mod auth;
 
 use super::*;
+use crate::testing::{feed, take};
 
 const CAPA_BEFORE_TLS: &str = "+OK Capability list follows\r\nSTLS\r\nRESP-CODES\r\n\
                                AUTH-RESP-CODE\r\nIMPLEMENTATION bearergate\r\n.\r\n";
@@ -33,20 +34,6 @@ fn start(config: Pop3SessionConfig) -> Pop3Session {
     let mut session = Pop3Session::new(config);
     assert_eq!(take(&mut session), "+OK bearergate ready.\r\n");
     session
-}
-
-/// Feeds `input`, returns the action and everything the session wrote.
-fn feed(session: &mut Pop3Session, buffer: &mut BytesMut, input: &[u8]) -> (Action, String) {
-    buffer.extend_from_slice(input);
-    let action = session.advance(buffer);
-    (action, take(session))
-}
-
-/// Takes what the session wrote outside `feed` (greeting, verdict replies).
-fn take(session: &mut Pop3Session) -> String {
-    let out = String::from_utf8_lossy(session.output()).into_owned();
-    session.output_written();
-    out
 }
 
 /// Replays a `C:`/`S:` transcript (RFC 1939's notation, one line each, CRLF implied):
@@ -455,4 +442,19 @@ fn random_input_never_breaks_the_session() {
 /// An XOAUTH2 response for alice, base64-encoded.
 fn xoauth2_response() -> String {
     sasl::encode_base64(b"user=alice\x01auth=Bearer t0k3n\x01\x01")
+}
+
+#[test]
+fn transcript_files() {
+    let ran = crate::testing::replay_dir("pop3", |setup| {
+        Pop3Session::new(Pop3SessionConfig {
+            tls_active: setup.tls,
+            starttls_available: setup.starttls,
+            allow_plaintext_auth: setup.plaintext_auth,
+            password_fallback: setup.password_fallback,
+            error_challenge: !setup.no_challenge,
+            ..Pop3SessionConfig::default()
+        })
+    });
+    assert!(ran >= 2, "{ran} transcripts");
 }

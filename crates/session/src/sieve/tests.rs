@@ -1,14 +1,7 @@
 //! Transcript tests: client bytes in, exact server bytes out.
 
 use super::*;
-
-/// A token refusal without discovery hints.
-fn refused(refusal: Refusal) -> Verdict {
-    Verdict::TokenRefused {
-        refusal,
-        discovery: Discovery::default(),
-    }
-}
+use crate::testing::{feed, oauthbearer, refused, take, xoauth2};
 
 const TOKEN: &str = "mF_9.B5f-4.1JqM";
 
@@ -51,30 +44,6 @@ fn starttls_session() -> SieveSession {
     })
 }
 
-/// Feeds `input`, returns the action and everything the session wrote.
-fn feed(session: &mut SieveSession, buffer: &mut BytesMut, input: &[u8]) -> (Action, String) {
-    buffer.extend_from_slice(input);
-    let action = session.advance(buffer);
-    let out = String::from_utf8_lossy(session.output()).into_owned();
-    session.output_written();
-    (action, out)
-}
-
-/// What the session wrote without being fed.
-fn written(session: &mut SieveSession) -> String {
-    let out = String::from_utf8_lossy(session.output()).into_owned();
-    session.output_written();
-    out
-}
-
-fn xoauth2(user: &str, token: &str) -> String {
-    sasl::encode_base64(format!("user={user}\x01auth=Bearer {token}\x01\x01").as_bytes())
-}
-
-fn oauthbearer(user: &str, token: &str) -> String {
-    sasl::encode_base64(format!("n,a={user},\x01auth=Bearer {token}\x01\x01").as_bytes())
-}
-
 fn expect_credentials(action: Action) -> sasl::BearerCredentials {
     match action {
         Action::Authenticate(credentials) => credentials,
@@ -95,7 +64,7 @@ fn challenge_json(line: &str) -> String {
 fn greeting_on_tls_offers_oauth_mechanisms() {
     let mut session = tls_session();
     assert_eq!(
-        written(&mut session),
+        take(&mut session),
         format!("{TLS_CAPABILITIES}OK \"bearergate ready.\"\r\n")
     );
 }
@@ -104,7 +73,7 @@ fn greeting_on_tls_offers_oauth_mechanisms() {
 fn greeting_before_starttls_offers_no_mechanism() {
     let mut session = starttls_session();
     assert_eq!(
-        written(&mut session),
+        take(&mut session),
         "\"IMPLEMENTATION\" \"bearergate\"\r\n\
          \"SASL\" \"\"\r\n\
          \"SIEVE\" \"fileinto vacation\"\r\n\
@@ -122,7 +91,7 @@ fn plaintext_allowed_offers_both_mechanisms_and_starttls() {
         backend_capabilities: None,
         ..config()
     });
-    let text = written(&mut session);
+    let text = take(&mut session);
     assert!(
         text.contains("\"SASL\" \"OAUTHBEARER XOAUTH2\"\r\n"),
         "{text}"
@@ -167,7 +136,7 @@ fn backend_capabilities_are_relayed_except_auth_tls_and_identity() {
                  \"X-BARE\"\r\n\
                  \"VERSION\" \"1.0\"\r\n";
     assert_eq!(
-        written(&mut session),
+        take(&mut session),
         format!("{block}OK \"bearergate ready.\"\r\n")
     );
     // CAPABILITY gives the same block.
@@ -182,7 +151,7 @@ fn backend_capabilities_before_and_after_starttls() {
         backend_capabilities: backend(DOVECOT_LIKE),
         ..SieveSessionConfig::default()
     });
-    let greeting = written(&mut session);
+    let greeting = take(&mut session);
     assert!(
         greeting.starts_with(
             "\"IMPLEMENTATION\" \"bearergate\"\r\n\"SASL\" \"\"\r\n\
@@ -195,7 +164,7 @@ fn backend_capabilities_before_and_after_starttls() {
     let mut buffer = BytesMut::new();
     let _ = feed(&mut session, &mut buffer, b"STARTTLS\r\n");
     session.tls_started().expect("TLS was asked for");
-    let after = written(&mut session);
+    let after = take(&mut session);
     assert!(!after.contains("STARTTLS"), "{after}");
     assert!(after.contains("\"NOTIFY\" \"mailto\"\r\n"), "{after}");
     assert!(after.contains("\"MAXREDIRECTS\" \"4\"\r\n"), "{after}");
@@ -220,7 +189,7 @@ fn a_backend_without_sieve_or_version_gets_an_empty_sieve_and_no_version() {
         ..SieveSessionConfig::default()
     });
     assert_eq!(
-        written(&mut session),
+        take(&mut session),
         "\"IMPLEMENTATION\" \"bearergate\"\r\n\
          \"SASL\" \"OAUTHBEARER XOAUTH2\"\r\n\
          \"SIEVE\" \"\"\r\n\
@@ -236,7 +205,7 @@ fn an_unknown_backend_gets_the_proxys_own_block() {
         ..SieveSessionConfig::default()
     });
     assert_eq!(
-        written(&mut session),
+        take(&mut session),
         "\"IMPLEMENTATION\" \"bearergate\"\r\n\
          \"SASL\" \"OAUTHBEARER XOAUTH2\"\r\n\
          \"SIEVE\" \"\"\r\n\
@@ -248,7 +217,7 @@ fn an_unknown_backend_gets_the_proxys_own_block() {
 #[test]
 fn capability_noop_logout() {
     let mut session = tls_session();
-    written(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let (action, out) = feed(
         &mut session,
@@ -272,7 +241,7 @@ fn capability_noop_logout() {
 #[test]
 fn authenticate_with_quoted_initial_response_asks_for_validation() {
     let mut session = tls_session();
-    written(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let line = format!(
         "AUTHENTICATE \"XOAUTH2\" \"{}\"\r\nLISTSCRIPTS\r\n",
@@ -292,13 +261,13 @@ fn authenticate_with_quoted_initial_response_asks_for_validation() {
             capabilities: Vec::new(),
         })
         .expect("verdict");
-    assert_eq!(written(&mut session), "OK \"Logged in.\"\r\n");
+    assert_eq!(take(&mut session), "OK \"Logged in.\"\r\n");
 }
 
 #[test]
 fn long_quoted_token_is_accepted_as_sievelib_sends_it() {
     let mut session = tls_session();
-    written(&mut session);
+    take(&mut session);
     let token = format!("eyJ{}", "x".repeat(1_500));
     let encoded = oauthbearer("alice", &token);
     assert!(encoded.len() > 1_024);
@@ -314,7 +283,7 @@ fn long_quoted_token_is_accepted_as_sievelib_sends_it() {
 fn literal_initial_response_is_accepted() {
     for plus in ["+", ""] {
         let mut session = tls_session();
-        written(&mut session);
+        take(&mut session);
         let encoded = oauthbearer("alice", TOKEN);
         let line = format!(
             "AUTHENTICATE \"OAUTHBEARER\" {{{}{plus}}}\r\n{encoded}\r\n",
@@ -344,7 +313,7 @@ fn without_initial_response_an_empty_challenge_is_sent() {
         ),
     ] {
         let mut session = tls_session();
-        written(&mut session);
+        take(&mut session);
         let mut buffer = BytesMut::new();
         let (action, out) = feed(
             &mut session,
@@ -363,7 +332,7 @@ fn without_initial_response_an_empty_challenge_is_sent() {
 #[test]
 fn empty_initial_response_gets_an_empty_challenge_once() {
     let mut session = tls_session();
-    written(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let (_, out) = feed(
         &mut session,
@@ -387,7 +356,7 @@ fn refused_token_gets_challenge_then_no_after_dummy() {
         ),
     ] {
         let mut session = tls_session();
-        written(&mut session);
+        take(&mut session);
         let mut buffer = BytesMut::new();
         let line = format!("AUTHENTICATE \"{mechanism}\" \"{response}\"\r\n");
         let (action, _) = feed(&mut session, &mut buffer, line.as_bytes());
@@ -395,7 +364,7 @@ fn refused_token_gets_challenge_then_no_after_dummy() {
         session
             .verdict(refused(Refusal::InvalidToken))
             .expect("verdict");
-        let json = challenge_json(&written(&mut session));
+        let json = challenge_json(&take(&mut session));
         if mechanism == "XOAUTH2" {
             assert!(json.contains("\"status\":\"401\""), "{json}");
         } else {
@@ -413,7 +382,7 @@ fn insufficient_scope_challenge_names_the_scope() {
         tls_active: true,
         ..config()
     });
-    written(&mut session);
+    take(&mut session);
     let line = format!(
         "AUTHENTICATE \"OAUTHBEARER\" \"{}\"\r\n",
         oauthbearer("alice", TOKEN)
@@ -431,7 +400,7 @@ fn insufficient_scope_challenge_names_the_scope() {
             },
         })
         .expect("verdict");
-    let json = challenge_json(&written(&mut session));
+    let json = challenge_json(&take(&mut session));
     assert!(json.contains("\"status\":\"insufficient_scope\""), "{json}");
     assert!(json.contains("\"scope\":\"sieve\""), "{json}");
     assert!(json.contains("openid-configuration"), "{json}");
@@ -440,7 +409,7 @@ fn insufficient_scope_challenge_names_the_scope() {
 #[test]
 fn three_failures_end_with_bye_instead_of_no() {
     let mut session = tls_session();
-    written(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     for round in 1..=3 {
         let line = format!(
@@ -452,7 +421,7 @@ fn three_failures_end_with_bye_instead_of_no() {
         session
             .verdict(refused(Refusal::InvalidToken))
             .expect("verdict");
-        written(&mut session);
+        take(&mut session);
         let (action, out) = feed(&mut session, &mut buffer, b"\"\"\r\n");
         if round < 3 {
             assert!(matches!(action, Action::NeedInput));
@@ -468,7 +437,7 @@ fn three_failures_end_with_bye_instead_of_no() {
 #[test]
 fn unavailable_is_reported_as_trylater_without_challenge() {
     let mut session = tls_session();
-    written(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let line = format!(
         "AUTHENTICATE \"XOAUTH2\" \"{}\"\r\n",
@@ -477,7 +446,7 @@ fn unavailable_is_reported_as_trylater_without_challenge() {
     let _ = feed(&mut session, &mut buffer, line.as_bytes());
     session.verdict(Verdict::Unavailable).expect("verdict");
     assert_eq!(
-        written(&mut session),
+        take(&mut session),
         "NO (TRYLATER) \"Authentication service temporarily unavailable; try again later.\"\r\n"
     );
     let (_, out) = feed(&mut session, &mut buffer, b"NOOP\r\n");
@@ -487,7 +456,7 @@ fn unavailable_is_reported_as_trylater_without_challenge() {
 #[test]
 fn cancel_gets_no() {
     let mut session = tls_session();
-    written(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let (_, out) = feed(&mut session, &mut buffer, b"AUTHENTICATE \"XOAUTH2\"\r\n");
     assert_eq!(out, "\"\"\r\n");
@@ -503,7 +472,7 @@ fn cancel_gets_no() {
     session
         .verdict(refused(Refusal::InvalidToken))
         .expect("verdict");
-    written(&mut session);
+    take(&mut session);
     let (_, out) = feed(&mut session, &mut buffer, b"\"*\"\r\n");
     assert_eq!(out, "NO \"Authentication cancelled.\"\r\n");
 }
@@ -511,7 +480,7 @@ fn cancel_gets_no() {
 #[test]
 fn malformed_sasl_responses_get_no() {
     let mut session = tls_session();
-    written(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let _ = feed(&mut session, &mut buffer, b"AUTHENTICATE \"XOAUTH2\"\r\n");
     let (_, out) = feed(&mut session, &mut buffer, b"dXNlcj0=\r\n");
@@ -536,7 +505,7 @@ fn malformed_sasl_responses_get_no() {
 #[test]
 fn authentication_before_tls_needs_encryption() {
     let mut session = starttls_session();
-    written(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let line = format!(
         "AUTHENTICATE \"XOAUTH2\" \"{}\"\r\nAUTHENTICATE \"PLAIN\" \"AGEAYg==\"\r\n",
@@ -554,7 +523,7 @@ fn authentication_before_tls_needs_encryption() {
 #[test]
 fn unknown_mechanism_gets_no() {
     let mut session = tls_session();
-    written(&mut session);
+    take(&mut session);
     let (action, out) = feed(
         &mut session,
         &mut BytesMut::new(),
@@ -570,7 +539,7 @@ fn unknown_mechanism_gets_no() {
 #[test]
 fn starttls_stops_reading_and_resends_capabilities_after_the_handshake() {
     let mut session = starttls_session();
-    written(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let (action, out) = feed(&mut session, &mut buffer, b"STARTTLS\r\nCAPABILITY\r\n");
     assert!(matches!(action, Action::StartTls));
@@ -582,7 +551,7 @@ fn starttls_stops_reading_and_resends_capabilities_after_the_handshake() {
     buffer.clear();
     session.tls_started().expect("TLS was asked for");
     assert_eq!(
-        written(&mut session),
+        take(&mut session),
         format!("{TLS_CAPABILITIES}OK \"TLS negotiation successful.\"\r\n")
     );
     let (_, out) = feed(&mut session, &mut buffer, b"STARTTLS\r\n");
@@ -598,20 +567,20 @@ fn starttls_stops_reading_and_resends_capabilities_after_the_handshake() {
 #[test]
 fn starttls_where_not_offered_gets_no() {
     let mut session = SieveSession::new(config());
-    written(&mut session);
+    take(&mut session);
     let (action, out) = feed(&mut session, &mut BytesMut::new(), b"STARTTLS\r\n");
     assert!(matches!(action, Action::NeedInput));
     assert_eq!(out, "NO \"STARTTLS is not available on this port.\"\r\n");
     // A stray tls_started is refused and changes nothing on the wire.
     let wrong = session.tls_started().expect_err("no TLS was asked for");
     assert_eq!(wrong.state, "reading commands");
-    assert_eq!(written(&mut session), "");
+    assert_eq!(take(&mut session), "");
 }
 
 #[test]
 fn other_commands_are_refused_before_login() {
     let mut session = tls_session();
-    written(&mut session);
+    take(&mut session);
     let (action, out) = feed(
         &mut session,
         &mut BytesMut::new(),
@@ -629,7 +598,7 @@ fn other_commands_are_refused_before_login() {
 #[test]
 fn over_long_line_gets_no_then_bye_when_repeated() {
     let mut session = tls_session();
-    written(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let mut long = b"NOOP \"".to_vec();
     long.extend(std::iter::repeat_n(b'x', 40_000));
@@ -647,7 +616,7 @@ fn over_long_line_gets_no_then_bye_when_repeated() {
 #[test]
 fn over_large_literal_is_skipped() {
     let mut session = tls_session();
-    written(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let mut input = b"AUTHENTICATE \"OAUTHBEARER\" {100000+}\r\n".to_vec();
     input.extend(std::iter::repeat_n(b'A', 100_000));
@@ -663,7 +632,7 @@ fn over_large_literal_is_skipped() {
 #[test]
 fn over_long_sasl_response_ends_the_exchange() {
     let mut session = tls_session();
-    written(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let _ = feed(
         &mut session,
@@ -684,7 +653,7 @@ fn syntax_errors_get_no_then_bye() {
         max_bad_commands: 2,
         ..config()
     });
-    written(&mut session);
+    take(&mut session);
     let (action, out) = feed(
         &mut session,
         &mut BytesMut::new(),
@@ -700,7 +669,7 @@ fn syntax_errors_get_no_then_bye() {
 #[test]
 fn backend_challenge_is_relayed_unchanged() {
     let mut session = tls_session();
-    written(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let line = format!(
         "AUTHENTICATE \"XOAUTH2\" \"{}\"\r\n",
@@ -714,7 +683,7 @@ fn backend_challenge_is_relayed_unchanged() {
         })
         .expect("verdict");
     assert_eq!(
-        written(&mut session),
+        take(&mut session),
         format!("\"{}\"\r\n", sasl::encode_base64(&backend))
     );
     let (_, out) = feed(&mut session, &mut buffer, b"\"\"\r\n");
@@ -723,16 +692,16 @@ fn backend_challenge_is_relayed_unchanged() {
     session
         .verdict(Verdict::BackendRefused { challenge: None })
         .expect("verdict");
-    assert_eq!(written(&mut session), "NO \"Authentication failed.\"\r\n");
+    assert_eq!(take(&mut session), "NO \"Authentication failed.\"\r\n");
 }
 
 #[test]
 fn idle_timeout_says_bye_and_closes() {
     let mut session = tls_session();
-    written(&mut session);
+    take(&mut session);
     session.idle_timeout();
     assert_eq!(
-        written(&mut session),
+        take(&mut session),
         "BYE \"Disconnected for inactivity.\"\r\n"
     );
     assert!(matches!(
@@ -745,7 +714,7 @@ fn idle_timeout_says_bye_and_closes() {
 #[test]
 fn verdicts_in_the_wrong_state_are_handed_back() {
     let mut session = tls_session();
-    written(&mut session);
+    take(&mut session);
     for verdict in [
         refused(Refusal::InvalidToken),
         Verdict::Unavailable,
@@ -757,7 +726,7 @@ fn verdicts_in_the_wrong_state_are_handed_back() {
         let wrong = session.verdict(verdict).expect_err("no verdict is pending");
         assert_eq!(wrong.method, "verdict");
     }
-    assert_eq!(written(&mut session), "");
+    assert_eq!(take(&mut session), "");
     let (_, out) = feed(&mut session, &mut BytesMut::new(), b"NOOP\r\n");
     assert_eq!(out, "OK \"NOOP completed.\"\r\n");
 }
@@ -769,7 +738,7 @@ fn debug_output_never_shows_the_token() {
         ("OAUTHBEARER", oauthbearer("alice", TOKEN)),
     ] {
         let mut session = tls_session();
-        written(&mut session);
+        take(&mut session);
         let mut buffer = BytesMut::new();
         let line = format!(
             "AUTHENTICATE \"{mechanism}\" {{{}+}}\r\n{encoded}\r\n",
@@ -790,7 +759,7 @@ fn without_the_error_challenge_a_refused_token_fails_at_once() {
         error_challenge: false,
         ..config()
     });
-    written(&mut session);
+    take(&mut session);
     let line = format!(
         "AUTHENTICATE \"XOAUTH2\" \"{}\"\r\n",
         xoauth2("alice", TOKEN)
@@ -801,5 +770,23 @@ fn without_the_error_challenge_a_refused_token_fails_at_once() {
     session
         .verdict(refused(Refusal::InvalidToken))
         .expect("verdict");
-    assert_eq!(written(&mut session), "NO \"Authentication failed.\"\r\n");
+    assert_eq!(take(&mut session), "NO \"Authentication failed.\"\r\n");
+}
+
+#[test]
+fn transcript_files() {
+    let ran = crate::testing::replay_dir("sieve", |setup| {
+        assert!(
+            !setup.password_fallback,
+            "ManageSieve has no password fallback"
+        );
+        SieveSession::new(SieveSessionConfig {
+            tls_active: setup.tls,
+            starttls_available: setup.starttls,
+            allow_plaintext_auth: setup.plaintext_auth,
+            error_challenge: !setup.no_challenge,
+            ..SieveSessionConfig::default()
+        })
+    });
+    assert!(ran >= 2, "{ran} transcripts");
 }

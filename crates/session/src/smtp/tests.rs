@@ -1,14 +1,7 @@
 //! Transcript tests: client bytes in, exact server bytes out.
 
 use super::*;
-
-/// A token refusal without discovery hints.
-fn refused(refusal: Refusal) -> Verdict {
-    Verdict::TokenRefused {
-        refusal,
-        discovery: Discovery::default(),
-    }
-}
+use crate::testing::{feed, refused, take, xoauth2};
 
 const TOKEN: &str = "mF_9.B5f-4.1JqM";
 const HOST: &str = "mx.example.com";
@@ -49,31 +42,10 @@ fn starttls_session() -> SmtpSession {
 /// Implicit TLS, greeting read and EHLO done.
 fn ready_session(buffer: &mut BytesMut) -> SmtpSession {
     let mut session = tls_session();
-    greeting(&mut session);
+    take(&mut session);
     let (_, out) = feed(&mut session, buffer, b"EHLO client.example.org\r\n");
     assert_eq!(out, EHLO_TLS);
     session
-}
-
-/// Feeds `input`, returns the action and everything the session wrote.
-fn feed(session: &mut SmtpSession, buffer: &mut BytesMut, input: &[u8]) -> (Action, String) {
-    buffer.extend_from_slice(input);
-    let action = session.advance(buffer);
-    let out = String::from_utf8_lossy(session.output()).into_owned();
-    session.output_written();
-    (action, out)
-}
-
-/// Takes what the session wrote outside `feed` (greeting, verdict replies).
-fn greeting(session: &mut SmtpSession) -> String {
-    let out = String::from_utf8_lossy(session.output()).into_owned();
-    session.output_written();
-    out
-}
-
-/// An XOAUTH2 client response, base64-encoded.
-fn xoauth2(user: &str, token: &str) -> String {
-    sasl::encode_base64(format!("user={user}\x01auth=Bearer {token}\x01\x01").as_bytes())
 }
 
 /// An XOAUTH2 response whose unpadded base64 is exactly `encoded_len` octets
@@ -91,7 +63,7 @@ fn xoauth2_of_len(encoded_len: usize) -> String {
 fn greeting_names_the_host() {
     let mut session = tls_session();
     assert_eq!(
-        greeting(&mut session),
+        take(&mut session),
         "220 mx.example.com ESMTP bearergate ready\r\n"
     );
     assert_eq!(session.client_ehlo(), None);
@@ -107,7 +79,7 @@ fn ehlo_on_implicit_tls_offers_auth_and_no_starttls() {
 #[test]
 fn ehlo_before_starttls_offers_starttls_and_no_auth() {
     let mut session = starttls_session();
-    greeting(&mut session);
+    take(&mut session);
     let (action, out) = feed(&mut session, &mut BytesMut::new(), b"ehlo [192.0.2.1]\r\n");
     assert!(matches!(action, Action::NeedInput));
     assert_eq!(
@@ -140,7 +112,7 @@ fn plaintext_auth_when_allowed_and_the_backends_extensions() {
         backend_extensions: Some(backend.into()),
         ..config()
     });
-    greeting(&mut session);
+    take(&mut session);
     let (_, out) = feed(&mut session, &mut BytesMut::new(), b"EHLO c\r\n");
     assert_eq!(
         out,
@@ -153,7 +125,7 @@ fn plaintext_auth_when_allowed_and_the_backends_extensions() {
 #[test]
 fn helo_gets_no_extensions_and_allows_auth() {
     let mut session = tls_session();
-    greeting(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let (_, out) = feed(&mut session, &mut buffer, b"HELO old.example\r\n");
     assert_eq!(out, "250 mx.example.com\r\n");
@@ -165,7 +137,7 @@ fn helo_gets_no_extensions_and_allows_auth() {
 #[test]
 fn noop_rset_help_vrfy_expn_unknown_quit() {
     let mut session = tls_session();
-    greeting(&mut session);
+    take(&mut session);
     let (action, out) = feed(
         &mut session,
         &mut BytesMut::new(),
@@ -201,7 +173,7 @@ fn mail_transaction_before_auth_is_refused() {
 #[test]
 fn before_tls_only_the_rfc_3207_commands_go_ahead() {
     let mut session = starttls_session();
-    greeting(&mut session);
+    take(&mut session);
     let line = format!(
         "EHLO c\r\nAUTH XOAUTH2 {}\r\nMAIL FROM:<a@example.com>\r\nHELP\r\nNOOP\r\nRSET\r\nHELO c\r\n",
         xoauth2("alice", TOKEN)
@@ -220,7 +192,7 @@ fn before_tls_only_the_rfc_3207_commands_go_ahead() {
     );
     // Also without EHLO: TLS is asked for first.
     let mut session = starttls_session();
-    greeting(&mut session);
+    take(&mut session);
     let (_, out) = feed(&mut session, &mut BytesMut::new(), b"AUTH XOAUTH2\r\n");
     assert_eq!(out, "530 5.7.0 Must issue a STARTTLS command first\r\n");
 }
@@ -228,7 +200,7 @@ fn before_tls_only_the_rfc_3207_commands_go_ahead() {
 #[test]
 fn auth_before_ehlo_and_unknown_mechanism() {
     let mut session = tls_session();
-    greeting(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let (_, out) = feed(&mut session, &mut buffer, b"AUTH XOAUTH2\r\n");
     assert_eq!(out, "503 5.5.1 EHLO first\r\n");
@@ -272,7 +244,7 @@ fn auth_with_initial_response_asks_for_validation_and_keeps_pipelined_input() {
         })
         .expect("verdict");
     assert_eq!(
-        greeting(&mut session),
+        take(&mut session),
         "235 2.7.0 Authentication successful\r\n"
     );
     assert!(matches!(session.advance(&mut buffer), Action::NeedInput));
@@ -304,7 +276,7 @@ fn rfc7628_smtp_example_initial_response() {
         })
         .expect("verdict");
     assert_eq!(
-        greeting(&mut session),
+        take(&mut session),
         "235 2.7.0 Authentication successful\r\n"
     );
 }
@@ -380,7 +352,7 @@ fn refused_token_gets_challenge_then_535_after_dummy() {
             tls_active: true,
             ..config()
         });
-        greeting(&mut session);
+        take(&mut session);
         let mut buffer = BytesMut::new();
         let line = format!("EHLO c\r\nAUTH {mechanism} {response}\r\n");
         let (action, _) = feed(&mut session, &mut buffer, line.as_bytes());
@@ -398,7 +370,7 @@ fn refused_token_gets_challenge_then_535_after_dummy() {
                 discovery,
             })
             .expect("verdict");
-        assert_eq!(greeting(&mut session), challenge);
+        assert_eq!(take(&mut session), challenge);
         let (action, out) = feed(&mut session, &mut buffer, dummy.as_bytes());
         assert!(matches!(action, Action::NeedInput));
         assert_eq!(out, "535 5.7.8 Authentication credentials invalid\r\n");
@@ -417,7 +389,7 @@ fn insufficient_scope_is_named_in_the_challenge() {
     session
         .verdict(refused(Refusal::InsufficientScope))
         .expect("verdict");
-    let challenge = greeting(&mut session);
+    let challenge = take(&mut session);
     let encoded = challenge
         .strip_prefix("334 ")
         .and_then(|c| c.strip_suffix("\r\n"))
@@ -436,7 +408,7 @@ fn unusable_credentials_get_the_discovery_challenge() {
         },
         ..config()
     });
-    greeting(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let line = format!("EHLO c\r\nAUTH OAUTHBEARER {RFC7628_EMPTY_AUTH}\r\n");
     let (action, out) = feed(&mut session, &mut buffer, line.as_bytes());
@@ -460,7 +432,7 @@ fn three_failures_close_the_connection() {
         session
             .verdict(refused(Refusal::InvalidToken))
             .expect("verdict");
-        greeting(&mut session);
+        take(&mut session);
         let (action, out) = feed(&mut session, &mut buffer, b"\r\n");
         if round < 3 {
             assert!(matches!(action, Action::NeedInput));
@@ -485,7 +457,7 @@ fn unavailable_is_454_and_the_session_goes_on() {
     let _ = feed(&mut session, &mut buffer, line.as_bytes());
     session.verdict(Verdict::Unavailable).expect("verdict");
     assert_eq!(
-        greeting(&mut session),
+        take(&mut session),
         "454 4.7.0 Temporary authentication failure, try again later\r\n"
     );
     let (_, out) = feed(&mut session, &mut buffer, b"NOOP\r\n");
@@ -499,7 +471,7 @@ fn unavailable_is_454_and_the_session_goes_on() {
     assert!(matches!(wrong.value, Verdict::LoggedIn { .. }));
     assert!(session.verdict(refused(Refusal::InvalidToken)).is_err());
     assert!(session.verdict(Verdict::Unavailable).is_err());
-    assert_eq!(greeting(&mut session), "");
+    assert_eq!(take(&mut session), "");
 }
 
 #[test]
@@ -515,7 +487,7 @@ fn backend_challenge_is_relayed_unchanged() {
         })
         .expect("verdict");
     assert_eq!(
-        greeting(&mut session),
+        take(&mut session),
         format!("334 {}\r\n", sasl::encode_base64(&backend))
     );
     let (_, out) = feed(&mut session, &mut buffer, b"\r\n");
@@ -525,7 +497,7 @@ fn backend_challenge_is_relayed_unchanged() {
         .verdict(Verdict::BackendRefused { challenge: None })
         .expect("verdict");
     assert_eq!(
-        greeting(&mut session),
+        take(&mut session),
         "535 5.7.8 Authentication credentials invalid\r\n"
     );
 }
@@ -533,7 +505,7 @@ fn backend_challenge_is_relayed_unchanged() {
 #[test]
 fn starttls_stops_reading_and_forgets_ehlo() {
     let mut session = starttls_session();
-    greeting(&mut session);
+    take(&mut session);
     let mut buffer = BytesMut::new();
     let (action, out) = feed(
         &mut session,
@@ -568,7 +540,7 @@ fn starttls_not_offered_or_with_parameters() {
         allow_plaintext_auth: true,
         ..config()
     });
-    greeting(&mut session);
+    take(&mut session);
     let (action, out) = feed(
         &mut session,
         &mut BytesMut::new(),
@@ -584,7 +556,7 @@ fn starttls_not_offered_or_with_parameters() {
 #[test]
 fn ehlo_syntax_errors() {
     let mut session = tls_session();
-    greeting(&mut session);
+    take(&mut session);
     let (_, out) = feed(
         &mut session,
         &mut BytesMut::new(),
@@ -677,7 +649,7 @@ fn too_many_bad_commands_close_the_connection() {
         max_bad_commands: 3,
         ..config()
     });
-    greeting(&mut session);
+    take(&mut session);
     let (action, out) = feed(
         &mut session,
         &mut BytesMut::new(),
@@ -696,10 +668,10 @@ fn too_many_bad_commands_close_the_connection() {
 #[test]
 fn idle_timeout_closes_with_421() {
     let mut session = tls_session();
-    greeting(&mut session);
+    take(&mut session);
     session.idle_timeout();
     assert_eq!(
-        greeting(&mut session),
+        take(&mut session),
         "421 4.4.2 mx.example.com Idle timeout, closing\r\n"
     );
     assert!(matches!(
@@ -740,7 +712,7 @@ fn replies_never_carry_injected_lines_from_config() {
         ..config()
     });
     assert_eq!(
-        greeting(&mut session),
+        take(&mut session),
         "220 evil  250 injected ESMTP bearergate ready\r\n"
     );
 }
@@ -822,4 +794,19 @@ fn xclient_from_a_client_is_never_obeyed() {
         out.ends_with("\r\n500 5.5.2 Command unrecognized\r\n"),
         "{out}"
     );
+}
+
+#[test]
+fn transcript_files() {
+    let ran = crate::testing::replay_dir("smtp", |setup| {
+        SmtpSession::new(SmtpSessionConfig {
+            tls_active: setup.tls,
+            starttls_available: setup.starttls,
+            allow_plaintext_auth: setup.plaintext_auth,
+            password_fallback: setup.password_fallback,
+            error_challenge: !setup.no_challenge,
+            ..SmtpSessionConfig::default()
+        })
+    });
+    assert!(ran >= 3, "{ran} transcripts");
 }
