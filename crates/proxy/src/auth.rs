@@ -14,7 +14,7 @@ pub enum AuthError {
     Refused(Refused),
     /// The identity provider could not answer; the client may retry later.
     #[error("identity provider unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(validator::Unavailable),
 }
 
 /// The client-fault reasons.

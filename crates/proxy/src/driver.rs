@@ -3,18 +3,20 @@
 //! for every protocol: what differs is behind [`session::Session`] and the backend login.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use session::{Action, Refusal, Session, Verdict};
+use session::{Action, Session, Verdict};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tracing::{debug, error, info, info_span, warn, Instrument};
+use tracing::{debug, error, info, info_span, Instrument};
 
 use crate::auth::{self, AuthError};
 use crate::backend::{self, LoggedIn};
 use crate::config::ListenerTls;
+use crate::failure::LoginFailure;
 use crate::metrics::{Credential, LoginOutcome, METRICS};
 use crate::relay;
 use crate::server::{next_session_id, ListenerContext};
@@ -121,7 +123,6 @@ async fn run<S: Session>(
         }
         _ => ClientStream::Plain(tcp),
     };
-    let protocol = context.protocol;
     let mut session = new_session(client.is_tls());
     let mut input = BytesMut::new();
     // Failed logins on this connection, for the growing failure delay.
@@ -171,135 +172,45 @@ async fn run<S: Session>(
                 session.tls_started().map_err(session_bug)?;
             }
             Action::PasswordLogin(credentials) => {
-                let attempt = Attempt {
-                    context,
-                    peer,
-                    credential: Credential::Password,
-                    mechanism: "password",
-                    charged: true,
-                };
-                if !context.throttle.begin(peer.ip(), Instant::now()) {
-                    attempt.throttled(&mut session)?;
-                    continue;
-                }
-                let names = std::iter::once(credentials.user.as_str())
-                    .chain(credentials.authzid.as_deref());
-                if names
-                    .into_iter()
-                    .any(|name| context.backend.is_master_identity(name))
-                {
-                    METRICS.login(protocol, Credential::Password, LoginOutcome::Refused);
-                    warn!(user = ?credentials.user, "password login refused: it names the proxy's master user");
-                    attempt.delay(&mut failures).await;
-                    deliver(&mut session, Verdict::PasswordRefused)?;
-                    continue;
-                }
-                let request = backend::PasswordRequest {
-                    credentials: &credentials,
-                    client: peer,
-                    client_name: session.client_name(),
-                    session_id,
-                };
-                let login = backend::password_login(protocol, &context.backend, request);
-                match tokio::time::timeout(context.backend.login_timeout, login).await {
-                    Ok(Ok(logged_in)) => {
+                let attempt = Attempt::new(context, peer, Credential::Password, "password");
+                let login = attempt.password(&credentials, session.client_name(), session_id);
+                match login.await {
+                    Ok(logged_in) => {
                         return attempt
                             .logged_in(session, client, logged_in, input, &credentials.user)
-                            .await;
+                            .await
                     }
-                    Ok(Err(backend::BackendError::PasswordRefused)) => {
-                        METRICS.login(protocol, Credential::Password, LoginOutcome::Refused);
-                        info!(user = ?credentials.user, backend = %context.backend.name, "backend refused the password");
-                        attempt.delay(&mut failures).await;
-                        deliver(&mut session, Verdict::PasswordRefused)?;
+                    Err(failure) => {
+                        let user = Some(credentials.user.as_str());
+                        attempt
+                            .failed(&mut session, failure, user, &mut failures)
+                            .await?
                     }
-                    Ok(Err(e)) => {
-                        attempt.backend_unavailable(&mut session, &credentials.user, &e)?
-                    }
-                    Err(_) => attempt.backend_unavailable(
-                        &mut session,
-                        &credentials.user,
-                        &backend::BackendError::Timeout,
-                    )?,
                 }
             }
             Action::Authenticate(credentials) => {
-                // A token already known to be valid is never throttled nor charged: limits
-                // spare the identity provider guesses, they do not lock out working tokens.
-                let known = context.validator.is_known_valid(&credentials.token).await;
-                let attempt = Attempt {
-                    context,
-                    peer,
-                    credential: Credential::Token,
-                    mechanism: credentials.mechanism.name(),
-                    charged: !known,
-                };
-                if !known && !context.throttle.begin(peer.ip(), Instant::now()) {
-                    attempt.throttled(&mut session)?;
-                    continue;
-                }
-                let mechanism = attempt.mechanism;
-                let scopes = &context.scope_key;
-                let identity = match auth::check(&context.validator, &credentials, scopes).await {
-                    Ok(identity) => identity,
-                    Err(AuthError::Unavailable(why)) => {
-                        METRICS.login(protocol, Credential::Token, LoginOutcome::IdpUnavailable);
-                        warn!(mechanism, reason = %why, "identity provider unavailable");
-                        attempt.refund();
-                        deliver(&mut session, Verdict::Unavailable)?;
-                        continue;
-                    }
-                    Err(AuthError::Refused(why)) => {
-                        METRICS.login(protocol, Credential::Token, LoginOutcome::Refused);
-                        info!(mechanism, reason = %why, "authentication refused");
-                        attempt.delay(&mut failures).await;
-                        let hints = context.validator.discovery_for(&credentials.token);
-                        let refusal = if why.is_missing_scope() {
-                            Refusal::InsufficientScope
-                        } else {
-                            Refusal::InvalidToken
-                        };
-                        let discovery = session::Discovery {
-                            scope: hints.scope.clone(),
-                            openid_configuration: hints.openid_configuration.clone(),
-                        };
-                        deliver(&mut session, Verdict::TokenRefused { refusal, discovery })?;
-                        continue;
-                    }
-                };
-                let request = backend::LoginRequest {
-                    user: &identity.backend_user,
-                    credentials: &credentials,
-                    client: peer,
-                    client_name: session.client_name(),
-                    session_id,
-                };
-                let login = backend::login(protocol, &context.backend, request);
-                match tokio::time::timeout(context.backend.login_timeout, login).await {
-                    Ok(Ok(logged_in)) => {
+                let mechanism = credentials.mechanism.name();
+                let attempt = Attempt::new(context, peer, Credential::Token, mechanism);
+                let login = attempt.token(&credentials, session.client_name(), session_id);
+                match login.await {
+                    Ok((logged_in, user)) => {
                         return attempt
-                            .logged_in(session, client, logged_in, input, &identity.user)
-                            .await;
+                            .logged_in(session, client, logged_in, input, &user)
+                            .await
                     }
-                    Ok(Err(backend::BackendError::TokenRefused { challenge })) => {
-                        METRICS.login(protocol, Credential::Token, LoginOutcome::Refused);
-                        info!(mechanism, backend = %context.backend.name, "backend refused the token");
-                        attempt.delay(&mut failures).await;
-                        deliver(&mut session, Verdict::BackendRefused { challenge })?;
+                    Err(failure) => {
+                        attempt
+                            .failed(&mut session, failure, None, &mut failures)
+                            .await?
                     }
-                    Ok(Err(e)) => attempt.backend_unavailable(&mut session, &identity.user, &e)?,
-                    Err(_) => attempt.backend_unavailable(
-                        &mut session,
-                        &identity.user,
-                        &backend::BackendError::Timeout,
-                    )?,
                 }
             }
         }
     }
 }
 
-/// One login attempt's bookkeeping: metrics, logs, the failure delay, and the hand-over.
+/// One login attempt: asking the identity provider and the backend, and then the one place
+/// where its outcome becomes metrics, logs, the failure delay and the reply.
 struct Attempt<'a> {
     context: &'a ListenerContext,
     peer: SocketAddr,
@@ -308,57 +219,137 @@ struct Attempt<'a> {
     /// The attempt took a unit of the address's failure budget ([`Throttle::begin`]).
     ///
     /// [`Throttle::begin`]: crate::throttle::Throttle::begin
-    charged: bool,
+    charged: AtomicBool,
 }
 
-impl Attempt<'_> {
-    /// The client's address has no failed logins left: "try again later", no one asked.
-    fn throttled<S: Session>(&self, session: &mut S) -> std::io::Result<()> {
-        METRICS.login(
-            self.context.protocol,
-            self.credential,
-            LoginOutcome::Throttled,
-        );
-        info!(
-            mechanism = self.mechanism,
-            "login refused: too many failed logins from this address"
-        );
-        deliver(session, Verdict::Unavailable)
+impl<'a> Attempt<'a> {
+    fn new(
+        context: &'a ListenerContext,
+        peer: SocketAddr,
+        credential: Credential,
+        mechanism: &'static str,
+    ) -> Self {
+        Self {
+            context,
+            peer,
+            credential,
+            mechanism,
+            charged: AtomicBool::new(false),
+        }
+    }
+
+    /// Takes a unit of the address's failure budget before anyone is asked; false when
+    /// none is left.
+    fn begin(&self) -> bool {
+        let taken = self.context.throttle.begin(self.peer.ip(), Instant::now());
+        self.charged.store(taken, Ordering::Relaxed);
+        taken
+    }
+
+    /// Password fallback: the backend checks the password by logging in with it.
+    async fn password(
+        &self,
+        credentials: &sasl::PasswordCredentials,
+        client_name: Option<&str>,
+        session_id: &str,
+    ) -> Result<LoggedIn, LoginFailure> {
+        if !self.begin() {
+            return Err(LoginFailure::Throttled);
+        }
+        let backend = &self.context.backend;
+        let names =
+            std::iter::once(credentials.user.as_str()).chain(credentials.authzid.as_deref());
+        if names
+            .into_iter()
+            .any(|name| backend.is_master_identity(name))
+        {
+            return Err(LoginFailure::MasterIdentity);
+        }
+        let request = backend::PasswordRequest {
+            credentials,
+            client: self.peer,
+            client_name,
+            session_id,
+        };
+        let login = backend::password_login(self.context.protocol, backend, request);
+        match tokio::time::timeout(backend.login_timeout, login).await {
+            Ok(result) => result.map_err(LoginFailure::Backend),
+            Err(_) => Err(LoginFailure::Backend(backend::BackendError::Timeout)),
+        }
+    }
+
+    /// A token: the validator says whose it is, then the backend login for that user.
+    /// Returns the login and the token's user.
+    async fn token(
+        &self,
+        credentials: &sasl::BearerCredentials,
+        client_name: Option<&str>,
+        session_id: &str,
+    ) -> Result<(LoggedIn, String), LoginFailure> {
+        let validator = &self.context.validator;
+        // A token already known to be valid is never throttled nor charged: the limits
+        // spare the identity provider guesses, they do not lock out working tokens.
+        if !validator.is_known_valid(&credentials.token).await && !self.begin() {
+            return Err(LoginFailure::Throttled);
+        }
+        let identity = match auth::check(validator, credentials, &self.context.scope_key).await {
+            Ok(identity) => identity,
+            Err(AuthError::Unavailable(why)) => return Err(LoginFailure::IdpUnavailable(why)),
+            Err(AuthError::Refused(reason)) => {
+                let hints = validator.discovery_for(&credentials.token);
+                let discovery = session::Discovery {
+                    scope: hints.scope.clone(),
+                    openid_configuration: hints.openid_configuration.clone(),
+                };
+                return Err(LoginFailure::TokenRefused { reason, discovery });
+            }
+        };
+        let backend = &self.context.backend;
+        let request = backend::LoginRequest {
+            user: &identity.backend_user,
+            credentials,
+            client: self.peer,
+            client_name,
+            session_id,
+        };
+        let login = backend::login(self.context.protocol, backend, request);
+        let logged_in = match tokio::time::timeout(backend.login_timeout, login).await {
+            Ok(result) => result.map_err(LoginFailure::Backend)?,
+            Err(_) => return Err(LoginFailure::Backend(backend::BackendError::Timeout)),
+        };
+        Ok((logged_in, identity.user.clone()))
+    }
+
+    /// The attempt failed: the one place that counts, logs, delays and replies.
+    async fn failed<S: Session>(
+        &self,
+        session: &mut S,
+        failure: LoginFailure,
+        user: Option<&str>,
+        failures: &mut u32,
+    ) -> std::io::Result<()> {
+        METRICS.login(self.context.protocol, self.credential, failure.outcome());
+        failure.log(self.mechanism, user);
+        if failure.is_guess() {
+            let delay = self
+                .context
+                .throttle
+                .failed(self.peer.ip(), *failures, Instant::now());
+            *failures += 1;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        } else {
+            self.refund();
+        }
+        deliver(session, failure.verdict())
     }
 
     /// Not a failure after all: the address's unit goes back.
     fn refund(&self) {
-        if self.charged {
+        if self.charged.swap(false, Ordering::Relaxed) {
             self.context.throttle.refund(self.peer.ip(), Instant::now());
         }
-    }
-
-    /// A failed login: counted for the connection and the address, then the delay.
-    async fn delay(&self, failures: &mut u32) {
-        let delay = self
-            .context
-            .throttle
-            .failed(self.peer.ip(), *failures, Instant::now());
-        *failures += 1;
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-    }
-
-    fn backend_unavailable<S: Session>(
-        &self,
-        session: &mut S,
-        user: &str,
-        error: &backend::BackendError,
-    ) -> std::io::Result<()> {
-        METRICS.login(
-            self.context.protocol,
-            self.credential,
-            LoginOutcome::BackendUnavailable,
-        );
-        warn!(backend = %self.context.backend.name, user = ?user, error = %error, "backend login failed");
-        self.refund();
-        deliver(session, Verdict::Unavailable)
     }
 
     /// The backend said yes: the client gets the success reply and the relay starts.

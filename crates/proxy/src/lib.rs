@@ -8,6 +8,7 @@ pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod driver;
+pub mod failure;
 pub mod http;
 pub mod logging;
 pub mod metrics;

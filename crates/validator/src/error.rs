@@ -126,7 +126,54 @@ pub enum ValidationError {
     /// SMTP `454 4.7.0`, ManageSieve `NO (TRYLATER)`. Never cached, never reported as
     /// [`ValidationError::Invalid`].
     #[error("identity provider unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Unavailable),
+}
+
+/// Why the identity provider could not say whether a token is good. The kind says whose
+/// fault that is: the provider's (down, slow, overloaded, broken answers), or the proxy's
+/// own configuration (the provider refused our credentials or our request).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct Unavailable {
+    /// What went wrong, as a kind.
+    pub kind: UnavailableKind,
+    /// The details for the log; never contains the token.
+    pub detail: String,
+}
+
+/// The kinds of [`Unavailable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnavailableKind {
+    /// No answer within the configured `timeout`.
+    Timeout,
+    /// Connecting or talking to it failed (refused, reset, TLS, DNS).
+    Unreachable,
+    /// Its circuit breaker is open after repeated failures: nothing was asked.
+    CircuitOpen,
+    /// Too many requests were already in flight to it: nothing was asked.
+    Overloaded,
+    /// It answered an HTTP status that says nothing about the token (5xx, 429).
+    HttpStatus(u16),
+    /// It refused the proxy's own credentials or request (401, 403, other 4xx, 3xx): a
+    /// configuration error that turns every user away until an operator acts.
+    Refused(u16),
+    /// Its answer broke the protocol (not JSON, too large, wrong shape).
+    BadAnswer,
+}
+
+impl Unavailable {
+    /// An outage of this kind.
+    pub fn new(kind: UnavailableKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// True when the proxy's configuration is at fault, not the provider.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self.kind, UnavailableKind::Refused(_))
+    }
 }
 
 impl ValidationError {

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::config::DEFAULT_TIMEOUT;
 use crate::error::{invalid, ConfigError};
-use crate::introspection::Unavailable;
+use crate::introspection::{Unavailable, UnavailableKind};
 
 /// Default for `max_concurrent`: 32 requests in flight, far above what one proxy needs while
 /// the identity provider answers in milliseconds, and a small pile-up while it does not.
@@ -163,7 +163,10 @@ impl Guard {
         let permit = tokio::time::timeout(self.config.queue_timeout, self.slots.acquire()).await;
         let Ok(Ok(_permit)) = permit else {
             // `Ok(Err(_))` would be a closed semaphore, which we never close.
-            return Err(self.refuse(format!("too many requests in flight to {}", self.name)));
+            return Err(self.refuse(
+                UnavailableKind::Overloaded,
+                format!("too many requests in flight to {}", self.name),
+            ));
         };
         // Again, and for real: the circuit may have opened while we waited.
         let ticket = Ticket {
@@ -202,7 +205,7 @@ impl Guard {
             State::Open { since } if now.duration_since(since) < self.config.open_for => {
                 drop(circuit);
                 let why = format!("circuit to {} is open after repeated failures", self.name);
-                return Err(self.refuse(why));
+                return Err(self.refuse(UnavailableKind::CircuitOpen, why));
             }
             State::Open { .. } => {
                 if claim {
@@ -213,15 +216,15 @@ impl Guard {
             State::HalfOpen => {
                 drop(circuit);
                 let why = format!("circuit to {} is open; a probe is in flight", self.name);
-                return Err(self.refuse(why));
+                return Err(self.refuse(UnavailableKind::CircuitOpen, why));
             }
         };
         Ok(kind)
     }
 
-    fn refuse(&self, why: String) -> Unavailable {
+    fn refuse(&self, kind: UnavailableKind, why: String) -> Unavailable {
         self.rejected.fetch_add(1, Ordering::Relaxed);
-        why
+        Unavailable::new(kind, why)
     }
 
     /// Counts the outcome of a request that ran.
@@ -345,8 +348,9 @@ mod tests {
 
     async fn fail(guard: &Guard, times: u32) {
         for _ in 0..times {
-            let failed = guard.run(async { Err::<(), _>("refused".to_owned()) });
-            assert_eq!(failed.await, Err("refused".to_owned()));
+            let refused = Unavailable::new(UnavailableKind::Unreachable, "refused");
+            let failed = guard.run(async { Err::<(), _>(refused.clone()) });
+            assert_eq!(failed.await, Err(refused));
         }
     }
 
@@ -361,7 +365,9 @@ mod tests {
 
     /// Spawns a request and returns once it runs; it then waits for `release`: `true`
     /// makes it succeed, `false` fail.
-    async fn held(guard: &Arc<Guard>) -> (oneshot::Sender<bool>, JoinHandle<Result<(), String>>) {
+    async fn held(
+        guard: &Arc<Guard>,
+    ) -> (oneshot::Sender<bool>, JoinHandle<Result<(), Unavailable>>) {
         let (started_tx, started_rx) = oneshot::channel();
         let (release_tx, release_rx) = oneshot::channel();
         let guard = Arc::clone(guard);
@@ -370,7 +376,7 @@ mod tests {
                 let _ = started_tx.send(());
                 match release_rx.await {
                     Ok(true) => Ok(()),
-                    _ => Err("failed".to_owned()),
+                    _ => Err(Unavailable::new(UnavailableKind::BadAnswer, "failed")),
                 }
             };
             guard.run(request).await
@@ -411,7 +417,11 @@ mod tests {
         let (guard, calls) = (guard(4), AtomicUsize::new(0));
         fail(&guard, THRESHOLD).await;
         let refused = counted(&guard, &calls).await.expect_err("circuit is open");
-        assert!(refused.contains("circuit to idp is open"), "{refused}");
+        assert!(
+            refused.detail.contains("circuit to idp is open"),
+            "{refused}"
+        );
+        assert_eq!(refused.kind, UnavailableKind::CircuitOpen);
         advance(OPEN_FOR - Duration::from_millis(1)).await;
         assert!(counted(&guard, &calls).await.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 0);
@@ -428,7 +438,7 @@ mod tests {
         assert_eq!(guard.state(), CircuitState::HalfOpen);
         for _ in 0..3 {
             let refused = counted(&guard, &calls).await.expect_err("probe in flight");
-            assert!(refused.contains("probe"), "{refused}");
+            assert!(refused.detail.contains("probe"), "{refused}");
         }
         assert_eq!(calls.load(Ordering::SeqCst), 0);
 
@@ -491,7 +501,10 @@ mod tests {
         let refused = counted(&guard, &calls).await.expect_err("no slot");
         assert_eq!(queued.elapsed(), QUEUE_TIMEOUT);
         assert!(
-            refused.contains("too many requests in flight to idp"),
+            refused
+                .detail
+                .contains("too many requests in flight to idp")
+                && refused.kind == UnavailableKind::Overloaded,
             "{refused}"
         );
         assert_eq!(calls.load(Ordering::SeqCst), 0);

@@ -24,7 +24,7 @@ pub const MAX_RESPONSE_LEN: usize = 64 * 1024;
 
 /// Why the identity provider gave no usable answer. The text is for the log and for
 /// [`crate::ValidationError::Unavailable`]; it never contains the token or our secret.
-pub(crate) type Unavailable = String;
+pub(crate) use crate::error::{Unavailable, UnavailableKind};
 
 /// An HTTP client bound to one introspection endpoint and our credentials for it.
 pub(crate) struct IntrospectionClient {
@@ -80,6 +80,7 @@ impl IntrospectionClient {
             Ok(result) => result,
             Err(_) => Err(self.unavailable(
                 tag,
+                UnavailableKind::Timeout,
                 format!("no answer within {} ms", self.timeout.as_millis()),
             )),
         }
@@ -107,7 +108,7 @@ impl IntrospectionClient {
             .body(body)
             .send()
             .await
-            .map_err(|e| self.unavailable(tag, describe(&e)))?;
+            .map_err(|e| self.unavailable(tag, transport_kind(&e), describe(&e)))?;
 
         let status = response.status();
         if status == StatusCode::BAD_REQUEST && refuses_the_token(&mut response).await {
@@ -124,23 +125,31 @@ impl IntrospectionClient {
             .content_length()
             .is_some_and(|len| len > MAX_RESPONSE_LEN as u64)
         {
-            return Err(self.unavailable(tag, too_large()));
+            return Err(self.unavailable(tag, UnavailableKind::BadAnswer, too_large()));
         }
         let mut bytes = Vec::new();
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| self.unavailable(tag, describe(&e)))?
+            .map_err(|e| self.unavailable(tag, transport_kind(&e), describe(&e)))?
         {
             if bytes.len() + chunk.len() > MAX_RESPONSE_LEN {
-                return Err(self.unavailable(tag, too_large()));
+                return Err(self.unavailable(tag, UnavailableKind::BadAnswer, too_large()));
             }
             bytes.extend_from_slice(&chunk);
         }
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => Ok(map),
-            Ok(_) => Err(self.unavailable(tag, "answer is JSON but not an object".to_owned())),
-            Err(e) => Err(self.unavailable(tag, format!("answer is not JSON: {e}"))),
+            Ok(_) => Err(self.unavailable(
+                tag,
+                UnavailableKind::BadAnswer,
+                "answer is JSON but not an object".to_owned(),
+            )),
+            Err(e) => Err(self.unavailable(
+                tag,
+                UnavailableKind::BadAnswer,
+                format!("answer is not JSON: {e}"),
+            )),
         }
     }
 
@@ -154,7 +163,10 @@ impl IntrospectionClient {
                 "identity provider refused the proxy's introspection credentials; \
                  check validator.client_id and validator.client_secret"
             );
-            return format!("identity provider refused our client credentials (HTTP {status})");
+            return Unavailable::new(
+                UnavailableKind::Refused(status.as_u16()),
+                format!("identity provider refused our client credentials (HTTP {status})"),
+            );
         }
         if status.is_client_error() || status.is_redirection() {
             tracing::error!(
@@ -162,14 +174,21 @@ impl IntrospectionClient {
                 "introspection endpoint rejected the proxy's request; \
                  check validator.introspection_url and the client's registration"
             );
-            return format!("introspection endpoint answered HTTP {status}");
+            return Unavailable::new(
+                UnavailableKind::Refused(status.as_u16()),
+                format!("introspection endpoint answered HTTP {status}"),
+            );
         }
-        self.unavailable(tag, format!("identity provider answered HTTP {status}"))
+        self.unavailable(
+            tag,
+            UnavailableKind::HttpStatus(status.as_u16()),
+            format!("identity provider answered HTTP {status}"),
+        )
     }
 
-    fn unavailable(&self, tag: &str, why: String) -> Unavailable {
+    fn unavailable(&self, tag: &str, kind: UnavailableKind, why: String) -> Unavailable {
         tracing::warn!(token = tag, url = %self.url, "token introspection failed: {why}");
-        why
+        Unavailable::new(kind, why)
     }
 }
 
@@ -209,7 +228,7 @@ async fn refuses_the_token(response: &mut reqwest::Response) -> bool {
     }
 }
 
-fn too_large() -> Unavailable {
+fn too_large() -> String {
     format!("answer is larger than {MAX_RESPONSE_LEN} bytes")
 }
 
@@ -296,6 +315,15 @@ pub(crate) fn form_urlencode(input: &str) -> String {
 }
 
 /// A transport error in a few words, with its causes (e.g. "connection refused").
+/// The kind of a transport failure: a timeout, or anything else that kept the answer away.
+pub(crate) fn transport_kind(e: &reqwest::Error) -> UnavailableKind {
+    if e.is_timeout() {
+        UnavailableKind::Timeout
+    } else {
+        UnavailableKind::Unreachable
+    }
+}
+
 pub(crate) fn describe(e: &reqwest::Error) -> String {
     let what = if e.is_timeout() {
         "timed out"

@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{validate_url_key, DEFAULT_TIMEOUT};
 use crate::error::{invalid, ConfigError, InvalidReason, ValidationError};
-use crate::introspection::{describe, http_client};
+use crate::introspection::{describe, http_client, transport_kind, Unavailable, UnavailableKind};
 use crate::MAX_TOKEN_LEN;
 
 /// Default for `leeway`: clock skew tolerated on `exp` and `nbf`.
@@ -169,7 +169,7 @@ struct RefreshState {
     /// The JWKS URL, configured or discovered.
     jwks_url: Option<Url>,
     /// Why the last fetch failed, until one succeeds.
-    last_error: Option<String>,
+    last_error: Option<Unavailable>,
 }
 
 /// The issuer's signing keys by `kid`, refetched (single-flight, rate-limited) when a token
@@ -193,7 +193,7 @@ pub(crate) struct JwksCache {
 /// Why no key was found.
 enum KeyError {
     Unknown,
-    Unavailable(String),
+    Unavailable(Unavailable),
 }
 
 impl JwksCache {
@@ -316,7 +316,7 @@ impl JwksCache {
         }
     }
 
-    async fn fetch(&self, state: &mut RefreshState) -> Result<(KeyMap, Duration), String> {
+    async fn fetch(&self, state: &mut RefreshState) -> Result<(KeyMap, Duration), Unavailable> {
         let url = match &state.jwks_url {
             Some(url) => url.clone(),
             None => {
@@ -330,7 +330,7 @@ impl JwksCache {
             .unwrap_or(DEFAULT_JWKS_MAX_AGE)
             .clamp(self.min_interval, DEFAULT_JWKS_MAX_AGE);
         let Some(Value::Array(keys)) = document.get("keys") else {
-            return Err("JWKS has no \"keys\" array".to_owned());
+            return Err(bad_answer("JWKS has no \"keys\" array".to_owned()));
         };
         let mut map = HashMap::new();
         for raw in keys {
@@ -360,41 +360,48 @@ impl JwksCache {
     }
 
     /// RFC 8414 / OpenID Connect Discovery: the `jwks_uri` of the issuer's metadata.
-    async fn discover(&self) -> Result<Url, String> {
+    async fn discover(&self) -> Result<Url, Unavailable> {
         let base = self.issuer.trim_end_matches('/');
-        let mut last_error = String::new();
+        let mut last_error = None;
         for well_known in ["openid-configuration", "oauth-authorization-server"] {
             let url = Url::parse(&format!("{base}/.well-known/{well_known}"))
-                .map_err(|e| format!("discovery URL: {e}"))?;
+                .map_err(|e| bad_answer(format!("discovery URL: {e}")))?;
             match self.get_json(&url).await {
                 Ok((metadata, _)) => {
                     if let Some(Value::String(issuer)) = metadata.get("issuer") {
                         if issuer != &self.issuer {
-                            return Err(format!(
+                            return Err(bad_answer(format!(
                                 "discovery document names issuer {issuer:?}, not the configured one"
-                            ));
+                            )));
                         }
                     }
                     let Some(Value::String(jwks_uri)) = metadata.get("jwks_uri") else {
-                        return Err(format!("{url} has no jwks_uri"));
+                        return Err(bad_answer(format!("{url} has no jwks_uri")));
                     };
-                    validate_url_key("jwks_url", jwks_uri).map_err(|e| e.to_string())?;
-                    return Url::parse(jwks_uri).map_err(|e| format!("jwks_uri: {e}"));
+                    validate_url_key("jwks_url", jwks_uri)
+                        .map_err(|e| bad_answer(e.to_string()))?;
+                    return Url::parse(jwks_uri).map_err(|e| bad_answer(format!("jwks_uri: {e}")));
                 }
-                Err(why) => last_error = why,
+                Err(why) => last_error = Some(why),
             }
         }
-        Err(format!("discovery failed: {last_error}"))
+        Err(match last_error {
+            Some(why) => Unavailable::new(why.kind, format!("discovery failed: {}", why.detail)),
+            None => bad_answer("discovery failed".to_owned()),
+        })
     }
 
     /// A JSON object and the answer's `Cache-Control: max-age`.
-    async fn get_json(&self, url: &Url) -> Result<(Map<String, Value>, Option<Duration>), String> {
+    async fn get_json(
+        &self,
+        url: &Url,
+    ) -> Result<(Map<String, Value>, Option<Duration>), Unavailable> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout(self.timeout, self.get_json_inner(url)).await {
             Ok(result) => result,
-            Err(_) => Err(format!(
-                "{url}: no answer within {} ms",
-                self.timeout.as_millis()
+            Err(_) => Err(Unavailable::new(
+                UnavailableKind::Timeout,
+                format!("{url}: no answer within {} ms", self.timeout.as_millis()),
             )),
         }
     }
@@ -402,24 +409,36 @@ impl JwksCache {
     async fn get_json_inner(
         &self,
         url: &Url,
-    ) -> Result<(Map<String, Value>, Option<Duration>), String> {
+    ) -> Result<(Map<String, Value>, Option<Duration>), Unavailable> {
         let mut response = self
             .http
             .get(url.clone())
             .header(ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| format!("{url}: {}", describe(&e)))?;
+            .map_err(|e| {
+                Unavailable::new(transport_kind(&e), format!("{url}: {}", describe(&e)))
+            })?;
         let status = response.status();
         if status != StatusCode::OK {
-            return Err(format!("{url} answered HTTP {status}"));
+            let kind = if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS
+                || status.is_redirection()
+            {
+                UnavailableKind::Refused(status.as_u16())
+            } else {
+                UnavailableKind::HttpStatus(status.as_u16())
+            };
+            return Err(Unavailable::new(
+                kind,
+                format!("{url} answered HTTP {status}"),
+            ));
         }
         let max_age = response
             .headers()
             .get(CACHE_CONTROL)
             .and_then(|value| value.to_str().ok())
             .and_then(max_age);
-        let too_large = || format!("{url}: answer is larger than {MAX_JWKS_LEN} bytes");
+        let too_large = || bad_answer(format!("{url}: answer is larger than {MAX_JWKS_LEN} bytes"));
         if response
             .content_length()
             .is_some_and(|len| len > MAX_JWKS_LEN as u64)
@@ -430,7 +449,7 @@ impl JwksCache {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| format!("{url}: {}", describe(&e)))?
+            .map_err(|e| Unavailable::new(transport_kind(&e), format!("{url}: {}", describe(&e))))?
         {
             if bytes.len() + chunk.len() > MAX_JWKS_LEN {
                 return Err(too_large());
@@ -439,8 +458,10 @@ impl JwksCache {
         }
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => Ok((map, max_age)),
-            Ok(_) => Err(format!("{url}: answer is JSON but not an object")),
-            Err(e) => Err(format!("{url}: answer is not JSON: {e}")),
+            Ok(_) => Err(bad_answer(format!(
+                "{url}: answer is JSON but not an object"
+            ))),
+            Err(e) => Err(bad_answer(format!("{url}: answer is not JSON: {e}"))),
         }
     }
 }
@@ -583,6 +604,10 @@ fn not_allowed(alg: &str) -> ValidationError {
         alg: alg.to_owned(),
     }
     .into()
+}
+
+fn bad_answer(detail: String) -> Unavailable {
+    Unavailable::new(UnavailableKind::BadAnswer, detail)
 }
 
 /// The JOSE header, decoded by hand so that `none` and unknown algorithms get a clear reason.

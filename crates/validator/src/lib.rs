@@ -36,14 +36,15 @@ use std::time::SystemTime;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::cache::{Cached, Lifetimes, Outcome, TokenCache, TokenKey};
-use crate::introspection::Unavailable;
 use crate::issuer::{Issuer, Judgement};
 
 pub use crate::config::{
     ClientAuth, IntrospectionConfig, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_MAX_TTL,
     DEFAULT_NEGATIVE_CACHE_TTL, DEFAULT_TIMEOUT, DEFAULT_TOKEN_TYPE_HINT, DEFAULT_USERNAME_CLAIM,
 };
-pub use crate::error::{ConfigError, InvalidReason, KeyError, ValidationError};
+pub use crate::error::{
+    ConfigError, InvalidReason, KeyError, Unavailable, UnavailableKind, ValidationError,
+};
 pub use crate::guard::{
     CircuitState, GuardConfig, DEFAULT_FAILURE_THRESHOLD, DEFAULT_MAX_CONCURRENT, DEFAULT_OPEN_FOR,
     DEFAULT_QUEUE_TIMEOUT,
@@ -236,7 +237,7 @@ impl Validator {
             Ok(entry) => entry,
             Err(why) => {
                 tracing::debug!(token = %tag, "token validation unavailable");
-                return Err(ValidationError::Unavailable(String::clone(&why)));
+                return Err(ValidationError::Unavailable(Unavailable::clone(&why)));
             }
         };
 
@@ -299,7 +300,10 @@ impl Validator {
         match (unavailable, unknown) {
             (Some(why), _) => Err(why),
             (None, Some(reason)) => Ok(Outcome::Invalid(reason)),
-            (None, None) => Err("no issuer could judge the token".to_owned()),
+            (None, None) => Err(Unavailable::new(
+                UnavailableKind::BadAnswer,
+                "no issuer could judge the token",
+            )),
         }
     }
 

@@ -27,7 +27,10 @@ use serde_json::{Map, Value};
 
 use crate::config::{validate_url_key, DEFAULT_TIMEOUT};
 use crate::error::{ConfigError, InvalidReason};
-use crate::introspection::{describe, form_urlencode, http_client, Unavailable, MAX_RESPONSE_LEN};
+use crate::introspection::{
+    describe, form_urlencode, http_client, transport_kind, Unavailable, UnavailableKind,
+    MAX_RESPONSE_LEN,
+};
 
 /// How the token is presented to the endpoint (`userinfo_request`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -136,6 +139,7 @@ impl UserinfoClient {
             Ok(result) => result,
             Err(_) => Err(self.unavailable(
                 tag,
+                UnavailableKind::Timeout,
                 format!("no answer within {} ms", self.timeout.as_millis()),
             )),
         }
@@ -174,7 +178,7 @@ impl UserinfoClient {
         let mut response = request
             .send()
             .await
-            .map_err(|e| self.unavailable(tag, describe(&e)))?;
+            .map_err(|e| self.unavailable(tag, transport_kind(&e), describe(&e)))?;
 
         let status = response.status();
         if matches!(
@@ -195,13 +199,23 @@ impl UserinfoClient {
 
         let bytes = read_bounded(&mut response)
             .await
-            .map_err(|why| self.unavailable(tag, why))?;
+            .map_err(|(kind, why)| self.unavailable(tag, kind, why))?;
         let mut claims = match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => map,
             Ok(_) => {
-                return Err(self.unavailable(tag, "answer is JSON but not an object".to_owned()))
+                return Err(self.unavailable(
+                    tag,
+                    UnavailableKind::BadAnswer,
+                    "answer is JSON but not an object".to_owned(),
+                ))
             }
-            Err(e) => return Err(self.unavailable(tag, format!("answer is not JSON: {e}"))),
+            Err(e) => {
+                return Err(self.unavailable(
+                    tag,
+                    UnavailableKind::BadAnswer,
+                    format!("answer is not JSON: {e}"),
+                ))
+            }
         };
         normalise(&mut claims, SystemTime::now());
         Ok(Ok(claims))
@@ -219,15 +233,18 @@ impl UserinfoClient {
                 token = tag, url = %self.url, status = status.as_u16(),
                 "userinfo endpoint rejected the proxy's request; check validator.userinfo_url"
             );
-            return format!("userinfo endpoint {}: {why}", self.endpoint);
+            return Unavailable::new(
+                UnavailableKind::Refused(status.as_u16()),
+                format!("userinfo endpoint {}: {why}", self.endpoint),
+            );
         }
-        self.unavailable(tag, why)
+        self.unavailable(tag, UnavailableKind::HttpStatus(status.as_u16()), why)
     }
 
     /// Logs `why` and names the endpoint in it; `why` never holds the token.
-    fn unavailable(&self, tag: &str, why: String) -> Unavailable {
+    fn unavailable(&self, tag: &str, kind: UnavailableKind, why: String) -> Unavailable {
         tracing::warn!(token = tag, url = %self.url, "userinfo request failed: {why}");
-        format!("userinfo endpoint {}: {why}", self.endpoint)
+        Unavailable::new(kind, format!("userinfo endpoint {}: {why}", self.endpoint))
     }
 }
 
@@ -244,8 +261,15 @@ impl fmt::Debug for UserinfoClient {
 
 /// The body, refused once it passes [`MAX_RESPONSE_LEN`] (announced or actual), never
 /// truncated.
-async fn read_bounded(response: &mut reqwest::Response) -> Result<Vec<u8>, String> {
-    let too_large = || format!("answer is larger than {MAX_RESPONSE_LEN} bytes");
+async fn read_bounded(
+    response: &mut reqwest::Response,
+) -> Result<Vec<u8>, (UnavailableKind, String)> {
+    let too_large = || {
+        (
+            UnavailableKind::BadAnswer,
+            format!("answer is larger than {MAX_RESPONSE_LEN} bytes"),
+        )
+    };
     if response
         .content_length()
         .is_some_and(|len| len > MAX_RESPONSE_LEN as u64)
@@ -253,7 +277,11 @@ async fn read_bounded(response: &mut reqwest::Response) -> Result<Vec<u8>, Strin
         return Err(too_large());
     }
     let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| (transport_kind(&e), describe(&e)))?
+    {
         if bytes.len() + chunk.len() > MAX_RESPONSE_LEN {
             return Err(too_large());
         }
@@ -652,10 +680,13 @@ mod tests {
     }
 
     /// The `Unavailable` text for `answer` to a Bearer request.
-    async fn unavailable(answer: Vec<u8>) -> String {
+    async fn unavailable(answer: Vec<u8>) -> Unavailable {
         let (fetched, _) = exchange(UserinfoRequest::Bearer, "tok", answer).await;
         let why = fetched.unwrap_err();
-        assert!(why.starts_with("userinfo endpoint 127.0.0.1:"), "{why}");
+        assert!(
+            why.detail.starts_with("userinfo endpoint 127.0.0.1:"),
+            "{why}"
+        );
         why
     }
 
@@ -663,7 +694,10 @@ mod tests {
     async fn other_statuses_are_unavailable() {
         for status in [500, 503, 429, 404, 302, 204] {
             let why = unavailable(answer(status, "text/plain", "")).await;
-            assert!(why.contains(&format!("answered HTTP {status}")), "{why}");
+            assert!(
+                why.detail.contains(&format!("answered HTTP {status}")),
+                "{why}"
+            );
         }
     }
 
@@ -671,11 +705,11 @@ mod tests {
     async fn unreadable_answers_are_unavailable() {
         let html = "<!DOCTYPE html><html><body>Sign in</body></html>";
         let why = unavailable(answer(200, "text/html", html)).await;
-        assert!(why.contains("answer is not JSON"), "{why}");
+        assert!(why.detail.contains("answer is not JSON"), "{why}");
         let why = unavailable(json_answer(200, &json!(["sub"]))).await;
-        assert!(why.contains("not an object"), "{why}");
+        assert!(why.detail.contains("not an object"), "{why}");
         let why = unavailable(answer(200, "application/json", "")).await;
-        assert!(why.contains("answer is not JSON"), "{why}");
+        assert!(why.detail.contains("answer is not JSON"), "{why}");
     }
 
     #[tokio::test]
@@ -683,7 +717,7 @@ mod tests {
         let filler = "x".repeat(MAX_RESPONSE_LEN);
         let announced = json_answer(200, &json!({ "sub": filler }));
         let why = unavailable(announced).await;
-        assert!(why.contains("larger than 65536 bytes"), "{why}");
+        assert!(why.detail.contains("larger than 65536 bytes"), "{why}");
 
         // Chunked, so only counting while reading can tell.
         let mut chunked = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
@@ -694,7 +728,7 @@ mod tests {
         }
         chunked.extend_from_slice(b"0\r\n\r\n");
         let why = unavailable(chunked).await;
-        assert!(why.contains("larger than 65536 bytes"), "{why}");
+        assert!(why.detail.contains("larger than 65536 bytes"), "{why}");
     }
 
     #[tokio::test]
@@ -704,9 +738,12 @@ mod tests {
         config.timeout = Duration::from_millis(200);
         let client = UserinfoClient::new(&config).unwrap();
         let why = client.fetch(&secret("tok"), TAG).await.unwrap_err();
-        assert!(why.starts_with("userinfo endpoint 127.0.0.1:"), "{why}");
         assert!(
-            why.contains("no answer within 200 ms") || why.contains("timed out"),
+            why.detail.starts_with("userinfo endpoint 127.0.0.1:"),
+            "{why}"
+        );
+        assert!(
+            why.detail.contains("no answer within 200 ms") || why.detail.contains("timed out"),
             "{why}"
         );
     }
@@ -722,7 +759,7 @@ mod tests {
     async fn connection_refused_is_unavailable() {
         let client = client(&refused_url().await, UserinfoRequest::Form);
         let why = client.fetch(&secret("tok"), TAG).await.unwrap_err();
-        assert!(why.contains("cannot connect"), "{why}");
+        assert!(why.detail.contains("cannot connect"), "{why}");
         assert_eq!(client.requests(), 1);
     }
 

@@ -239,7 +239,9 @@ async fn refused_client_credentials_are_unavailable() {
     let ValidationError::Unavailable(why) = &err else {
         panic!("our credentials being refused is not the client's fault: {err:?}");
     };
-    assert!(why.contains("client credentials"), "{why}");
+    assert!(why.detail.contains("client credentials"), "{why}");
+    assert_eq!(why.kind, validator::UnavailableKind::Refused(401));
+    assert!(why.is_configuration());
     assert!(validator
         .validate(&token("alice"))
         .await
