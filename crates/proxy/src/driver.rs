@@ -17,9 +17,9 @@ use crate::auth::{self, AuthError};
 use crate::backend::{self, LoggedIn};
 use crate::config::ListenerTls;
 use crate::failure::LoginFailure;
+use crate::listener::{next_session_id, ListenerContext};
 use crate::metrics::{Credential, LoginOutcome, METRICS};
 use crate::relay;
-use crate::server::{next_session_id, ListenerContext};
 use crate::stream::ClientStream;
 
 /// Pre-login reads: small, since commands are small; a long AUTHENTICATE line grows the

@@ -10,6 +10,7 @@ pub mod config;
 pub mod driver;
 pub mod failure;
 pub mod http;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod protocols;

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use crate::config::{ListenerTls, Protocol};
 use crate::driver;
-use crate::server::ListenerContext;
+use crate::listener::ListenerContext;
 
 /// Serves a connection with the listener's protocol.
 pub async fn serve(tcp: TcpStream, peer: SocketAddr, context: Arc<ListenerContext>) {

@@ -1,23 +1,23 @@
-//! Listeners, connection limits and graceful shutdown. Each accepted connection becomes one
-//! task running its protocol's driver; SIGTERM stops accepting and gives open sessions
-//! `drain_timeout` to finish.
+//! The top of the program: builds the shared parts (validator, TLS, backends, failure
+//! throttle), starts the services (metrics over HTTP, one accept loop per listener, the
+//! backends' capability probes) and waits for signals. SIGTERM stops accepting and gives
+//! open sessions `drain_timeout` to finish. What one connection needs lives in
+//! [`crate::listener`]; what it does, in [`crate::driver`].
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use secrecy::SecretString;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::backend::Backend;
 use crate::config::{self, Config, ListenerTls, Protocol};
+use crate::listener::ListenerContext;
 use crate::tls;
 
 /// Why the server could not start.
@@ -45,58 +45,6 @@ pub enum StartError {
     /// The token validator refused its configuration.
     #[error("validator: {0}")]
     Validator(String),
-}
-
-/// Everything a session on one listener needs, shared by all its connections.
-pub struct ListenerContext {
-    /// Protocol spoken.
-    pub protocol: Protocol,
-    /// Client-side TLS mode.
-    pub tls_mode: ListenerTls,
-    /// Present for implicit and STARTTLS listeners.
-    pub acceptor: Option<TlsAcceptor>,
-    /// Authentication allowed before TLS.
-    pub allow_plaintext_auth: bool,
-    /// The proxy's name in SMTP greetings and EHLO replies.
-    pub hostname: String,
-    /// LOGIN / AUTH PLAIN accepted; the backend checks the password.
-    pub password_fallback: bool,
-    /// A refused token gets the SASL error challenge before the failure.
-    pub error_challenge: bool,
-    /// Failed-login delays and per-address budgets, shared by every listener.
-    pub throttle: Arc<crate::throttle::Throttle>,
-    /// Disconnect after this long without input before login.
-    pub preauth_idle_timeout: Duration,
-    /// Failed authentications before the connection is closed.
-    pub max_auth_failures: u32,
-    /// Where and how to log in.
-    pub backend: Arc<Backend>,
-    /// Token checks.
-    pub validator: Arc<validator::Validator>,
-    /// The key of this listener's protocol in `protocol_scopes`.
-    pub scope_key: validator::ScopeKey,
-    /// What a client with an unusable response is told in the error challenge (the first
-    /// issuer's hints); a refused token gets its own issuer's.
-    pub challenge: session::Discovery,
-}
-
-impl std::fmt::Debug for ListenerContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ListenerContext")
-            .field("protocol", &self.protocol)
-            .field("tls_mode", &self.tls_mode)
-            .field("allow_plaintext_auth", &self.allow_plaintext_auth)
-            .field("backend", &self.backend.name)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Distinguishes sessions in the logs.
-static SESSION_COUNTER: AtomicU64 = AtomicU64::new(1);
-
-/// A short unique id for a new session.
-pub fn next_session_id() -> String {
-    format!("{:08x}", SESSION_COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 fn secret(

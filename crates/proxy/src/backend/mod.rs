@@ -24,7 +24,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::{self, BackendConfig, BackendTls, LoginStrategy, Protocol};
-use crate::server::StartError;
 use crate::stream::BackendStream;
 use crate::tls::{self, BackendTlsClient};
 
@@ -308,7 +307,7 @@ impl Backend {
         config: &BackendConfig,
         master_password: SecretString,
         base: &Path,
-    ) -> Result<Self, StartError> {
+    ) -> Result<Self, tls::TlsSetupError> {
         let tls = match config.tls {
             BackendTls::None => None,
             BackendTls::Starttls | BackendTls::Implicit => {
