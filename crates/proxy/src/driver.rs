@@ -296,11 +296,7 @@ impl<'a> Attempt<'a> {
             Ok(identity) => identity,
             Err(AuthError::Unavailable(why)) => return Err(LoginFailure::IdpUnavailable(why)),
             Err(AuthError::Refused(reason)) => {
-                let hints = validator.discovery_for(&credentials.token);
-                let discovery = session::Discovery {
-                    scope: hints.scope.clone(),
-                    openid_configuration: hints.openid_configuration.clone(),
-                };
+                let discovery = validator.discovery_for(&credentials.token).clone();
                 return Err(LoginFailure::TokenRefused { reason, discovery });
             }
         };

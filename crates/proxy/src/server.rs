@@ -92,11 +92,7 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
         backends.insert(name.clone(), Arc::new(backend));
     }
     // The first issuer's hints; a refused token gets its own issuer's (driver).
-    let first = &config.validator.issuers[0].discovery;
-    let challenge = session::Discovery {
-        openid_configuration: first.openid_configuration.clone(),
-        scope: first.scope.clone(),
-    };
+    let challenge = config.validator.issuers[0].discovery.clone();
 
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -172,7 +168,7 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
             let probed = match protocol {
                 Protocol::Sieve => crate::backend::sieve::probe(&backend).await,
                 Protocol::Smtp => crate::backend::smtp::probe(&backend).await,
-                Protocol::Imap => return,
+                Protocol::Imap | Protocol::Pop3 => return,
             };
             if let Err(e) = probed {
                 warn!(backend = %backend.name, protocol = protocol.name(), error = %e, "cannot read the backend's capabilities yet");

@@ -133,14 +133,9 @@ pub enum Source {
     Userinfo(UserinfoConfig),
 }
 
-/// The `openid-configuration` and `scope` members of the RFC 7628 error challenge.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Discovery {
-    /// Where the client can discover how to get a token.
-    pub openid_configuration: Option<String>,
-    /// The scope the client should ask for.
-    pub scope: Option<String>,
-}
+/// The `openid-configuration` and `scope` members of the RFC 7628 error challenge: the one
+/// type the whole proxy uses for them, from an issuer's configuration to the challenge.
+pub use sasl::Discovery;
 
 /// A running issuer.
 #[derive(Debug)]
