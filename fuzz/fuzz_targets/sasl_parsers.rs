@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(rebuilt) = rebuilt {
             let again = sasl::parse_oauthbearer(&rebuilt).expect("rebuilt response parses");
             assert_eq!(again.authzid, credentials.authzid);
-            assert_eq!(again.token.expose_secret(), credentials.token.expose_secret());
+            assert_eq!(
+                again.token.expose_secret(),
+                credentials.token.expose_secret()
+            );
         }
     }
     let _ = sasl::parse_xoauth2(data);
