@@ -19,6 +19,7 @@ mod managesieve;
 mod oidc_provider;
 mod operations;
 mod password_fallback;
+mod pop3;
 mod prelogin_replies;
 mod sieve_fidelity;
 mod smtp_fidelity;

@@ -173,6 +173,8 @@ pub enum Protocol {
     Smtp,
     /// ManageSieve.
     Sieve,
+    /// POP3 (RFC 1939), with STLS and SASL AUTH.
+    Pop3,
 }
 
 impl Protocol {
@@ -182,6 +184,7 @@ impl Protocol {
             Protocol::Imap => "imap",
             Protocol::Smtp => "smtp",
             Protocol::Sieve => "sieve",
+            Protocol::Pop3 => "pop3",
         }
     }
 

@@ -21,10 +21,11 @@ use crate::http::HttpLimits;
 
 use crate::config::Protocol;
 
-const PROTOCOLS: [(Protocol, &str); 3] = [
+const PROTOCOLS: [(Protocol, &str); 4] = [
     (Protocol::Imap, "imap"),
     (Protocol::Smtp, "smtp"),
     (Protocol::Sieve, "sieve"),
+    (Protocol::Pop3, "pop3"),
 ];
 
 fn index(protocol: Protocol) -> usize {
@@ -32,6 +33,7 @@ fn index(protocol: Protocol) -> usize {
         Protocol::Imap => 0,
         Protocol::Smtp => 1,
         Protocol::Sieve => 2,
+        Protocol::Pop3 => 3,
     }
 }
 
@@ -75,11 +77,11 @@ const CREDENTIALS: [(Credential, &str); 2] = [
 /// Process-wide counters.
 #[derive(Debug)]
 pub struct Metrics {
-    connections: [AtomicU64; 3],
-    active: [AtomicI64; 3],
-    logins: [[[AtomicU64; 5]; 2]; 3],
-    client_bytes: [AtomicU64; 3],
-    backend_bytes: [AtomicU64; 3],
+    connections: [AtomicU64; 4],
+    active: [AtomicI64; 4],
+    logins: [[[AtomicU64; 5]; 2]; 4],
+    client_bytes: [AtomicU64; 4],
+    backend_bytes: [AtomicU64; 4],
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -93,11 +95,11 @@ const ZERO_TABLE: [[AtomicU64; 5]; 2] = [ZERO_ROW; 2];
 
 /// The counters of this process.
 pub static METRICS: Metrics = Metrics {
-    connections: [ZERO; 3],
-    active: [ZERO_I; 3],
-    logins: [ZERO_TABLE; 3],
-    client_bytes: [ZERO; 3],
-    backend_bytes: [ZERO; 3],
+    connections: [ZERO; 4],
+    active: [ZERO_I; 4],
+    logins: [ZERO_TABLE; 4],
+    client_bytes: [ZERO; 4],
+    backend_bytes: [ZERO; 4],
 };
 
 /// Counts a connection as active until dropped.

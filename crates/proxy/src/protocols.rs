@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use session::imap::{ImapSession, ImapSessionConfig};
+use session::pop3::{Pop3Session, Pop3SessionConfig};
 use session::sieve::{SieveSession, SieveSessionConfig};
 use session::smtp::{SmtpSession, SmtpSessionConfig};
 use tokio::net::TcpStream;
@@ -40,6 +41,16 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, context: Arc<ListenerContex
             let config = sieve_config(&context);
             driver::serve(tcp, peer, context, move |tls_active| {
                 SieveSession::new(SieveSessionConfig {
+                    tls_active,
+                    ..config
+                })
+            })
+            .await
+        }
+        Protocol::Pop3 => {
+            let config = pop3_config(&context);
+            driver::serve(tcp, peer, context, move |tls_active| {
+                Pop3Session::new(Pop3SessionConfig {
                     tls_active,
                     ..config
                 })
@@ -84,5 +95,17 @@ fn sieve_config(context: &ListenerContext) -> SieveSessionConfig {
         discovery: context.challenge.clone(),
         backend_capabilities: context.backend.learned().sieve_capabilities,
         ..SieveSessionConfig::default()
+    }
+}
+
+fn pop3_config(context: &ListenerContext) -> Pop3SessionConfig {
+    Pop3SessionConfig {
+        starttls_available: context.tls_mode == ListenerTls::Starttls,
+        allow_plaintext_auth: context.allow_plaintext_auth,
+        password_fallback: context.password_fallback,
+        error_challenge: context.error_challenge,
+        max_auth_failures: context.max_auth_failures,
+        discovery: context.challenge.clone(),
+        ..Pop3SessionConfig::default()
     }
 }

@@ -33,6 +33,7 @@ pub struct DovecotBuilder {
     tls: Option<(PathBuf, PathBuf)>,
     oauth2: Option<String>,
     extra_config: String,
+    pop3: bool,
 }
 
 impl DovecotBuilder {
@@ -71,6 +72,14 @@ impl DovecotBuilder {
         self
     }
 
+    /// Also run POP3 (`dovecot-pop3d`) on a loopback port ([`Dovecot::pop3_addr`]); with
+    /// [`DovecotBuilder::tls`], STLS there and an implicit-TLS POP3 listener too
+    /// ([`Dovecot::pop3s_addr`]).
+    pub fn pop3(mut self) -> Self {
+        self.pop3 = true;
+        self
+    }
+
     pub fn start(self) -> Dovecot {
         Dovecot::start(self)
     }
@@ -89,6 +98,10 @@ pub struct Dovecot {
     pub imaps_port: Option<u16>,
     pub sieve_port: Option<u16>,
     pub submission_port: Option<u16>,
+    /// POP3, when built with [`DovecotBuilder::pop3`].
+    pub pop3_port: Option<u16>,
+    /// Implicit-TLS POP3, when built with [`DovecotBuilder::pop3`] and [`DovecotBuilder::tls`].
+    pub pop3s_port: Option<u16>,
 }
 
 impl Dovecot {
@@ -101,6 +114,7 @@ impl Dovecot {
             tls: None,
             oauth2: None,
             extra_config: String::new(),
+            pop3: false,
         }
     }
 
@@ -174,6 +188,24 @@ impl Dovecot {
             )
             .expect("format oauth2 config");
         }
+        let pop3_port = builder.pop3.then(free_port);
+        let pop3s_port = builder.tls.as_ref().and(pop3_port).map(|_| free_port());
+        if let Some(port) = pop3_port {
+            // Later settings win; `$protocols` is the list so far. A hundred POP3 sessions
+            // at once keep the auth service's client_limit above what Dovecot counts.
+            let pop3s = match pop3s_port {
+                Some(port) => format!("address = 127.0.0.1\n    port = {port}\n    ssl = yes"),
+                None => "port = 0".to_owned(),
+            };
+            write!(
+                conf,
+                "\nprotocols = $protocols pop3\n\
+                 service pop3-login {{\n  inet_listener pop3 {{\n    address = 127.0.0.1\n    \
+                 port = {port}\n  }}\n  inet_listener pop3s {{\n    {pop3s}\n  }}\n}}\n\
+                 service pop3 {{\n  service_count = 1000\n  process_limit = 100\n}}\n"
+            )
+            .expect("format POP3 config");
+        }
         conf.push('\n');
         conf.push_str(&builder.extra_config);
         let conf_path = root.join("dovecot.conf");
@@ -202,6 +234,8 @@ impl Dovecot {
             imaps_port,
             sieve_port,
             submission_port,
+            pop3_port,
+            pop3s_port,
         };
         dovecot.wait_ready(imap_port, "* OK");
         if let Some(port) = sieve_port {
@@ -209,6 +243,9 @@ impl Dovecot {
         }
         if let Some(port) = submission_port {
             dovecot.wait_ready(port, "220 ");
+        }
+        if let Some(port) = pop3_port {
+            dovecot.wait_ready(port, "+OK");
         }
         dovecot
     }
@@ -234,6 +271,19 @@ impl Dovecot {
             .submission_port
             .expect("Dovecot built without .submission(relay_port)");
         SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// POP3, when built with [`DovecotBuilder::pop3`].
+    pub fn pop3_addr(&self) -> SocketAddr {
+        let port = self.pop3_port.expect("Dovecot built without .pop3()");
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// Implicit-TLS POP3, when built with [`DovecotBuilder::pop3`] and
+    /// [`DovecotBuilder::tls`].
+    pub fn pop3s_addr(&self) -> Option<SocketAddr> {
+        self.pop3s_port
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
     /// `user`'s home directory (Sieve scripts live in `sieve/` there, the active one is

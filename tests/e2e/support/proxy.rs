@@ -85,6 +85,15 @@ impl ListenerConfig {
             ..Self::imap(tls)
         }
     }
+
+    /// A POP3 listener forwarding to backend `pop3`.
+    pub fn pop3(tls: TlsMode) -> Self {
+        Self {
+            protocol: "pop3".into(),
+            backend: "pop3".into(),
+            ..Self::imap(tls)
+        }
+    }
 }
 
 /// One `[backends.NAME]` table.
@@ -207,6 +216,13 @@ impl ProxyConfig {
             "sieve",
             env.dovecot.sieve_addr(),
         )
+    }
+
+    /// Like [`ProxyConfig::standard`], but three POP3 listeners (implicit TLS, STLS,
+    /// plaintext with `allow_plaintext_auth`) and one master-user backend, `pop3`, at
+    /// Dovecot's POP3 port.
+    pub fn pop3(env: &TestEnv) -> Self {
+        Self::with_protocol(env, ListenerConfig::pop3, "pop3", env.dovecot.pop3_addr())
     }
 
     fn with_protocol(

@@ -127,6 +127,7 @@ async fn run(
         Protocol::Imap => drive(backend, machine::imap::ImapLogin::new(request)?).await?,
         Protocol::Smtp => drive(backend, machine::smtp::SmtpLogin::new(request)?).await?,
         Protocol::Sieve => drive(backend, machine::sieve::SieveLogin::new(request)?).await?,
+        Protocol::Pop3 => drive(backend, machine::pop3::Pop3Login::new(request)?).await?,
     };
     match driven {
         Driven::LoggedIn(logged_in) => Ok(logged_in),

@@ -30,7 +30,7 @@ impl Config {
             if listener.password_fallback && listener.protocol == Protocol::Sieve {
                 errors.push(ConfigError::new(
                     key("password_fallback"),
-                    "available for IMAP and SMTP listeners only",
+                    "available for IMAP, SMTP and POP3 listeners only",
                 ));
             }
             let backend_login = self.backends.get(&listener.backend).map(|b| b.login);

@@ -312,7 +312,7 @@ fn issuer_errors_carry_the_index() {
         .validate(Path::new("."));
     assert_eq!(keys(&errors), vec!["validator.issuers[1].client_id"]);
 
-    let bad = ISSUERS.replace("smtp = \"mail.send\"", "pop3 = \"mail\"");
+    let bad = ISSUERS.replace("smtp = \"mail.send\"", "nntp = \"mail\"");
     let errors = Config::parse(&with_listeners(&bad))
         .expect("parses")
         .validate(Path::new("."));

@@ -2,8 +2,9 @@
 //! user whose token (or password) it accepted. Sans-I/O, like the sessions beside them.
 //!
 //! Each protocol has one machine ([`imap::ImapLogin`], [`smtp::SmtpLogin`],
-//! [`sieve::SieveLogin`]) built from a plain [`LoginRequest`]: no configuration types, no
-//! sockets. The driver runs every machine with the same loop (the [`BackendLogin`] trait):
+//! [`sieve::SieveLogin`], [`pop3::Pop3Login`]) built from a plain [`LoginRequest`]: no
+//! configuration types, no sockets. The driver runs every machine with the same loop (the
+//! [`BackendLogin`] trait):
 //!
 //! 1. connect (TCP, and TLS for an implicit-TLS backend);
 //! 2. call [`BackendLogin::advance`] with its buffer of the backend's bytes;
@@ -30,6 +31,7 @@
 
 mod error;
 pub mod imap;
+pub mod pop3;
 pub mod sieve;
 pub mod smtp;
 #[cfg(test)]
@@ -129,8 +131,9 @@ pub const DEFAULT_CLIENT_NAME: &str = "bearergate";
 /// How the proxy logs in to the backend.
 #[derive(Debug, Clone)]
 pub enum Strategy {
-    /// A master user logs in for the user: IMAP `LOGIN`, SASL PLAIN elsewhere, with the
-    /// name [`MasterUser::login_name`] makes (Dovecot: `alice*proxymaster`).
+    /// A master user logs in for the user: IMAP `LOGIN`, POP3 `USER`/`PASS`, SASL PLAIN
+    /// elsewhere, with the name [`MasterUser::login_name`] makes (Dovecot:
+    /// `alice*proxymaster`).
     Master {
         /// The mail user (the token's).
         user: String,
@@ -158,7 +161,7 @@ pub enum Strategy {
         user: String,
     },
     /// The password fallback: the client's own user name and password, checked by the
-    /// backend (IMAP, SMTP).
+    /// backend (IMAP, SMTP, POP3).
     Password(PasswordCredentials),
 }
 

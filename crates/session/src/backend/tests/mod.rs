@@ -11,6 +11,7 @@ use bytes::BytesMut;
 use sasl::{BearerCredentials, Mechanism, PasswordCredentials};
 
 use super::imap::ImapLogin;
+use super::pop3::Pop3Login;
 use super::sieve::SieveLogin;
 use super::smtp::SmtpLogin;
 use super::*;
@@ -61,6 +62,10 @@ fn transcripts_cover_every_strategy_of_every_protocol() {
         ("sieve", "plain-authzid"),
         ("sieve", "passthrough"),
         ("sieve", "probe"),
+        ("pop3", "master"),
+        ("pop3", "plain-authzid"),
+        ("pop3", "passthrough"),
+        ("pop3", "password"),
     ];
     for (protocol, strategy) in wanted {
         assert!(
@@ -163,6 +168,13 @@ fn secrets_never_show_in_debug_output() {
     let imap_greeting = "* OK [CAPABILITY IMAP4rev1 LITERAL+ ID AUTH=PLAIN] ready\r\n";
     let smtp = ["220 mx ESMTP\r\n", "250-mx\r\n250 AUTH PLAIN XOAUTH2\r\n"];
     let sieve = "\"SASL\" \"PLAIN XOAUTH2\"\r\nOK\r\n";
+    // USER offered: the PASS command waits in the machine for USER's +OK.
+    let pop3 = [
+        "+OK [XCLIENT] ready\r\n",
+        "+OK\r\nUSER\r\nSASL PLAIN XOAUTH2\r\n.\r\n",
+        "+OK Updated\r\n",
+        "+OK\r\n",
+    ];
     for strategy in strategies() {
         let request = request(strategy);
         assert_redacted("the request", &format!("{request:?}"));
@@ -183,6 +195,10 @@ fn secrets_never_show_in_debug_output() {
         let mut smtp_login = SmtpLogin::new(request.clone()).expect("smtp");
         let shown = events_after(&mut smtp_login, &smtp);
         assert_redacted("the SMTP machine", &format!("{shown}{smtp_login:?}"));
+
+        let mut pop3_login = Pop3Login::new(request.clone()).expect("pop3");
+        let shown = events_after(&mut pop3_login, &pop3);
+        assert_redacted("the POP3 machine", &format!("{shown}{pop3_login:?}"));
 
         if let Ok(mut sieve_login) = SieveLogin::new(request) {
             let shown = events_after(&mut sieve_login, &[sieve]);
@@ -213,6 +229,32 @@ fn a_long_smtp_response_waits_for_334_redacted() {
     machine.output_written();
     input.extend_from_slice(b"250-mx\r\n250 AUTH OAUTHBEARER\r\n");
     assert!(matches!(machine.advance(&mut input), Event::Learned(_)));
+    assert_eq!(machine.output(), b"AUTH OAUTHBEARER\r\n");
+    assert_redacted("the waiting machine", &format!("{machine:?}"));
+    assert!(!format!("{machine:?}").contains(&"A".repeat(100)));
+}
+
+#[test]
+fn a_long_pop3_response_waits_for_the_continuation_redacted() {
+    let long_token = format!("{TOKEN}{}", "A".repeat(600));
+    let mut machine = Pop3Login::new(request(Strategy::Passthrough {
+        user: "alice".into(),
+        credentials: BearerCredentials {
+            mechanism: Mechanism::OAuthBearer,
+            authzid: None,
+            token: long_token.as_str().into(),
+            host: None,
+            port: None,
+        },
+    }))
+    .expect("pop3");
+    let mut input = BytesMut::from("+OK ready\r\n");
+    assert!(matches!(machine.advance(&mut input), Event::NeedInput));
+    assert_eq!(machine.output(), b"CAPA\r\n");
+    machine.output_written();
+    input.extend_from_slice(b"+OK\r\nSASL OAUTHBEARER\r\n.\r\n");
+    assert!(matches!(machine.advance(&mut input), Event::NeedInput));
+    // RFC 5034 §4: the AUTH line stays within 255 octets; the response waits for `+ `.
     assert_eq!(machine.output(), b"AUTH OAUTHBEARER\r\n");
     assert_redacted("the waiting machine", &format!("{machine:?}"));
     assert!(!format!("{machine:?}").contains(&"A".repeat(100)));
@@ -284,6 +326,7 @@ fn strategies_a_protocol_lacks_are_refused_before_connecting() {
         ImapLogin::new(xclient()).map(drop),
         SieveLogin::new(xclient()).map(drop),
         SieveLogin::new(password()).map(drop),
+        Pop3Login::new(xclient()).map(drop),
     ] {
         assert!(
             matches!(result, Err(LoginError::Unsupported { .. })),
@@ -292,6 +335,7 @@ fn strategies_a_protocol_lacks_are_refused_before_connecting() {
     }
     assert!(SmtpLogin::new(xclient()).is_ok());
     assert!(ImapLogin::new(password()).is_ok());
+    assert!(Pop3Login::new(password()).is_ok());
 }
 
 #[test]
@@ -300,6 +344,7 @@ fn calls_in_the_wrong_state_change_nothing() {
         Box::new(ImapLogin::new(request(strategies().remove(0))).expect("imap")),
         Box::new(SmtpLogin::probe(false)),
         Box::new(SieveLogin::probe(false)),
+        Box::new(Pop3Login::new(request(strategies().remove(0))).expect("pop3")),
     ];
     for machine in &mut machines {
         assert!(machine.tls_started().is_err());

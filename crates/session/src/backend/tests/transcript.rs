@@ -20,7 +20,7 @@
 //! In `S:`, `S!`, `C:` text, `{{N*X}}` stands for `X` repeated `N` times and `{{b64:X}}`
 //! for the base64 of `X` (escaped, as `S!`).
 //!
-//! Header values are expanded too. Header keys: `protocol` (imap, smtp, sieve), `strategy` (master, plain-authzid,
+//! Header values are expanded too. Header keys: `protocol` (imap, smtp, sieve, pop3), `strategy` (master, plain-authzid,
 //! passthrough, xclient, password, probe), `user`, `master`, `master-password`, `format`,
 //! `mechanism`, `token`, `authzid`, `password`, `starttls`, `forward` (yes/no),
 //! `client`, `client-name`, `session`.
@@ -36,6 +36,7 @@ use bytes::BytesMut;
 use sasl::{BearerCredentials, Mechanism, PasswordCredentials};
 
 use crate::backend::imap::ImapLogin;
+use crate::backend::pop3::Pop3Login;
 use crate::backend::sieve::SieveLogin;
 use crate::backend::smtp::SmtpLogin;
 use crate::backend::{
@@ -296,6 +297,7 @@ impl Transcript {
             "imap" => Box::new(ImapLogin::new(request)?),
             "smtp" => Box::new(SmtpLogin::new(request)?),
             "sieve" => Box::new(SieveLogin::new(request)?),
+            "pop3" => Box::new(Pop3Login::new(request)?),
             other => panic!("protocol {other}"),
         })
     }
