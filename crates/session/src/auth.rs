@@ -296,3 +296,62 @@ impl Auth {
         Ok(step)
     }
 }
+
+/// A session that runs the AUTH sub-machine: where it keeps the machine between steps, and
+/// how it answers when an exchange ends. Stepping the machine and delivering a verdict are
+/// written once, here, for every protocol.
+pub(crate) trait AuthHost {
+    /// What the protocol needs besides the machine to reply (IMAP: the command's tag).
+    type Context;
+
+    /// Keeps the running machine (the session's authenticating state).
+    fn park(&mut self, context: Self::Context, auth: Auth);
+
+    /// Takes the running machine out, leaving the session reading commands; when none
+    /// runs, the session is left as it was and says what it is doing instead.
+    fn unpark(&mut self) -> Result<(Self::Context, Auth), &'static str>;
+
+    /// Where replies go.
+    fn out(&mut self) -> &mut Vec<u8>;
+
+    /// The protocol's final reply to an exchange that is over (and the failure counting).
+    fn finish_auth(&mut self, context: Self::Context, outcome: Outcome);
+
+    /// Where an exchange goes after a step of the machine.
+    fn after_auth(&mut self, context: Self::Context, auth: Auth, step: Step) -> Option<Action> {
+        match step {
+            Step::Continue => {
+                self.park(context, auth);
+                None
+            }
+            Step::Ask(action) => {
+                self.park(context, auth);
+                Some(action)
+            }
+            Step::Done(outcome) => {
+                self.finish_auth(context, outcome);
+                None
+            }
+        }
+    }
+
+    /// The driver's verdict: handed to the running machine, or back when none runs or it
+    /// does not fit.
+    fn deliver_verdict(&mut self, verdict: Verdict) -> Result<(), WrongState<Verdict>> {
+        let (context, mut auth) = match self.unpark() {
+            Ok(running) => running,
+            Err(state) => return Err(WrongState::new("verdict", state, verdict)),
+        };
+        match auth.verdict(self.out(), verdict) {
+            Ok(step) => {
+                // A verdict never leads to another request.
+                let _ = self.after_auth(context, auth, step);
+                Ok(())
+            }
+            Err(wrong) => {
+                self.park(context, auth);
+                Err(wrong)
+            }
+        }
+    }
+}

@@ -1,147 +1,16 @@
-//! Splitting input into POP3 lines.
-//!
-//! Every POP3 command is one line (RFC 1939 §3), and so is every client response of the
-//! AUTH exchange (RFC 5034 §4), so one bounded line reader serves both; the backend's
-//! replies are read line by line with it too ([`ResponseFramer`](super::ResponseFramer)).
-//!
-//! Decisions:
-//! - **Bare LF ends a line** as CRLF does, like Dovecot and the proxy's SMTP framer. No
-//!   message data is read before login, so nothing is gained by refusing it. A CR just
-//!   before the LF is stripped; a CR anywhere else is an ordinary octet.
-//! - **Too long is reported once, then discarded** up to the line's end (STYLE.md habit 3,
-//!   tokio-util `LinesCodec::is_discarding`); framing then carries on with the next line.
-//!   Nothing is ever truncated.
-//! - **No buffer of its own**: the caller's [`BytesMut`] holds the partial line; the framer
-//!   remembers how far it searched, so an idle framer is three words.
-//! - The result does not depend on how the input was split into reads: an over-long line is
-//!   reported as soon as it is certain to be over the limit, and exactly once.
+//! Splitting input into POP3 lines. Every POP3 command is one line (RFC 1939 §3), and so is
+//! every client response of the AUTH exchange (RFC 5034 §4) and every line of the backend's
+//! replies, so POP3 uses the SMTP crate module's bounded line framer as it is: CRLF or bare
+//! LF ends a line, an over-long line is reported once and discarded to its end, never
+//! truncated (see [`crate::smtp::framing`]).
 
-use bytes::{Buf, Bytes, BytesMut};
-
-/// Input over the line limit. Reported once per offending line; the framer then discards
-/// up to the line's end by itself and carries on.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FramingError {
-    /// A line is longer than the framer's `max_line` (its CRLF not counted).
-    #[error("line longer than {max} octets")]
-    LineTooLong {
-        /// The limit that was broken.
-        max: usize,
-    },
-}
-
-/// Splits input into lines of at most `max_line` octets. See the [module docs](self).
-#[derive(Debug, Clone)]
-pub struct LineFramer {
-    max_line: usize,
-    /// Offset up to which the buffer has been searched for LF, so that a line arriving in
-    /// many small reads is scanned once.
-    scanned: usize,
-    /// Dropping the rest of a line already reported as too long.
-    discarding: bool,
-}
-
-/// The line without its LF or CRLF.
-pub(crate) fn strip_eol(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-impl LineFramer {
-    /// A framer for lines of at most `max_line` octets, not counting the CRLF (or LF). For
-    /// client input use [`DEFAULT_MAX_LINE`](super::DEFAULT_MAX_LINE).
-    pub fn new(max_line: usize) -> Self {
-        Self {
-            max_line,
-            scanned: 0,
-            discarding: false,
-        }
-    }
-
-    /// The limit this framer enforces.
-    pub fn max_line(&self) -> usize {
-        self.max_line
-    }
-
-    /// Whether the framer is dropping the rest of an over-long line.
-    pub fn is_discarding(&self) -> bool {
-        self.discarding
-    }
-
-    /// The next line, without its CRLF (or LF), consumed from `buf`. `Ok(None)`: more bytes
-    /// are needed (a partial line stays in `buf`, which then holds at most `max_line + 1`
-    /// octets of it plus whatever the last read added).
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FramingError> {
-        // A caller that shrank the buffer behind our back must not make us index past it.
-        if self.scanned > buf.len() {
-            self.scanned = 0;
-        }
-        loop {
-            let Some(lf) = buf[self.scanned..].iter().position(|&b| b == b'\n') else {
-                if self.discarding {
-                    buf.clear();
-                    self.scanned = 0;
-                    return Ok(None);
-                }
-                self.scanned = buf.len();
-                // A trailing CR may be the start of the CRLF: not counted yet.
-                let content = buf.len() - usize::from(buf.ends_with(b"\r"));
-                if content > self.max_line {
-                    self.discarding = true;
-                    buf.clear();
-                    self.scanned = 0;
-                    return Err(self.too_long());
-                }
-                return Ok(None);
-            };
-            let end = self.scanned + lf + 1;
-            self.scanned = 0;
-            if self.discarding {
-                self.discarding = false;
-                buf.advance(end);
-                continue;
-            }
-            let line = buf.split_to(end).freeze();
-            let content = strip_eol(&line).len();
-            if content > self.max_line {
-                return Err(self.too_long());
-            }
-            return Ok(Some(line.slice(..content)));
-        }
-    }
-
-    /// Finish dropping an over-long line reported earlier, without reading the next line.
-    /// True when nothing is being discarded any more: the buffer then starts at a line's
-    /// beginning.
-    pub(crate) fn finish_discard(&mut self, buf: &mut BytesMut) -> bool {
-        if !self.discarding {
-            return true;
-        }
-        if self.scanned > buf.len() {
-            self.scanned = 0;
-        }
-        match buf[self.scanned..].iter().position(|&b| b == b'\n') {
-            Some(lf) => {
-                buf.advance(self.scanned + lf + 1);
-                self.scanned = 0;
-                self.discarding = false;
-                true
-            }
-            None => {
-                buf.clear();
-                self.scanned = 0;
-                false
-            }
-        }
-    }
-
-    fn too_long(&self) -> FramingError {
-        FramingError::LineTooLong { max: self.max_line }
-    }
-}
+pub(crate) use crate::smtp::framing::strip_eol;
+pub use crate::smtp::framing::{FramingError, LineFramer};
 
 #[cfg(test)]
 mod tests {
+    use bytes::{Bytes, BytesMut};
+
     use super::*;
     use crate::pop3::fuzzing::frame_lines;
     use crate::pop3::DEFAULT_MAX_LINE;

@@ -18,7 +18,7 @@ use codec::imap::{
 };
 use sasl::{Mechanism, PasswordMechanism};
 
-use crate::auth::{Auth, AuthSettings, Outcome, Step};
+use crate::auth::{Auth, AuthHost, AuthSettings, Outcome};
 pub use crate::{Action, Discovery, Refusal, Session, Verdict, WrongState};
 pub use capability::filter_backend_capabilities;
 use reply::{Code, Status};
@@ -354,27 +354,8 @@ impl ImapSession {
         self.after_auth(tag, auth, step)
     }
 
-    /// Where an authentication goes after a step of its sub-machine.
-    fn after_auth(&mut self, tag: String, auth: Auth, step: Step) -> Option<Action> {
-        match step {
-            Step::Continue => {
-                self.state = State::Auth { tag, auth };
-                None
-            }
-            Step::Ask(action) => {
-                self.state = State::Auth { tag, auth };
-                Some(action)
-            }
-            Step::Done(outcome) => {
-                self.state = State::Commands;
-                self.finish_auth(&tag, outcome);
-                None
-            }
-        }
-    }
-
     /// The final reply of an authentication.
-    fn finish_auth(&mut self, tag: &str, outcome: Outcome) {
+    fn auth_reply(&mut self, tag: &str, outcome: Outcome) {
         match outcome {
             Outcome::Failed => {
                 reply::tagged(
@@ -459,6 +440,33 @@ impl ImapSession {
     }
 }
 
+impl AuthHost for ImapSession {
+    type Context = String;
+
+    fn park(&mut self, context: String, auth: Auth) {
+        self.state = State::Auth { tag: context, auth };
+    }
+
+    fn unpark(&mut self) -> Result<(String, Auth), &'static str> {
+        match std::mem::replace(&mut self.state, State::Commands) {
+            State::Auth { tag, auth } => Ok((tag, auth)),
+            other => {
+                let name = other.name();
+                self.state = other;
+                Err(name)
+            }
+        }
+    }
+
+    fn out(&mut self) -> &mut Vec<u8> {
+        &mut self.output
+    }
+
+    fn finish_auth(&mut self, context: String, outcome: Outcome) {
+        self.auth_reply(&context, outcome)
+    }
+}
+
 impl Session for ImapSession {
     fn output(&self) -> &[u8] {
         &self.output
@@ -495,23 +503,7 @@ impl Session for ImapSession {
     }
 
     fn verdict(&mut self, verdict: Verdict) -> Result<(), WrongState<Verdict>> {
-        let state = std::mem::replace(&mut self.state, State::Commands);
-        let State::Auth { tag, mut auth } = state else {
-            let name = state.name();
-            self.state = state;
-            return Err(WrongState::new("verdict", name, verdict));
-        };
-        match auth.verdict(&mut self.output, verdict) {
-            Ok(step) => {
-                // A verdict never leads to another request.
-                let _ = self.after_auth(tag, auth, step);
-                Ok(())
-            }
-            Err(wrong) => {
-                self.state = State::Auth { tag, auth };
-                Err(wrong)
-            }
-        }
+        self.deliver_verdict(verdict)
     }
 
     fn idle_timeout(&mut self) {

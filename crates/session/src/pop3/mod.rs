@@ -39,7 +39,7 @@ use bytes::BytesMut;
 use codec::pop3::{parse_command, Command, InitialResponse, LineFramer, ParseError};
 use sasl::{Mechanism, PasswordMechanism, SecretString};
 
-use crate::auth::{Auth, AuthSettings, Outcome, Step};
+use crate::auth::{Auth, AuthHost, AuthSettings, Outcome};
 pub use crate::{Action, Discovery, Refusal, Session, Verdict, WrongState};
 
 /// How a session is set up.
@@ -265,7 +265,7 @@ impl Pop3Session {
             return None;
         };
         let step = auth.start(&mut self.output, initial);
-        self.after_auth(auth, step)
+        self.after_auth((), auth, step)
     }
 
     /// USER: remembered for PASS with the password fallback, refused otherwise.
@@ -305,7 +305,7 @@ impl Pop3Session {
         };
         let (auth, step) =
             Auth::login_command(credentials, &self.auth_settings(), reply::continuation);
-        self.after_auth(auth, step)
+        self.after_auth((), auth, step)
     }
 
     fn next_auth_line(&mut self, input: &mut BytesMut) -> Option<Action> {
@@ -323,30 +323,11 @@ impl Pop3Session {
             return None;
         };
         let step = auth.line(&mut self.output, &line);
-        self.after_auth(auth, step)
-    }
-
-    /// Where AUTH goes after a step of its sub-machine.
-    fn after_auth(&mut self, auth: Auth, step: Step) -> Option<Action> {
-        match step {
-            Step::Continue => {
-                self.state = State::Auth(auth);
-                None
-            }
-            Step::Ask(action) => {
-                self.state = State::Auth(auth);
-                Some(action)
-            }
-            Step::Done(outcome) => {
-                self.state = State::Commands;
-                self.finish_auth(outcome);
-                None
-            }
-        }
+        self.after_auth((), auth, step)
     }
 
     /// The final reply to AUTH or PASS.
-    fn finish_auth(&mut self, outcome: Outcome) {
+    fn auth_reply(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Failed => {
                 reply::auth_failed(&mut self.output);
@@ -412,6 +393,33 @@ impl Pop3Session {
     }
 }
 
+impl AuthHost for Pop3Session {
+    type Context = ();
+
+    fn park(&mut self, _: (), auth: Auth) {
+        self.state = State::Auth(auth);
+    }
+
+    fn unpark(&mut self) -> Result<((), Auth), &'static str> {
+        match std::mem::replace(&mut self.state, State::Commands) {
+            State::Auth(auth) => Ok(((), auth)),
+            other => {
+                let name = other.name();
+                self.state = other;
+                Err(name)
+            }
+        }
+    }
+
+    fn out(&mut self) -> &mut Vec<u8> {
+        &mut self.output
+    }
+
+    fn finish_auth(&mut self, _: (), outcome: Outcome) {
+        self.auth_reply(outcome)
+    }
+}
+
 impl Session for Pop3Session {
     fn output(&self) -> &[u8] {
         &self.output
@@ -450,23 +458,7 @@ impl Session for Pop3Session {
     }
 
     fn verdict(&mut self, verdict: Verdict) -> Result<(), WrongState<Verdict>> {
-        let state = std::mem::replace(&mut self.state, State::Commands);
-        let State::Auth(mut auth) = state else {
-            let name = state.name();
-            self.state = state;
-            return Err(WrongState::new("verdict", name, verdict));
-        };
-        match auth.verdict(&mut self.output, verdict) {
-            Ok(step) => {
-                // A verdict never leads to another request.
-                let _ = self.after_auth(auth, step);
-                Ok(())
-            }
-            Err(wrong) => {
-                self.state = State::Auth(auth);
-                Err(wrong)
-            }
-        }
+        self.deliver_verdict(verdict)
     }
 
     /// Closes without a word: RFC 1939 §3 has an expired autologout timer close the

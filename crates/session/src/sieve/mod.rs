@@ -41,7 +41,7 @@ use codec::sieve::{
 };
 use sasl::{ClientMessage, Mechanism};
 
-use crate::auth::{Auth, AuthSettings, Outcome, Step};
+use crate::auth::{Auth, AuthHost, AuthSettings, Outcome};
 /// [`Action::PasswordLogin`] is never returned: this session has no password fallback.
 pub use crate::{Action, Discovery, Refusal, Session, Verdict, WrongState};
 
@@ -283,7 +283,7 @@ impl SieveSession {
             },
         };
         let step = auth.start(&mut self.output, Some(message));
-        self.after_auth(auth, step)
+        self.after_auth((), auth, step)
     }
 
     fn next_auth_line(&mut self, input: &mut BytesMut) -> Option<Action> {
@@ -314,26 +314,7 @@ impl SieveSession {
             }
         };
         let step = auth.line(&mut self.output, &line);
-        self.after_auth(auth, step)
-    }
-
-    /// Where AUTHENTICATE goes after a step of its sub-machine.
-    fn after_auth(&mut self, auth: Auth, step: Step) -> Option<Action> {
-        match step {
-            Step::Continue => {
-                self.state = State::Auth(auth);
-                None
-            }
-            Step::Ask(action) => {
-                self.state = State::Auth(auth);
-                Some(action)
-            }
-            Step::Done(outcome) => {
-                self.state = State::Commands;
-                self.finish_auth(outcome);
-                None
-            }
-        }
+        self.after_auth((), auth, step)
     }
 
     /// The final response to AUTHENTICATE.
@@ -342,7 +323,7 @@ impl SieveSession {
     /// re-send them only when the SASL exchange negotiated a security layer, which
     /// OAUTHBEARER and XOAUTH2 never do. A client that wants the backend's own list asks
     /// with CAPABILITY, which is relayed to the backend from then on.
-    fn finish_auth(&mut self, outcome: Outcome) {
+    fn auth_reply(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Failed => self.authentication_failed(),
             // RFC 5804 §2.1: the server answers a cancel with NO.
@@ -403,6 +384,33 @@ impl SieveSession {
     }
 }
 
+impl AuthHost for SieveSession {
+    type Context = ();
+
+    fn park(&mut self, _: (), auth: Auth) {
+        self.state = State::Auth(auth);
+    }
+
+    fn unpark(&mut self) -> Result<((), Auth), &'static str> {
+        match std::mem::replace(&mut self.state, State::Commands) {
+            State::Auth(auth) => Ok(((), auth)),
+            other => {
+                let name = other.name();
+                self.state = other;
+                Err(name)
+            }
+        }
+    }
+
+    fn out(&mut self) -> &mut Vec<u8> {
+        &mut self.output
+    }
+
+    fn finish_auth(&mut self, _: (), outcome: Outcome) {
+        self.auth_reply(outcome)
+    }
+}
+
 impl Session for SieveSession {
     fn output(&self) -> &[u8] {
         &self.output
@@ -443,23 +451,7 @@ impl Session for SieveSession {
     }
 
     fn verdict(&mut self, verdict: Verdict) -> Result<(), WrongState<Verdict>> {
-        let state = std::mem::replace(&mut self.state, State::Commands);
-        let State::Auth(mut auth) = state else {
-            let name = state.name();
-            self.state = state;
-            return Err(WrongState::new("verdict", name, verdict));
-        };
-        match auth.verdict(&mut self.output, verdict) {
-            Ok(step) => {
-                // A verdict never leads to another request.
-                let _ = self.after_auth(auth, step);
-                Ok(())
-            }
-            Err(wrong) => {
-                self.state = State::Auth(auth);
-                Err(wrong)
-            }
-        }
+        self.deliver_verdict(verdict)
     }
 
     /// `BYE`, then close.

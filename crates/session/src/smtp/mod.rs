@@ -33,7 +33,7 @@ use bytes::BytesMut;
 use codec::smtp::{parse_command, Command, InitialResponse, LineFramer, ParseError};
 use sasl::{Mechanism, PasswordMechanism};
 
-use crate::auth::{Auth, AuthSettings, Outcome, Step};
+use crate::auth::{Auth, AuthHost, AuthSettings, Outcome};
 pub use crate::{Action, Discovery, Refusal, Session, Verdict, WrongState};
 
 /// How a session is set up.
@@ -279,7 +279,7 @@ impl SmtpSession {
             return None;
         };
         let step = auth.start(&mut self.output, initial);
-        self.after_auth(auth, step)
+        self.after_auth((), auth, step)
     }
 
     fn next_auth_line(&mut self, input: &mut BytesMut) -> Option<Action> {
@@ -297,30 +297,11 @@ impl SmtpSession {
             return None;
         };
         let step = auth.line(&mut self.output, &line);
-        self.after_auth(auth, step)
-    }
-
-    /// Where AUTH goes after a step of its sub-machine.
-    fn after_auth(&mut self, auth: Auth, step: Step) -> Option<Action> {
-        match step {
-            Step::Continue => {
-                self.state = State::Auth(auth);
-                None
-            }
-            Step::Ask(action) => {
-                self.state = State::Auth(auth);
-                Some(action)
-            }
-            Step::Done(outcome) => {
-                self.state = State::Commands;
-                self.finish_auth(outcome);
-                None
-            }
-        }
+        self.after_auth((), auth, step)
     }
 
     /// The final reply to AUTH.
-    fn finish_auth(&mut self, outcome: Outcome) {
+    fn auth_reply(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Failed => {
                 reply::credentials_invalid(&mut self.output);
@@ -386,6 +367,33 @@ impl SmtpSession {
     }
 }
 
+impl AuthHost for SmtpSession {
+    type Context = ();
+
+    fn park(&mut self, _: (), auth: Auth) {
+        self.state = State::Auth(auth);
+    }
+
+    fn unpark(&mut self) -> Result<((), Auth), &'static str> {
+        match std::mem::replace(&mut self.state, State::Commands) {
+            State::Auth(auth) => Ok(((), auth)),
+            other => {
+                let name = other.name();
+                self.state = other;
+                Err(name)
+            }
+        }
+    }
+
+    fn out(&mut self) -> &mut Vec<u8> {
+        &mut self.output
+    }
+
+    fn finish_auth(&mut self, _: (), outcome: Outcome) {
+        self.auth_reply(outcome)
+    }
+}
+
 impl Session for SmtpSession {
     fn output(&self) -> &[u8] {
         &self.output
@@ -425,23 +433,7 @@ impl Session for SmtpSession {
     }
 
     fn verdict(&mut self, verdict: Verdict) -> Result<(), WrongState<Verdict>> {
-        let state = std::mem::replace(&mut self.state, State::Commands);
-        let State::Auth(mut auth) = state else {
-            let name = state.name();
-            self.state = state;
-            return Err(WrongState::new("verdict", name, verdict));
-        };
-        match auth.verdict(&mut self.output, verdict) {
-            Ok(step) => {
-                // A verdict never leads to another request.
-                let _ = self.after_auth(auth, step);
-                Ok(())
-            }
-            Err(wrong) => {
-                self.state = State::Auth(auth);
-                Err(wrong)
-            }
-        }
+        self.deliver_verdict(verdict)
     }
 
     /// `421 4.4.2 <host> Idle timeout, closing`.
