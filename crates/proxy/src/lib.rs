@@ -1,6 +1,16 @@
 //! bearergate: OAuth 2.0 bearer-token login (SASL XOAUTH2 / OAUTHBEARER) in front of mail
 //! servers that cannot do it. The async driver lives here; everything that parses or decides
-//! is in the sans-I/O crates `codec`, `sasl` and `session`, and token checks in `validator`.
+//! is in the sans-I/O crates `codec`, `sasl` and `session` (both roles), and token checks in
+//! `validator`.
+//!
+//! Reading order: [`server`] (builds the shared parts, starts the services and listeners,
+//! handles signals) → [`protocols`] (the registry: a listener's protocol → its session) →
+//! [`driver`] (the one loop around any `session::Session`: read, feed, act on its requests,
+//! hand over) → [`backend`] (connect, TLS, the one loop around any backend-login machine) →
+//! [`relay`] (the plain byte copy). Beside them: [`listener`] (what a listener's connections
+//! share), [`failure`] (whose fault a failed login was, and what follows from it),
+//! [`throttle`] (failed-login delays and budgets), [`auth`] (token → user), [`http`] (the
+//! HTTP service model), [`metrics`], [`config`], [`tls`].
 #![forbid(unsafe_code)]
 #![deny(missing_debug_implementations)]
 

@@ -1,5 +1,5 @@
 //! Each protocol's pre-login session, set up from its listener and plugged into the shared
-//! [`driver`](crate::driver).
+//! [`crate::driver`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
