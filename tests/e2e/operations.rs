@@ -168,3 +168,49 @@ async fn metrics_count_logins_by_outcome_and_healthz_answers_ok() {
         );
     }
 }
+
+/// Out of descriptors: the listener pauses instead of spinning on EMFILE, says so once per
+/// burst instead of flooding the log, and serves again as soon as descriptors free up.
+#[tokio::test]
+async fn out_of_descriptors_the_listener_pauses_and_recovers() {
+    let env = TestEnv::new("ops-emfile");
+    let mut config = env.proxy_config();
+    config.listeners = vec![crate::support::proxy::ListenerConfig::imap(TlsMode::None)];
+    config.listeners[0]
+        .extra
+        .push("max_connections = 1000".into());
+    let proxy = crate::support::Proxy::start_with_open_files(env.dir.path(), &config, Some(64));
+    assert!(
+        proxy.log().contains("open files limit soft=64 hard=64"),
+        "{}",
+        proxy.log()
+    );
+    // More connections than the process may hold descriptors: the kernel completes them,
+    // the proxy cannot accept them all.
+    let addr = proxy.addr(TlsMode::None);
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        held.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    assert!(
+        proxy.wait_for_log("out of descriptors", Duration::from_secs(10)),
+        "{}",
+        proxy.log()
+    );
+    drop(held);
+    assert!(
+        proxy.wait_for_log("accepting connections again", Duration::from_secs(20)),
+        "{}",
+        proxy.log()
+    );
+    let log = proxy.log();
+    assert_eq!(
+        log.matches("cannot accept connections").count(),
+        1,
+        "one warning for the burst:\n{log}"
+    );
+    // And a login works again.
+    let token = env.idp.issue("alice");
+    let (mut client, _) = connect(&env, &proxy, TlsMode::None).await;
+    login(&mut client, "a", "alice", &token).await;
+}

@@ -7,13 +7,14 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use secrecy::SecretString;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::backend::Backend;
 use crate::config::{self, Config, ListenerTls, Protocol};
@@ -73,6 +74,7 @@ fn build_validator(config: &Config) -> Result<validator::Validator, StartError> 
 
 /// Runs until SIGTERM or SIGINT, then drains.
 pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
+    raise_descriptor_limit(&config);
     let validator = Arc::new(build_validator(&config)?);
     let acceptor = match &config.tls {
         Some(tls_config) => Some(tls::server_acceptor(
@@ -209,6 +211,86 @@ async fn wait_for_signal() {
     }
 }
 
+/// Accept errors that mean the process is out of a resource, not that one client failed.
+fn is_exhaustion(error: &std::io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM.
+    matches!(error.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
+/// How an accept loop backs off while the process is out of descriptors: pauses that double
+/// from 10 ms to 1 s, one warning when a burst starts and one line with its count when it
+/// ends.
+#[derive(Debug)]
+struct AcceptBackoff {
+    failures: u64,
+    pause: Duration,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const LONGEST: Duration = Duration::from_secs(1);
+
+    fn new() -> Self {
+        Self {
+            failures: 0,
+            pause: Self::FIRST,
+        }
+    }
+
+    fn failed(&mut self, context: &ListenerContext, error: &std::io::Error) -> Duration {
+        if self.failures == 0 {
+            warn!(
+                protocol = context.protocol.name(),
+                error = %error,
+                "cannot accept connections: out of descriptors; pausing this listener"
+            );
+        }
+        self.failures += 1;
+        let pause = self.pause;
+        self.pause = (self.pause * 2).min(Self::LONGEST);
+        pause
+    }
+
+    fn recovered(&mut self, context: &ListenerContext) {
+        if self.failures > 0 {
+            info!(
+                protocol = context.protocol.name(),
+                failed_accepts = self.failures,
+                "accepting connections again"
+            );
+            *self = Self::new();
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard one (the default soft limit of 1,024
+/// serves ~500 sessions), logs both, and warns when the listeners' `max_connections` cannot
+/// all be served: each session holds two descriptors, the client's and the backend's.
+fn raise_descriptor_limit(config: &Config) {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        warn!(error = %e, "cannot raise the open files limit");
+    }
+    let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() else {
+        return;
+    };
+    info!(soft, hard, "open files limit");
+    let sessions: u64 = config
+        .listeners
+        .iter()
+        .map(|listener| listener.max_connections as u64)
+        .sum();
+    // Listeners, the metrics endpoint, log and identity-provider connections: a margin.
+    let needed = sessions.saturating_mul(2).saturating_add(64);
+    if needed > soft {
+        warn!(
+            needed,
+            limit = soft,
+            "the listeners' max_connections need more open files than the process may have \
+             (two per session); lower max_connections or raise the limit (LimitNOFILE=)"
+        );
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     context: Arc<ListenerContext>,
@@ -216,6 +298,7 @@ async fn accept_loop(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
+    let mut backoff = AcceptBackoff::new();
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -229,10 +312,24 @@ async fn accept_loop(
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
-            Ok(pair) => pair,
+            Ok(pair) => {
+                backoff.recovered(&context);
+                pair
+            }
+            Err(e) if is_exhaustion(&e) => {
+                // Out of descriptors (or memory): retrying at once would spin on the same
+                // error, starve the other listeners and flood the log. Pause, log once per
+                // burst, and let relaying sessions free what they hold.
+                let pause = backoff.failed(&context, &e);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                continue;
+            }
             Err(e) => {
-                // EMFILE and friends: log and carry on; the permit is released.
-                warn!(error = %e, "accept failed");
+                // A client that gave up while queued (ECONNABORTED and the like).
+                debug!(error = %e, "accept failed");
                 continue;
             }
         };

@@ -363,13 +363,33 @@ pub struct Proxy {
 impl Proxy {
     /// Write the config into `dir`, start the binary, and wait for its ready line.
     pub fn start(dir: &Path, config: &ProxyConfig) -> Self {
+        Self::start_with_open_files(dir, config, None)
+    }
+
+    /// Like [`Proxy::start`], with the process's open-files limit (soft and hard) set to
+    /// `open_files` by util-linux's `prlimit`, which then execs the proxy.
+    pub fn start_with_open_files(
+        dir: &Path,
+        config: &ProxyConfig,
+        open_files: Option<u64>,
+    ) -> Self {
         static SEQ: AtomicUsize = AtomicUsize::new(0);
         let config_path = dir.join(format!(
             "proxy-{}.toml",
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         fs::write(&config_path, config.render()).expect("write proxy.toml");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bearergate"))
+        let mut command = match open_files {
+            Some(limit) => {
+                let mut command = Command::new("prlimit");
+                command
+                    .arg(format!("--nofile={limit}:{limit}"))
+                    .arg(env!("CARGO_BIN_EXE_bearergate"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_bearergate")),
+        };
+        let mut child = command
             .arg("--config")
             .arg(&config_path)
             .current_dir(dir)
