@@ -73,3 +73,37 @@ async fn a_tls_hang_up_without_close_notify_is_an_ordinary_close() {
     assert!(!closing[0].contains("io-error"), "{}", closing[0]);
     assert!(!closing[0].contains("close_notify"), "{}", closing[0]);
 }
+
+#[tokio::test]
+async fn a_busy_client_is_still_cut_at_the_prelogin_deadline() {
+    let env = TestEnv::new("prelogin-deadline");
+    let proxy = env.start_proxy(|c| {
+        c.each_listener(|l| {
+            l.preauth_idle_timeout = Some("30s".into());
+            l.extra.push("preauth_deadline = \"1s\"".into());
+        })
+    });
+    let (mut client, _) = connect(&env, &proxy, TlsMode::Implicit).await;
+    let started = std::time::Instant::now();
+    // Busy all the time: each NOOP is answered at once, so the idle timer never runs out;
+    // only the deadline ends the connection.
+    let mut rounds = 0u32;
+    let mut goodbye = None;
+    while client.try_send(b"a NOOP\r\n").await.is_ok() {
+        let Some(line) = client.try_read_line().await else {
+            break;
+        };
+        if line.starts_with("* BYE") {
+            goodbye = Some(line);
+        }
+        rounds += 1;
+        assert!(rounds < 10_000_000, "never cut off");
+    }
+    assert!(goodbye.is_some(), "no BYE before the close");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(
+        proxy.wait_for_log("outcome=\"prelogin-deadline\"", Duration::from_secs(10)),
+        "{}",
+        proxy.log()
+    );
+}

@@ -241,6 +241,11 @@ pub struct ListenerConfig {
         deserialize_with = "duration"
     )]
     pub preauth_idle_timeout: Duration,
+    /// A client that has not logged in this long after connecting is disconnected, however
+    /// busy it keeps the connection: bytes trickled in to reset the idle timer (slow-loris)
+    /// buy nothing past this.
+    #[serde(default = "defaults::preauth_deadline", deserialize_with = "duration")]
+    pub preauth_deadline: Duration,
     /// Failed authentications allowed on one connection before it is closed.
     #[serde(default = "defaults::max_auth_failures")]
     pub max_auth_failures: u32,
@@ -330,6 +335,11 @@ mod defaults {
     /// Dovecot's login processes allow about a minute before authentication.
     pub fn preauth_idle_timeout() -> Duration {
         Duration::from_secs(60)
+    }
+    /// Two minutes: a person typing a password into a slow client, not a trickle attack
+    /// (Dovecot drops such clients at three).
+    pub fn preauth_deadline() -> Duration {
+        Duration::from_secs(120)
     }
     /// As Dovecot: three failed logins per connection.
     pub fn max_auth_failures() -> u32 {

@@ -123,6 +123,7 @@ async fn run<S: Session>(
         }
         _ => ClientStream::Plain(tcp),
     };
+    let deadline = Instant::now() + context.preauth_deadline;
     let mut session = new_session(client.is_tls());
     let mut input = BytesMut::new();
     // Failed logins on this connection, for the growing failure delay.
@@ -135,9 +136,11 @@ async fn run<S: Session>(
                 if input.capacity() - input.len() < READ_CHUNK {
                     input.reserve(READ_CHUNK);
                 }
-                let read =
-                    tokio::time::timeout(context.preauth_idle_timeout, client.read_buf(&mut input))
-                        .await;
+                // Each read is bounded by the idle timeout and by what is left of the
+                // pre-login deadline, which no amount of activity moves.
+                let left = deadline.saturating_duration_since(Instant::now());
+                let wait = context.preauth_idle_timeout.min(left);
+                let read = tokio::time::timeout(wait, client.read_buf(&mut input)).await;
                 match read {
                     Ok(Ok(0)) => return Ok(PreLoginEnd::Closed("client-closed")),
                     Ok(Ok(_)) => {}
@@ -145,7 +148,12 @@ async fn run<S: Session>(
                     Err(_) => {
                         session.idle_timeout();
                         flush_output(&mut session, &mut client).await?;
-                        return Ok(PreLoginEnd::Closed("idle-timeout"));
+                        let reason = if Instant::now() >= deadline {
+                            "prelogin-deadline"
+                        } else {
+                            "idle-timeout"
+                        };
+                        return Ok(PreLoginEnd::Closed(reason));
                     }
                 }
             }

@@ -32,6 +32,8 @@ pub struct ListenerContext {
     pub throttle: Arc<crate::throttle::Throttle>,
     /// Disconnect after this long without input before login.
     pub preauth_idle_timeout: Duration,
+    /// Disconnect this long after connecting when not logged in by then.
+    pub preauth_deadline: Duration,
     /// Failed authentications before the connection is closed.
     pub max_auth_failures: u32,
     /// Where and how to log in.

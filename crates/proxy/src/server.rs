@@ -135,6 +135,7 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
             throttle: throttle.clone(),
             hostname: listener_config.hostname.clone(),
             preauth_idle_timeout: listener_config.preauth_idle_timeout,
+            preauth_deadline: listener_config.preauth_deadline,
             max_auth_failures: listener_config.max_auth_failures,
             backend: backend.clone(),
             validator: validator.clone(),
