@@ -12,12 +12,51 @@ pub mod driver;
 pub mod script;
 pub mod wire;
 
-/// Whether `haystack` contains `needle` (a secret) where it has no business being.
+/// Whether `haystack` (a `Debug` text) shows `needle` (a secret) where it has no business
+/// being.
 ///
-/// Secrets shorter than six octets are not looked for: they turn up by chance in any
-/// `Debug` text.
+/// Only the quoted strings of the text are searched: that is where a string value, and so
+/// a leaked secret, appears in `Debug` output. The rest is the text's own scaffolding (type
+/// and field names, `[REDACTED]`), which a secret such as `Credentials` or `REDACTED` may
+/// match by chance without anything having leaked. Secrets shorter than six octets are not
+/// looked for: they turn up by chance in any text.
 pub fn shows_secret(haystack: &str, needle: &str) -> bool {
-    needle.len() >= 6 && haystack.contains(needle)
+    needle.len() >= 6 && quoted(haystack).any(|value| value.contains(needle))
+}
+
+/// The contents of the `"..."` strings of a `Debug` text (escapes left as they are).
+fn quoted(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        let start = rest.find('"')? + 1;
+        let bytes = rest.as_bytes();
+        let mut end = start;
+        while end < bytes.len() && bytes[end] != b'"' {
+            end += if bytes[end] == b'\\' { 2 } else { 1 };
+        }
+        let end = end.min(bytes.len());
+        let value = rest.get(start..end).unwrap_or("");
+        rest = rest.get(end + 1..).unwrap_or("");
+        Some(value)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shows_secret;
+
+    #[test]
+    fn only_quoted_values_count() {
+        let shown =
+            r#"PasswordCredentials { user: "alice", password: SecretBox<str>([REDACTED]) }"#;
+        assert!(!shows_secret(shown, "Credentials"));
+        assert!(!shows_secret(shown, "REDACTED"));
+        assert!(shows_secret(r#"Leak { password: "hunter22" }"#, "hunter22"));
+        assert!(shows_secret(
+            r#"Leak { a: "x\"y", b: "hunter22" }"#,
+            "hunter22"
+        ));
+    }
 }
 
 /// Whether to print the conversation (`BEARERGATE_FUZZ_TRACE=1`), to read a crash's input
