@@ -107,3 +107,33 @@ async fn a_busy_client_is_still_cut_at_the_prelogin_deadline() {
         proxy.log()
     );
 }
+
+#[tokio::test]
+async fn a_claimed_user_cannot_forge_log_lines() {
+    let env = TestEnv::new("log-forging");
+    let proxy = env.start_proxy(|_| {});
+    let token = env.idp.issue("alice");
+    // The OAUTHBEARER authorization identity may carry CR LF; it is quoted in the refusal's
+    // log line, which must stay one line.
+    let claimed = "bob\r\n2026-01-01T00:00:00Z  INFO forged: logged in as admin";
+    let response = crate::support::b64(crate::support::oauthbearer_raw(claimed, &token));
+    let (mut client, _) = connect(&env, &proxy, TlsMode::Implicit).await;
+    let outcome = client
+        .authenticate("a", "OAUTHBEARER", &response, true)
+        .await;
+    assert!(
+        outcome.tagged.is("NO", Some("AUTHENTICATIONFAILED")),
+        "{outcome:?}"
+    );
+    assert!(
+        proxy.wait_for_log("login refused", Duration::from_secs(5)),
+        "{}",
+        proxy.log()
+    );
+    let log = proxy.log();
+    assert!(
+        !log.lines()
+            .any(|line| line.contains("INFO forged") && !line.contains("login refused")),
+        "a client's text started a log line of its own:\n{log}"
+    );
+}

@@ -80,15 +80,31 @@ impl LoginFailure {
 
     /// Logs the failure at the level its fault deserves: a client's mistake is routine
     /// (info), an outage is a warning, a configuration error or a bug an error.
+    ///
+    /// The reason is logged escaped (`?`): it may quote what a client sent (the user it
+    /// claimed), which must never start a log line of its own.
     pub fn log(&self, mechanism: &str, user: Option<&str>) {
         let fault = self.fault();
+        let reason = self.to_string();
         match fault {
-            Fault::Client => info!(mechanism, user, reason = %self, "login refused"),
+            Fault::Client => info!(mechanism, user, ?reason, "login refused"),
             Fault::IdentityProvider | Fault::Backend => {
-                warn!(mechanism, user, ?fault, reason = %self, "login failed, try again later")
+                warn!(
+                    mechanism,
+                    user,
+                    ?fault,
+                    ?reason,
+                    "login failed, try again later"
+                )
             }
             Fault::Configuration | Fault::Ours => {
-                error!(mechanism, user, ?fault, reason = %self, "login failed, try again later")
+                error!(
+                    mechanism,
+                    user,
+                    ?fault,
+                    ?reason,
+                    "login failed, try again later"
+                )
             }
         }
     }
