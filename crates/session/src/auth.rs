@@ -84,6 +84,10 @@ pub(crate) struct Auth {
     stage: Stage,
     error_challenge: bool,
     continuation: Continuation,
+    /// An error challenge went out: the credentials are refused whatever the client answers,
+    /// and a cancel (`*`) then ends a failed attempt, which counts like any other. Otherwise
+    /// a guesser could answer every challenge with `*` and never reach the failure limit.
+    refused: bool,
 }
 
 impl Auth {
@@ -99,6 +103,7 @@ impl Auth {
             stage: Stage::AwaitingResponse,
             error_challenge: settings.error_challenge,
             continuation,
+            refused: false,
         }
     }
 
@@ -113,6 +118,7 @@ impl Auth {
             stage: Stage::AwaitingResponse,
             error_challenge: settings.error_challenge,
             continuation,
+            refused: false,
         }
     }
 
@@ -188,6 +194,7 @@ impl Auth {
             }
             ServerStep::Challenge(challenge) => {
                 (self.continuation)(out, &sasl::encode_base64(&challenge));
+                self.refused = true;
                 Step::Continue
             }
             ServerStep::Validate(credentials) => {
@@ -196,6 +203,7 @@ impl Auth {
             }
             ServerStep::Failed(Failure::Undecodable(_)) => Step::Done(Outcome::BadBase64),
             ServerStep::Failed(_) => Step::Done(Outcome::Failed),
+            ServerStep::Cancelled if self.refused => Step::Done(Outcome::Failed),
             ServerStep::Cancelled => Step::Done(Outcome::Cancelled),
         }
     }
@@ -291,7 +299,9 @@ impl Auth {
             }
         };
         if matches!(step, Step::Continue) {
+            // A verdict continues the exchange only with an error challenge.
             self.stage = Stage::AwaitingResponse;
+            self.refused = true;
         }
         Ok(step)
     }

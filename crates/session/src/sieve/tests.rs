@@ -463,18 +463,26 @@ fn cancel_gets_no() {
     let (action, out) = feed(&mut session, &mut buffer, b"\"*\"\r\n");
     assert!(matches!(action, Action::NeedInput));
     assert_eq!(out, "NO \"Authentication cancelled.\"\r\n");
-    // Cancelling after the error challenge is a cancel too.
+    // Cancelling after the error challenge ends a refused attempt: it fails, and counts,
+    // so that answering every challenge with `*` never escapes the failure limit.
     let line = format!(
         "AUTHENTICATE \"XOAUTH2\" \"{}\"\r\n",
         xoauth2("alice", TOKEN)
     );
-    let _ = feed(&mut session, &mut buffer, line.as_bytes());
-    session
-        .verdict(refused(Refusal::InvalidToken))
-        .expect("verdict");
-    take(&mut session);
-    let (_, out) = feed(&mut session, &mut buffer, b"\"*\"\r\n");
-    assert_eq!(out, "NO \"Authentication cancelled.\"\r\n");
+    for round in 1..=3 {
+        let _ = feed(&mut session, &mut buffer, line.as_bytes());
+        session
+            .verdict(refused(Refusal::InvalidToken))
+            .expect("verdict");
+        take(&mut session);
+        let (action, out) = feed(&mut session, &mut buffer, b"\"*\"\r\n");
+        if round < 3 {
+            assert_eq!(out, "NO \"Authentication failed.\"\r\n");
+        } else {
+            assert_eq!(out, "BYE \"Too many failed authentications.\"\r\n");
+            assert!(matches!(action, Action::Close));
+        }
+    }
 }
 
 #[test]
