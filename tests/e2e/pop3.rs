@@ -8,7 +8,7 @@
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -800,23 +800,6 @@ async fn stls_and_implicit_tls_to_the_backend() {
     }
 }
 
-/// Waits until Dovecot's log contains `needle`; Dovecot writes it from another process, so
-/// a bounded poll of its file is the only signal.
-fn wait_for_dovecot_log(dovecot: &Dovecot, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = dovecot.log();
-        if log.contains(needle) {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} not in Dovecot's log:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[tokio::test]
 async fn client_address_is_forwarded_to_dovecot_with_xclient() {
     let dir = TestDir::new("pop3-xclient");
@@ -844,7 +827,10 @@ async fn client_address_is_forwarded_to_dovecot_with_xclient() {
     let outcome = auth(&mut client, "XOAUTH2", &xoauth2_b64("alice", &token), true).await;
     assert_eq!(outcome.done, LOGGED_IN, "{outcome:?}");
 
-    let log = wait_for_dovecot_log(&env.dovecot, "pop3-login: Info: Login: user=<alice>");
+    let log = crate::imap_backend::wait_for_dovecot_log(
+        &env.dovecot,
+        "pop3-login: Info: Login: user=<alice>",
+    );
     let line = log
         .lines()
         .find(|l| l.contains("pop3-login: Info: Login: user=<alice>"))
