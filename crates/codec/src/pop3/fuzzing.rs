@@ -4,13 +4,13 @@
 //!
 //! The same functions back the module's proptests.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use secrecy::ExposeSecret;
 
 use super::client::{write_auth, write_pass, write_user, WriteError};
 use super::{
-    parse_command, Command, Expect, FramingError, InitialResponse, LineFramer, Reply, Response,
-    ResponseError, ResponseFramer, ResponseLimits, StatusLine,
+    parse_command, Command, Expect, InitialResponse, Reply, Response, ResponseError,
+    ResponseFramer, ResponseLimits, StatusLine,
 };
 
 /// A small line limit, so that random input hits it often.
@@ -23,36 +23,9 @@ pub const FUZZ_RESPONSE_LIMITS: ResponseLimits = ResponseLimits {
     max_reply: 160,
 };
 
-/// Feed `chunks` to a fresh [`LineFramer`], decoding after each until it needs more bytes,
-/// and collect what it produced. Asserts that what it leaves buffered stays bounded.
-pub fn frame_lines<'a>(
-    max_line: usize,
-    chunks: impl IntoIterator<Item = &'a [u8]>,
-) -> Vec<Result<Bytes, FramingError>> {
-    let mut framer = LineFramer::new(max_line);
-    let mut buf = BytesMut::new();
-    let mut events = Vec::new();
-    for chunk in chunks {
-        buf.extend_from_slice(chunk);
-        loop {
-            match framer.decode(&mut buf) {
-                Ok(None) => break,
-                Ok(Some(line)) => {
-                    assert!(line.len() <= max_line, "line over the limit");
-                    assert!(!line.contains(&b'\n'), "LF inside a line");
-                    events.push(Ok(line));
-                }
-                Err(e) => events.push(Err(e)),
-            }
-        }
-        assert!(
-            buf.len() <= max_line.saturating_add(1),
-            "framer holds {} octets",
-            buf.len()
-        );
-    }
-    events
-}
+/// POP3 lines are framed by the SMTP module's line framer, so its framing check serves
+/// both.
+pub use crate::smtp::fuzzing::frame_lines;
 
 /// Frame `data` whole, one octet at a time, and in chunks sized by the data's first octet:
 /// the results must be identical, and every line must go through the parser unharmed.
