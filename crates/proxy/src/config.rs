@@ -61,9 +61,14 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// Mail servers behind the proxy, by name.
     pub backends: BTreeMap<String, BackendConfig>,
-    /// How bearer tokens are checked: `[validator]`, read straight into the validator's own
-    /// configuration (one issuer written there, or `[[validator.issuers]]`).
+    /// How bearer tokens of external issuers are checked: `[validator]`, read straight into
+    /// the validator's own configuration (one issuer written there, or
+    /// `[[validator.issuers]]`). Optional beside `[issuer]`: no issuer then.
+    #[serde(default = "defaults::validator")]
     pub validator: ValidatorConfig,
+    /// The built-in authorization server: its tokens are checked in process, beside any
+    /// external issuers.
+    pub issuer: Option<authz::Settings>,
 }
 
 /// `[log]`.
@@ -379,6 +384,10 @@ mod defaults {
     }
     pub fn login_timeout() -> Duration {
         Duration::from_secs(15)
+    }
+    /// No external issuer: only valid beside `[issuer]` (checks say so otherwise).
+    pub fn validator() -> validator::ValidatorConfig {
+        validator::ValidatorConfig::several(Vec::new())
     }
 }
 

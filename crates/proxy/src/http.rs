@@ -4,7 +4,8 @@
 //! hand), time limits on a request head and on idle connections, and a graceful stop.
 //!
 //! Handlers therefore see only whole, well-formed requests, and a slow or silent client
-//! costs a connection slot for at most [`HttpLimits::header_read_timeout`].
+//! costs a connection slot for at most [`HttpLimits::header_read_timeout`]. A service that
+//! needs the client's address (rate limits) gets it through a [`PeerTag`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,6 +56,7 @@ pub async fn serve(
     router: Router,
     limits: HttpLimits,
     shutdown: CancellationToken,
+    tag: PeerTag,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let connections = TaskTracker::new();
@@ -73,7 +75,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(with_peer(router.clone(), peer, tag));
         let tls = tls.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
@@ -103,14 +105,42 @@ pub async fn serve(
     connections.wait().await;
 }
 
-async fn serve_connection<I>(
+/// Puts the client's address into a request's extensions, as the service's own type.
+pub type PeerTag = fn(&mut axum::http::Extensions, SocketAddr);
+
+/// For services that do not care who the client is.
+pub fn no_peer_tag(_: &mut axum::http::Extensions, _: SocketAddr) {}
+
+type Incoming = hyper::Request<hyper::body::Incoming>;
+
+/// A connection's service: the router, with the peer's address tagged on every request.
+fn with_peer(
+    router: Router,
+    peer: SocketAddr,
+    tag: PeerTag,
+) -> tower::util::MapRequest<Router, impl FnMut(Incoming) -> Incoming + Clone> {
+    tower::util::MapRequest::new(router, move |mut request: Incoming| {
+        tag(request.extensions_mut(), peer);
+        request
+    })
+}
+
+async fn serve_connection<I, S>(
     io: I,
-    service: TowerToHyperService<Router>,
+    service: TowerToHyperService<S>,
     limits: HttpLimits,
     shutdown: CancellationToken,
 ) -> Result<(), hyper::Error>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: tower::Service<
+            Incoming,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
 {
     let mut builder = http1::Builder::new();
     builder
@@ -145,7 +175,14 @@ mod tests {
         let address = listener.local_addr().expect("address");
         let shutdown = CancellationToken::new();
         let router = Router::new().route("/hello", get(|| async { "hello\n" }));
-        let served = tokio::spawn(serve(listener, None, router, limits, shutdown.clone()));
+        let served = tokio::spawn(serve(
+            listener,
+            None,
+            router,
+            limits,
+            shutdown.clone(),
+            no_peer_tag,
+        ));
         (address, shutdown, served)
     }
 

@@ -14,12 +14,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_debug_implementations)]
 
+pub mod admin;
 pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod driver;
 pub mod failure;
 pub mod http;
+pub mod issuer;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bearergate::admin;
 use bearergate::config::Config;
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,48 @@ struct Cli {
 enum Command {
     /// Validate the configuration and exit: 0 when valid, otherwise each error with its key.
     CheckConfig,
+    /// Clients of the built-in authorization server, registered by hand.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// API keys of the built-in authorization server.
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(ApiKeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientsCommand {
+    /// Register a client (exact redirect URIs; a loopback one matches any port).
+    Add {
+        /// The client id.
+        #[arg(long)]
+        id: String,
+        /// A redirect URI; repeat for several. Optional for device-flow-only clients.
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// The name people see on the consent page.
+        #[arg(long)]
+        name: Option<String>,
+        /// A confidential client: generate a secret (printed once).
+        #[arg(long)]
+        secret: bool,
+    },
+    /// List registered clients.
+    List,
+    /// Remove a client and revoke its grants.
+    Remove {
+        /// The client id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeysCommand {
+    /// Create an API key (printed once).
+    Create {
+        /// What the key may do: oauth-client-registration.
+        #[arg(long = "permission", value_name = "PERMISSION", required = true)]
+        permissions: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -36,9 +79,48 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(Command::CheckConfig) = cli.command {
-        println!("{}: configuration is valid", cli.config.display());
-        return ExitCode::SUCCESS;
+    let base = cli
+        .config
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let admin = match cli.command {
+        None => None,
+        Some(Command::CheckConfig) => {
+            println!("{}: configuration is valid", cli.config.display());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Clients(ClientsCommand::Add {
+            id,
+            redirect_uris,
+            name,
+            secret,
+        })) => Some(admin::add_client(
+            &config,
+            &base,
+            &id,
+            &redirect_uris,
+            name.as_deref(),
+            secret,
+        )),
+        Some(Command::Clients(ClientsCommand::List)) => Some(admin::list_clients(&config, &base)),
+        Some(Command::Clients(ClientsCommand::Remove { id })) => {
+            Some(admin::remove_client(&config, &base, &id))
+        }
+        Some(Command::ApiKeys(ApiKeysCommand::Create { permissions })) => {
+            Some(admin::create_api_key(&config, &base, &permissions))
+        }
+    };
+    match admin {
+        Some(Ok(output)) => {
+            print!("{output}");
+            return ExitCode::SUCCESS;
+        }
+        Some(Err(e)) => {
+            eprintln!("bearergate: {e}");
+            return ExitCode::FAILURE;
+        }
+        None => {}
     }
     if let Err(e) = bearergate::logging::init(&config.log) {
         eprintln!("cannot set up logging: {e}");
@@ -54,11 +136,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let base = cli
-        .config
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
     match runtime.block_on(bearergate::server::run(config, &base)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

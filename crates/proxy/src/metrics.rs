@@ -270,6 +270,7 @@ pub async fn serve(
         router(validator),
         HttpLimits::default(),
         shutdown,
+        crate::http::no_peer_tag,
     )
     .await
 }

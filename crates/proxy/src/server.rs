@@ -46,6 +46,9 @@ pub enum StartError {
     /// The token validator refused its configuration.
     #[error("validator: {0}")]
     Validator(String),
+    /// The built-in authorization server could not start.
+    #[error(transparent)]
+    Issuer(#[from] crate::issuer::IssuerError),
 }
 
 fn secret(
@@ -66,16 +69,30 @@ fn secret(
     })
 }
 
-/// The validator, from `[validator]` as [`Config::load`] left it (secret files read).
-fn build_validator(config: &Config) -> Result<validator::Validator, StartError> {
-    validator::Validator::new(config.validator.clone())
-        .map_err(|e| StartError::Validator(e.to_string()))
+/// The validator, from `[validator]` as [`Config::load`] left it (secret files read), with
+/// the built-in issuer's tokens judged in process when there is one.
+fn build_validator(
+    config: &Config,
+    issuer: Option<&Arc<authz::AuthServer>>,
+) -> Result<validator::Validator, StartError> {
+    let built = match issuer {
+        Some(server) => validator::Validator::with_local(
+            config.validator.clone(),
+            crate::issuer::local_issuer(server.clone()),
+        ),
+        None => validator::Validator::new(config.validator.clone()),
+    };
+    built.map_err(|e| StartError::Validator(e.to_string()))
 }
 
 /// Runs until SIGTERM or SIGINT, then drains.
 pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
     raise_descriptor_limit(&config);
-    let validator = Arc::new(build_validator(&config)?);
+    let issuer = match &config.issuer {
+        Some(settings) => Some(crate::issuer::open(settings, base)?),
+        None => None,
+    };
+    let validator = Arc::new(build_validator(&config, issuer.as_ref())?);
     let acceptor = match &config.tls {
         Some(tls_config) => Some(tls::server_acceptor(
             &config::resolve(base, &tls_config.cert),
@@ -93,8 +110,8 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
         let backend = Backend::from_config(name, backend_config, password, base)?;
         backends.insert(name.clone(), Arc::new(backend));
     }
-    // The first issuer's hints; a refused token gets its own issuer's (driver).
-    let challenge = config.validator.issuers[0].discovery.clone();
+    // The built-in or first issuer's hints; a refused token gets its own issuer's (driver).
+    let challenge = validator.default_discovery().clone();
 
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -110,6 +127,36 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
             validator.clone(),
             shutdown.clone(),
         ));
+    }
+    if let (Some(server), Some(settings)) = (&issuer, &config.issuer) {
+        let password_backend = config
+            .password_backend(settings)
+            .and_then(|name| backends.get(name).cloned());
+        let service = crate::issuer::service(server.clone(), base, password_backend)?;
+        let tls = match (&settings.cert, &settings.key) {
+            _ if settings.plaintext => None,
+            (Some(cert), Some(key)) => Some(tls::server_acceptor(
+                &config::resolve(base, cert),
+                &config::resolve(base, key),
+            )?),
+            _ => acceptor.clone(),
+        };
+        let listener = crate::http::bind(settings.listen, "issuer")
+            .await
+            .map_err(|source| StartError::Bind {
+                address: settings.listen,
+                source,
+            })?;
+        info!(issuer = %server.issuer(), "built-in authorization server ready");
+        tracker.spawn(crate::http::serve(
+            listener,
+            tls,
+            service.router,
+            crate::http::HttpLimits::default(),
+            shutdown.clone(),
+            crate::issuer::tag_peer,
+        ));
+        tokio::spawn(crate::issuer::upkeep(server.clone(), shutdown.clone()));
     }
     let throttle = Arc::new(crate::throttle::Throttle::new(config.auth_limits.limits()));
     let mut bound = Vec::new();

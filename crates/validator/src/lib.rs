@@ -25,6 +25,7 @@ mod introspection;
 mod issuer;
 mod jwt;
 mod load;
+mod local;
 mod policy;
 mod userinfo;
 
@@ -56,8 +57,16 @@ pub use crate::jwt::{
     JwtConfig, JwtValidator, DEFAULT_JWKS_REFETCH_INTERVAL, DEFAULT_JWT_ALGORITHMS,
     DEFAULT_JWT_LEEWAY, MAX_JWKS_LEN,
 };
+pub use crate::local::{LocalIssuer, LocalRefusal, LocalTokens};
 pub use crate::policy::{Policy, ScopeKey};
 pub use crate::userinfo::{UserinfoConfig, UserinfoRequest};
+
+/// Hints for a validator with no issuer to name (never built by the proxy: it always has
+/// one).
+static NO_DISCOVERY: Discovery = Discovery {
+    openid_configuration: None,
+    scope: None,
+};
 
 /// Longest token sent to the identity provider: 64 KiB, above any SASL line the proxy
 /// accepts. Longer ones are rejected without a request.
@@ -71,6 +80,8 @@ pub struct Validator {
 
 struct Inner {
     issuers: Vec<Issuer>,
+    /// The built-in authorization server, when configured: judged in process, uncached.
+    local: Option<LocalIssuer>,
     cache: TokenCache,
     lifetimes: Lifetimes,
     counters: Counters,
@@ -122,6 +133,18 @@ impl Validator {
     /// [`Validator::validate`].
     pub fn new(config: ValidatorConfig) -> Result<Self, ConfigError> {
         config.validate().map_err(ConfigError::Keys)?;
+        Self::build(config, None)
+    }
+
+    /// Builds a validator whose first judge is `local`, an issuer in this process (the
+    /// built-in authorization server); `config` may then list no issuers at all.
+    pub fn with_local(config: ValidatorConfig, local: LocalIssuer) -> Result<Self, ConfigError> {
+        config.validate_beside_local().map_err(ConfigError::Keys)?;
+        local.policy.validate()?;
+        Self::build(config, Some(local))
+    }
+
+    fn build(config: ValidatorConfig, local: Option<LocalIssuer>) -> Result<Self, ConfigError> {
         let issuers = config
             .issuers
             .into_iter()
@@ -129,6 +152,7 @@ impl Validator {
             .collect::<Result<Vec<_>, _>>()?;
         let inner = Inner {
             issuers,
+            local,
             cache: cache::build(config.cache_capacity),
             lifetimes: Lifetimes {
                 max_ttl: config.cache_max_ttl,
@@ -157,8 +181,8 @@ impl Validator {
         key: &ScopeKey,
     ) -> Result<Arc<Identity>, ValidationError> {
         let result = self.lookup(token).await.and_then(|identity| {
-            if let Some(issuer) = self.issuer_named(&identity.issuer) {
-                issuer.policy.check_protocol(key, &identity.scopes)?;
+            if let Some(policy) = self.policy_of(&identity.issuer) {
+                policy.check_protocol(key, &identity.scopes)?;
             }
             Ok(identity)
         });
@@ -181,23 +205,47 @@ impl Validator {
     /// the issuer the token names (a JWT's `iss`), else of the first issuer.
     pub fn discovery_for(&self, token: &SecretString) -> &Discovery {
         let issuers = &self.inner.issuers;
-        let named = jwt::peek_issuer(token.expose_secret())
-            .and_then(|iss| issuers.iter().find(|i| i.answers_for(&iss)));
-        &named.unwrap_or(&issuers[0]).discovery
+        let iss = jwt::peek_issuer(token.expose_secret());
+        if let (Some(iss), Some(local)) = (&iss, &self.inner.local) {
+            if iss == local.tokens.issuer() {
+                return &local.discovery;
+            }
+        }
+        let named = iss.and_then(|iss| issuers.iter().find(|i| i.answers_for(&iss)));
+        match named {
+            Some(issuer) => &issuer.discovery,
+            None => self.default_discovery(),
+        }
+    }
+
+    /// What a client whose token was never read is told: the built-in issuer's hints when
+    /// there is one (it is where this deployment's users get tokens), else the first
+    /// configured issuer's.
+    pub fn default_discovery(&self) -> &Discovery {
+        match (&self.inner.local, self.inner.issuers.first()) {
+            (Some(local), _) => &local.discovery,
+            (None, Some(issuer)) => &issuer.discovery,
+            (None, None) => &NO_DISCOVERY,
+        }
     }
 
     /// `claimed` (the user a client names beside its token) under the domain and case rules
     /// of the issuer that accepted `identity`, ready to compare with [`Identity::user`].
     /// The backend login never uses it: it always comes from the token.
     pub fn normalise_claimed(&self, identity: &Identity, claimed: &str) -> String {
-        match self.issuer_named(&identity.issuer) {
-            Some(issuer) => issuer.policy.normalise(claimed),
+        match self.policy_of(&identity.issuer) {
+            Some(policy) => policy.normalise(claimed),
             None => claimed.to_owned(),
         }
     }
 
-    fn issuer_named(&self, name: &str) -> Option<&Issuer> {
-        self.inner.issuers.iter().find(|i| i.name == name)
+    /// The policy of the issuer (configured or in process) named `name`.
+    fn policy_of(&self, name: &str) -> Option<&Policy> {
+        if let Some(local) = self.inner.local.as_ref().filter(|l| l.name == name) {
+            return Some(&local.policy);
+        }
+        let issuer = self.inner.issuers.iter().find(|i| i.name == name)?;
+        Some(&issuer.policy)
     }
 
     fn count(
@@ -223,6 +271,13 @@ impl Validator {
         }
 
         let inner = &*self.inner;
+        if let Some(local) = &inner.local {
+            // The built-in issuer's tokens skip the cache: the check is a local call, and
+            // it must see a revocation at once.
+            if jwt::peek_issuer(raw).as_deref() == Some(local.tokens.issuer()) {
+                return local.judge(raw);
+            }
+        }
         let key = TokenKey::of(token);
         let tag = key.tag();
         // Only the first caller for a key runs this; concurrent callers wait for its result.
@@ -282,7 +337,11 @@ impl Validator {
             .collect();
         if candidates.is_empty() {
             // Only JWT issuers, and the token is none of theirs: the first one says why.
-            return Ok(issuers[0].fetch(token, tag).await?.into_outcome());
+            return match issuers.first() {
+                Some(first) => Ok(first.fetch(token, tag).await?.into_outcome()),
+                // Only the built-in issuer, and the token is not one of its JWTs.
+                None => Ok(Outcome::Invalid(InvalidReason::WrongIssuer)),
+            };
         }
         let mut unknown = None;
         let mut unavailable = None;

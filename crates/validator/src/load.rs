@@ -183,12 +183,22 @@ impl ValidatorConfig {
     /// each issuer's keys (of another kind, missing, secret files not read yet, then its
     /// values' rules), names used twice, and the cache keys. Every problem names its key.
     pub fn validate(&self) -> Result<(), Vec<KeyError>> {
+        self.check(true)
+    }
+
+    /// Like [`ValidatorConfig::validate`], for a validator beside the built-in issuer, which
+    /// needs no configured issuer at all.
+    pub fn validate_beside_local(&self) -> Result<(), Vec<KeyError>> {
+        self.check(false)
+    }
+
+    fn check(&self, needs_issuer: bool) -> Result<(), Vec<KeyError>> {
         let mut errors = Vec::new();
         let mut push = |key: String, problem: String| errors.push(KeyError { key, problem });
         for key in &self.misplaced {
             push((*key).to_owned(), MISPLACED.to_owned());
         }
-        if self.issuers.is_empty() {
+        if needs_issuer && self.issuers.is_empty() {
             push(
                 "issuers".to_owned(),
                 "at least one issuer is needed".to_owned(),

@@ -215,7 +215,7 @@ impl Policy {
 
     /// The domain and case rules, as applied to the token's user; also applied to the user a
     /// client claims, so that `alice@example.org` matches a token user stripped to `alice`.
-    pub(crate) fn normalise(&self, raw: &str) -> String {
+    pub fn normalise(&self, raw: &str) -> String {
         let mut user = raw.to_owned();
         for domain in &self.strip_domains {
             if let Some(at) = user.rfind('@') {

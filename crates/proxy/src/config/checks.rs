@@ -112,8 +112,23 @@ impl Config {
         for (name, backend) in &self.backends {
             backend.validate(name, base, &mut errors);
         }
-        if let Err(problems) = self.validator.validate() {
+        let checked = match &self.issuer {
+            Some(_) => self.validator.validate_beside_local(),
+            None if self.validator.issuers.is_empty() => {
+                errors.push(ConfigError::new(
+                    "validator",
+                    "a [validator] table is needed to check tokens (or an [issuer] table for \
+                     the built-in authorization server)",
+                ));
+                Ok(())
+            }
+            None => self.validator.validate(),
+        };
+        if let Err(problems) = checked {
             errors.extend(problems.into_iter().map(ConfigError::from));
+        }
+        if let Some(issuer) = &self.issuer {
+            self.check_issuer(issuer, base, &mut errors);
         }
         self.check_protocol_scopes(&mut errors);
         errors
@@ -193,5 +208,79 @@ fn check_file(base: &Path, file: &Path, key: &str, errors: &mut Vec<ConfigError>
             key,
             format!("file {} not found", path.display()),
         ));
+    }
+}
+
+impl Config {
+    /// `[issuer]`: its own rules, then how it fits the rest (TLS, the backend that checks
+    /// passwords, addresses).
+    fn check_issuer(&self, issuer: &authz::Settings, base: &Path, errors: &mut Vec<ConfigError>) {
+        for (key, problem) in issuer.problems() {
+            errors.push(ConfigError::new(format!("issuer.{key}"), problem));
+        }
+        if issuer.plaintext && !issuer.listen.ip().is_loopback() {
+            errors.push(ConfigError::new(
+                "issuer.plaintext",
+                "plain HTTP is allowed on a loopback listen address only (behind a TLS \
+                 terminator)",
+            ));
+        }
+        if !issuer.plaintext && issuer.cert.is_none() && self.tls.is_none() {
+            errors.push(ConfigError::new(
+                "issuer.cert",
+                "the issuer serves HTTPS: give cert and key here or a [tls] table",
+            ));
+        }
+        if let (Some(cert), Some(key)) = (&issuer.cert, &issuer.key) {
+            check_file(base, cert, "issuer.cert", errors);
+            check_file(base, key, "issuer.key", errors);
+        }
+        match issuer.users {
+            authz::settings::UserSource::PasswdFile => {
+                if let Some(file) = &issuer.passwd_file {
+                    check_file(base, file, "issuer.passwd_file", errors);
+                }
+            }
+            authz::settings::UserSource::Backend => {
+                if self.password_backend(issuer).is_none() {
+                    let problem = match &issuer.users_backend {
+                        Some(name) => format!(
+                            "[backends.{name}] is not the backend of any IMAP listener: \
+                             passwords are checked by an IMAP login"
+                        ),
+                        None => "users = \"backend\" checks passwords by an IMAP login, and \
+                                 no IMAP listener names a backend; add one or set \
+                                 users_backend"
+                            .to_owned(),
+                    };
+                    errors.push(ConfigError::new("issuer.users_backend", problem));
+                }
+            }
+        }
+        let taken = self
+            .listeners
+            .iter()
+            .map(|l| l.listen)
+            .chain(self.metrics.as_ref().map(|m| m.listen));
+        if taken.into_iter().any(|address| address == issuer.listen) {
+            errors.push(ConfigError::new(
+                "issuer.listen",
+                "address used by a listener or [metrics]",
+            ));
+        }
+    }
+
+    /// The backend whose IMAP login checks the issuer's passwords (`users = "backend"`):
+    /// `users_backend`, which an IMAP listener must use, else the first IMAP listener's.
+    pub fn password_backend<'a>(&'a self, issuer: &'a authz::Settings) -> Option<&'a str> {
+        let mut imap = self
+            .listeners
+            .iter()
+            .filter(|l| l.protocol == Protocol::Imap)
+            .map(|l| l.backend.as_str());
+        match &issuer.users_backend {
+            Some(name) => imap.find(|backend| backend == name),
+            None => imap.next(),
+        }
     }
 }

@@ -1,0 +1,133 @@
+//! The router's shared state and its routes.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use authz::{paths, AuthServer};
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+
+use crate::ratelimit::{AddressLimiter, BucketLimits};
+use crate::session::Sessions;
+use crate::templates::Templates;
+use crate::{api, headers, pages, PasswordCheck, PeerAddr, WebConfig, WebError, BODY_LIMIT};
+use authz::signin::SignInLimiter;
+
+/// Anonymous registrations per address: 10 an hour (one back every 6 minutes).
+const REGISTRATION_LIMITS: BucketLimits = BucketLimits {
+    burst: 10,
+    refill_every: Duration::from_secs(360),
+    max_addresses: 10_000,
+};
+
+/// Wrong device user codes per address, across sessions: 10, then one every 6 minutes. A
+/// code has 20⁸ values (RFC 8628 §6.1), so this leaves guessing hopeless.
+const DEVICE_GUESS_LIMITS: BucketLimits = BucketLimits {
+    burst: 10,
+    refill_every: Duration::from_secs(360),
+    max_addresses: 10_000,
+};
+
+/// Everything a handler needs.
+pub(crate) struct App {
+    pub(crate) server: Arc<AuthServer>,
+    pub(crate) passwords: Arc<dyn PasswordCheck>,
+    pub(crate) normalise_user: Arc<dyn Fn(&str) -> String + Send + Sync>,
+    pub(crate) templates: Templates,
+    pub(crate) sessions: Sessions,
+    pub(crate) signin: SignInLimiter,
+    pub(crate) registrations: AddressLimiter,
+    pub(crate) device_guesses: AddressLimiter,
+    /// The issuer's origin (`https://host[:port]`), which page POSTs must come from.
+    pub(crate) issuer_origin: url::Origin,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("server", &self.server)
+            .field("issuer_origin", &self.issuer_origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    pub(crate) fn new(config: WebConfig) -> Result<Self, WebError> {
+        let issuer = config.server.issuer().to_owned();
+        let issuer_origin = url::Url::parse(&issuer)
+            .map(|url| url.origin())
+            .ok()
+            .filter(url::Origin::is_tuple)
+            .ok_or(WebError::Issuer(issuer))?;
+        Ok(Self {
+            templates: Templates::load(config.templates_dir.as_deref())?,
+            sessions: Sessions::new(config.secure_cookies).map_err(|_| WebError::Random)?,
+            signin: SignInLimiter::new(config.signin_limits),
+            registrations: AddressLimiter::new(REGISTRATION_LIMITS),
+            device_guesses: AddressLimiter::new(DEVICE_GUESS_LIMITS),
+            server: config.server,
+            passwords: config.passwords,
+            normalise_user: config.normalise_user,
+            issuer_origin,
+        })
+    }
+
+    /// Wrong device codes a session may type before entry is locked for it.
+    pub(crate) fn max_attempts(&self) -> u32 {
+        self.server.settings().max_attempts
+    }
+}
+
+/// The client's address, from the [`PeerAddr`] extension; `0.0.0.0` without one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub(crate) IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let address = parts
+            .extensions
+            .get::<PeerAddr>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| peer.0.ip());
+        Ok(Peer(address))
+    }
+}
+
+/// Every route, the body limit and the security headers.
+pub(crate) fn routes(app: Arc<App>) -> Router {
+    Router::new()
+        .route(paths::METADATA, get(api::metadata))
+        .route(paths::OPENID_CONFIGURATION, get(api::openid_configuration))
+        .route(paths::JWKS, get(api::jwks))
+        .route(paths::TOKEN, post(api::token))
+        .route(paths::DEVICE_AUTHORIZATION, post(api::device_authorization))
+        .route(paths::INTROSPECTION, post(api::introspect))
+        .route(paths::REVOCATION, post(api::revoke))
+        .route(paths::REGISTRATION, post(api::register))
+        .route(paths::USERINFO, get(api::userinfo).post(api::userinfo))
+        .route(
+            paths::AUTHORIZE,
+            get(pages::authorize::show).post(pages::authorize::decide),
+        )
+        .route(
+            paths::DEVICE_VERIFICATION,
+            get(pages::device::show).post(pages::device::submit),
+        )
+        .route(
+            pages::SIGNIN,
+            get(pages::signin::show).post(pages::signin::submit),
+        )
+        .route(
+            pages::SIGNOUT,
+            get(pages::signin::show_signout).post(pages::signin::signout),
+        )
+        .route(pages::STYLE, get(pages::style))
+        .fallback(pages::not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::map_response(headers::security_headers))
+        .with_state(app)
+}

@@ -1,0 +1,129 @@
+//! The JWTs this server mints: RFC 9068 access tokens and OpenID ID tokens, and the check of
+//! an access token (signature, header, issuer, audience and expiry; revocation is the
+//! caller's one store read).
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::TokenRejection;
+use crate::server::AuthServer;
+use crate::store::{GrantRecord, StoreError, UnixTime};
+use crate::tokens;
+
+/// RFC 9068 §2.1: the `typ` of an access token, so that an ID token (`JWT`) signed by the
+/// same key is never taken for one.
+pub(crate) const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+/// The `typ` of an ID token.
+pub(crate) const ID_TOKEN_TYPE: &str = "JWT";
+
+/// An access token's claims (RFC 9068 §2.2, plus `gid`: the grant, checked for revocation).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct AccessTokenClaims {
+    pub(crate) iss: String,
+    pub(crate) sub: String,
+    /// The issuer itself: the proxy in front of the mail servers is the resource server.
+    pub(crate) aud: String,
+    pub(crate) client_id: String,
+    pub(crate) scope: String,
+    pub(crate) iat: UnixTime,
+    pub(crate) exp: UnixTime,
+    pub(crate) jti: String,
+    pub(crate) gid: String,
+}
+
+/// An ID token's claims (OpenID Connect Core §2).
+#[derive(Debug, Serialize)]
+struct IdTokenClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    iat: UnixTime,
+    exp: UnixTime,
+    auth_time: UnixTime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+}
+
+impl AuthServer {
+    /// Seconds an access (and ID) token lives.
+    pub(crate) fn access_lifetime(&self) -> UnixTime {
+        UnixTime::try_from(self.settings.access_token_lifetime.as_secs()).unwrap_or(UnixTime::MAX)
+    }
+
+    /// Mints an access token for `grant` with `scope` (the grant's or narrower).
+    pub(crate) fn mint_access_token(
+        &self,
+        grant: &GrantRecord,
+        scope: &str,
+        now: UnixTime,
+    ) -> Result<String, StoreError> {
+        let claims = AccessTokenClaims {
+            iss: self.settings.public_url.clone(),
+            sub: grant.user.clone(),
+            aud: self.settings.public_url.clone(),
+            client_id: grant.client_id.clone(),
+            scope: scope.to_owned(),
+            iat: now,
+            exp: now.saturating_add(self.access_lifetime()),
+            jti: tokens::random_id(&self.rng)?,
+            gid: grant.id.clone(),
+        };
+        self.keys.sign(
+            self.store.as_ref(),
+            &self.rng,
+            now,
+            ACCESS_TOKEN_TYPE,
+            &claims,
+        )
+    }
+
+    /// Mints an ID token for `grant`; `auth_time` is when the user approved (as near as we
+    /// know: when the grant was made).
+    pub(crate) fn mint_id_token(
+        &self,
+        grant: &GrantRecord,
+        nonce: Option<&str>,
+        now: UnixTime,
+    ) -> Result<String, StoreError> {
+        let claims = IdTokenClaims {
+            iss: &self.settings.public_url,
+            sub: &grant.user,
+            aud: &grant.client_id,
+            iat: now,
+            exp: now.saturating_add(self.access_lifetime()),
+            auth_time: grant.created_at,
+            nonce,
+        };
+        self.keys
+            .sign(self.store.as_ref(), &self.rng, now, ID_TOKEN_TYPE, &claims)
+    }
+
+    /// Verifies an access token's signature, `typ`, `iss` and `aud`, but not its expiry.
+    pub(crate) fn verify_access_token(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<AccessTokenClaims, TokenRejection> {
+        let claims: AccessTokenClaims =
+            self.keys
+                .verify(self.store.as_ref(), now, token, ACCESS_TOKEN_TYPE)?;
+        if claims.iss != self.settings.public_url || claims.aud != self.settings.public_url {
+            return Err(TokenRejection::NotOurs);
+        }
+        Ok(claims)
+    }
+
+    /// [`AuthServer::verify_access_token`], and the token has not expired. `exp` is
+    /// compared without leeway: the tokens are this server's own, minted and checked on the
+    /// same clock (or, with a shared store, on instances expected to be NTP-synchronised).
+    pub(crate) fn decode_access_token(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<AccessTokenClaims, TokenRejection> {
+        let claims = self.verify_access_token(token, now)?;
+        if now >= claims.exp {
+            return Err(TokenRejection::Expired);
+        }
+        Ok(claims)
+    }
+}

@@ -1,0 +1,476 @@
+//! Signing keys: ES256 (P-256) key pairs made by ring, kept in the store, parsed once into a
+//! cache so that checking a token never reads a key from the store.
+//!
+//! Rotation: the newest unretired key signs. After `signing_key_lifetime` a new key takes
+//! over and the old one is retired; a retired key stays published (and trusted) until every
+//! token it can have signed has expired, then it is deleted. Several instances may share one
+//! store: each re-reads the keys at least every [`SIGNING_FRESHNESS`] before signing, and at
+//! most every [`UNKNOWN_KID_RELOAD`] when a token names a key it has not seen.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{PoisonError, RwLock};
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::model::TokenRejection;
+use crate::store::{KeyRecord, Store, StoreError, UnixTime};
+
+/// The one algorithm: compact tokens, fast verification, supported by every JOSE library.
+pub(crate) const ALGORITHM: &str = "ES256";
+
+/// Before signing, keys read longer ago than this are re-read, so that an instance never
+/// signs for long with a key another instance retired.
+const SIGNING_FRESHNESS: UnixTime = 60;
+
+/// A token naming an unknown `kid` makes the cache re-read the store at most this often, so
+/// that garbage tokens cannot turn into a store query each.
+const UNKNOWN_KID_RELOAD: UnixTime = 5;
+
+/// A retired key is deleted this long after the last token it signed can have expired:
+/// covers [`SIGNING_FRESHNESS`] (a stale instance signing a little longer) and clock skew
+/// between instances.
+const RETENTION_LEEWAY: UnixTime = 300;
+
+/// One parsed key.
+struct LoadedKey {
+    kid: String,
+    /// Public point coordinates, base64url (JWK `x`, `y`).
+    x: String,
+    y: String,
+    decoding: DecodingKey,
+    /// Only for the key that signs (the newest unretired one).
+    encoding: Option<EncodingKey>,
+}
+
+/// What was read from the store.
+struct Loaded {
+    /// Newest first; the first one, when it has an encoding key, signs.
+    keys: Vec<LoadedKey>,
+    loaded_at: UnixTime,
+}
+
+/// The signing keys, parsed, behind a lock that is only written when they are re-read.
+pub(crate) struct KeyRing {
+    loaded: RwLock<Loaded>,
+    /// When a token with an unknown `kid` last made us re-read the store.
+    last_unknown_reload: AtomicI64,
+    /// Header checks for every token; `exp`, `iss` and `aud` are checked by the caller
+    /// against the server's own clock and issuer.
+    validation: Validation,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
+        let kids: Vec<&str> = loaded.keys.iter().map(|key| key.kid.as_str()).collect();
+        f.debug_struct("KeyRing")
+            .field("kids", &kids)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyRing {
+    /// Reads the keys, making the first one when none can sign.
+    pub(crate) fn load(
+        store: &dyn Store,
+        rng: &SystemRandom,
+        now: UnixTime,
+    ) -> Result<Self, StoreError> {
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        let ring = KeyRing {
+            loaded: RwLock::new(Loaded {
+                keys: Vec::new(),
+                loaded_at: now,
+            }),
+            // Due at once: a token from an instance that rotated just now must not fail.
+            last_unknown_reload: AtomicI64::new(now.saturating_sub(UNKNOWN_KID_RELOAD)),
+            validation,
+        };
+        ring.reload(store, now)?;
+        if !ring.can_sign() {
+            store.insert_signing_key(&generate(rng, now)?)?;
+            ring.reload(store, now)?;
+        }
+        Ok(ring)
+    }
+
+    fn can_sign(&self) -> bool {
+        let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
+        loaded
+            .keys
+            .first()
+            .is_some_and(|key| key.encoding.is_some())
+    }
+
+    /// Re-reads every key from the store.
+    pub(crate) fn reload(&self, store: &dyn Store, now: UnixTime) -> Result<(), StoreError> {
+        let records = store.signing_keys()?;
+        let mut keys = Vec::with_capacity(records.len());
+        let mut signer_found = false;
+        for record in &records {
+            match parse(record) {
+                Ok(mut key) => {
+                    // The newest unretired key signs; older unretired ones (two instances
+                    // rotating at once) only verify until the next rotation retires them.
+                    if record.retired_at.is_none() && !signer_found {
+                        signer_found = true;
+                        key.encoding = Some(EncodingKey::from_ec_der(&record.private_pkcs8));
+                        keys.insert(0, key);
+                    } else {
+                        keys.push(key);
+                    }
+                }
+                Err(reason) => {
+                    tracing::error!(kid = %record.kid, reason, "unusable signing key in the store");
+                }
+            }
+        }
+        let mut loaded = self.loaded.write().unwrap_or_else(PoisonError::into_inner);
+        *loaded = Loaded {
+            keys,
+            loaded_at: now,
+        };
+        Ok(())
+    }
+
+    /// Signs `claims` with the current key; header `{alg: ES256, typ, kid}`.
+    pub(crate) fn sign<T: Serialize>(
+        &self,
+        store: &dyn Store,
+        rng: &SystemRandom,
+        now: UnixTime,
+        typ: &str,
+        claims: &T,
+    ) -> Result<String, StoreError> {
+        let stale = {
+            let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
+            now - loaded.loaded_at >= SIGNING_FRESHNESS || now < loaded.loaded_at
+        };
+        if stale {
+            self.reload(store, now)?;
+        }
+        if !self.can_sign() {
+            // Every key was retired under us (or deleted by hand): make one rather than fail.
+            store.insert_signing_key(&generate(rng, now)?)?;
+            self.reload(store, now)?;
+        }
+        let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
+        let Some((key, encoding)) = loaded
+            .keys
+            .first()
+            .and_then(|key| Some((key, key.encoding.as_ref()?)))
+        else {
+            return Err(StoreError::Database("no signing key".to_owned()));
+        };
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some(typ.to_owned());
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, encoding)
+            .map_err(|e| StoreError::Database(format!("signing a token failed: {e}")))
+    }
+
+    /// Verifies a token's signature with the key its `kid` names and checks its header
+    /// (`alg` ES256, `typ`); the claims, unchecked.
+    pub(crate) fn verify<T: DeserializeOwned>(
+        &self,
+        store: &dyn Store,
+        now: UnixTime,
+        token: &str,
+        typ: &str,
+    ) -> Result<T, TokenRejection> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRejection::NotOurs)?;
+        if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some(typ) {
+            return Err(TokenRejection::NotOurs);
+        }
+        let Some(kid) = header.kid else {
+            return Err(TokenRejection::NotOurs);
+        };
+        if let Some(result) = self.verify_with(&kid, token) {
+            return result;
+        }
+        // Another instance may have made a key we have not read yet.
+        let last = self.last_unknown_reload.load(Ordering::Relaxed);
+        let due = now - last >= UNKNOWN_KID_RELOAD || now < last;
+        if !due
+            || self
+                .last_unknown_reload
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return Err(TokenRejection::NotOurs);
+        }
+        self.reload(store, now)
+            .map_err(|_| TokenRejection::Unavailable)?;
+        self.verify_with(&kid, token)
+            .unwrap_or(Err(TokenRejection::NotOurs))
+    }
+
+    /// `None` when no key has this `kid`.
+    fn verify_with<T: DeserializeOwned>(
+        &self,
+        kid: &str,
+        token: &str,
+    ) -> Option<Result<T, TokenRejection>> {
+        let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
+        let key = loaded.keys.iter().find(|key| key.kid == kid)?;
+        Some(
+            jsonwebtoken::decode::<T>(token, &key.decoding, &self.validation)
+                .map(|data| data.claims)
+                .map_err(|_| TokenRejection::NotOurs),
+        )
+    }
+
+    /// The JWKS document: every key in the store (current and retired-but-live).
+    pub(crate) fn jwks(&self) -> serde_json::Value {
+        let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
+        let keys: Vec<serde_json::Value> = loaded
+            .keys
+            .iter()
+            .map(|key| {
+                serde_json::json!({
+                    "kty": "EC",
+                    "crv": "P-256",
+                    "x": key.x,
+                    "y": key.y,
+                    "kid": key.kid,
+                    "alg": ALGORITHM,
+                    "use": "sig",
+                })
+            })
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// Whether the cache is older than [`SIGNING_FRESHNESS`] (for callers that want to
+    /// publish what other instances made).
+    pub(crate) fn is_stale(&self, now: UnixTime) -> bool {
+        let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
+        now - loaded.loaded_at >= SIGNING_FRESHNESS || now < loaded.loaded_at
+    }
+
+    /// Makes a new key when the current one is older than `key_lifetime` (retiring every
+    /// other unretired key), deletes retired keys whose tokens have all expired, and re-reads.
+    pub(crate) fn rotate(
+        &self,
+        store: &dyn Store,
+        rng: &SystemRandom,
+        now: UnixTime,
+        key_lifetime: Duration,
+        token_lifetime: Duration,
+    ) -> Result<(), StoreError> {
+        let records = store.signing_keys()?;
+        let current = records
+            .iter()
+            .find(|record| record.retired_at.is_none() && parse(record).is_ok());
+        let signer = match current {
+            Some(record) if now.saturating_sub(record.created_at) < seconds(key_lifetime) => {
+                record.kid.clone()
+            }
+            _ => {
+                let fresh = generate(rng, now)?;
+                store.insert_signing_key(&fresh)?;
+                tracing::info!(kid = %fresh.kid, "new signing key");
+                fresh.kid
+            }
+        };
+        // The new key is in place before the old one is retired: never a moment without one.
+        for record in records
+            .iter()
+            .filter(|r| r.retired_at.is_none() && r.kid != signer)
+        {
+            store.retire_signing_key(&record.kid, now)?;
+        }
+        let keep = seconds(token_lifetime).saturating_add(RETENTION_LEEWAY);
+        for record in &records {
+            if let Some(retired_at) = record.retired_at {
+                if now >= retired_at.saturating_add(keep) {
+                    store.delete_signing_key(&record.kid)?;
+                    tracing::info!(kid = %record.kid, "retired signing key deleted");
+                }
+            }
+        }
+        self.reload(store, now)
+    }
+}
+
+fn seconds(duration: Duration) -> UnixTime {
+    UnixTime::try_from(duration.as_secs()).unwrap_or(UnixTime::MAX)
+}
+
+/// A new P-256 key; its `kid` is its RFC 7638 thumbprint.
+fn generate(rng: &SystemRandom, now: UnixTime) -> Result<KeyRecord, StoreError> {
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, rng)
+        .map_err(|_| StoreError::Database("generating a signing key failed".to_owned()))?;
+    let mut record = KeyRecord {
+        kid: String::new(),
+        algorithm: ALGORITHM.to_owned(),
+        private_pkcs8: pkcs8.as_ref().to_vec(),
+        created_at: now,
+        retired_at: None,
+    };
+    let parsed = parse(&record).map_err(|reason| StoreError::Database(reason.to_owned()))?;
+    record.kid = thumbprint(&parsed.x, &parsed.y);
+    Ok(record)
+}
+
+/// Parses a stored key; the reason when it cannot be used.
+fn parse(record: &KeyRecord) -> Result<LoadedKey, &'static str> {
+    if record.algorithm != ALGORITHM {
+        return Err("not an ES256 key");
+    }
+    let pair = EcdsaKeyPair::from_pkcs8(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        &record.private_pkcs8,
+        &SystemRandom::new(),
+    )
+    .map_err(|_| "not a P-256 PKCS#8 key")?;
+    // Uncompressed point: 0x04 || x (32 bytes) || y (32 bytes).
+    let point = pair.public_key().as_ref();
+    let (Some(x), Some(y)) = (point.get(1..33), point.get(33..65)) else {
+        return Err("unexpected public key encoding");
+    };
+    Ok(LoadedKey {
+        kid: record.kid.clone(),
+        x: URL_SAFE_NO_PAD.encode(x),
+        y: URL_SAFE_NO_PAD.encode(y),
+        decoding: DecodingKey::from_ec_der(point),
+        encoding: None,
+    })
+}
+
+/// RFC 7638 JWK thumbprint: SHA-256 of the required members in lexicographic order.
+fn thumbprint(x: &str, y: &str) -> String {
+    let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TokenRejection;
+    use crate::testing::{Harness, LOOPBACK};
+
+    fn header(jwt: &str) -> Header {
+        jsonwebtoken::decode_header(jwt).unwrap()
+    }
+
+    fn kids(jwks: &serde_json::Value) -> Vec<String> {
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|key| key["kid"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn access_tokens_carry_the_rfc_9068_header() {
+        let h = Harness::new("");
+        let tokens = h.tokens_for("alice", "mail-app", LOOPBACK);
+        let access = header(&tokens.access_token);
+        assert_eq!(access.alg, Algorithm::ES256);
+        assert_eq!(access.typ.as_deref(), Some("at+jwt"));
+        let jwks = h.server.jwks();
+        assert_eq!(kids(&jwks), [access.kid.clone().unwrap()]);
+        let key = &jwks["keys"][0];
+        assert_eq!(key["kty"], "EC");
+        assert_eq!(key["crv"], "P-256");
+        assert_eq!(key["alg"], "ES256");
+        assert_eq!(key["use"], "sig");
+        assert!(key.get("d").is_none(), "never the private part");
+        // The kid is the RFC 7638 thumbprint of the published key.
+        let kid = thumbprint(key["x"].as_str().unwrap(), key["y"].as_str().unwrap());
+        assert_eq!(access.kid.as_deref(), Some(kid.as_str()));
+        assert_eq!(
+            header(tokens.id_token.as_deref().unwrap()).typ.as_deref(),
+            Some("JWT")
+        );
+    }
+
+    #[test]
+    fn rotation_keeps_retired_keys_while_their_tokens_live() {
+        let h = Harness::new("signing_key_lifetime = \"10m\"\n");
+        let before = h.tokens_for("bob", "mail-app", LOOPBACK);
+        let old_kid = header(&before.access_token).kid.unwrap();
+        h.server.rotate_keys().unwrap();
+        assert_eq!(kids(&h.server.jwks()).len(), 1, "a young key is kept");
+
+        h.advance(600);
+        h.server.rotate_keys().unwrap();
+        let after = h.tokens_for("bob", "mail-app", LOOPBACK);
+        let new_kid = header(&after.access_token).kid.unwrap();
+        assert_ne!(new_kid, old_kid);
+        let published = kids(&h.server.jwks());
+        assert_eq!(published.len(), 2);
+        assert!(published.contains(&old_kid) && published.contains(&new_kid));
+        assert!(h.server.check_access_token(&before.access_token).is_ok());
+        assert!(h.server.check_access_token(&after.access_token).is_ok());
+
+        // Once every token the old key signed has expired (and the leeway passed), it goes.
+        h.advance(3_600 + RETENTION_LEEWAY);
+        h.server.rotate_keys().unwrap();
+        let published = kids(&h.server.jwks());
+        assert!(!published.contains(&old_kid));
+        assert!(
+            published.contains(&new_kid),
+            "retired at rotation, still live"
+        );
+        assert_eq!(
+            h.server.check_access_token(&before.access_token),
+            Err(TokenRejection::NotOurs)
+        );
+    }
+
+    #[test]
+    fn another_instances_new_key_is_found() {
+        let h = Harness::new("signing_key_lifetime = \"10m\"\n");
+        let other = h.second_server("signing_key_lifetime = \"10m\"\n");
+        // Both use the one key in the store.
+        assert_eq!(kids(&other.jwks()), kids(&h.server.jwks()));
+        h.advance(600);
+        other.rotate_keys().unwrap();
+        let pending = other
+            .authorize(&crate::testing::pkce_request("mail-app", LOOPBACK, ""))
+            .unwrap();
+        let url = other.approve("carol", &pending).unwrap();
+        let code = crate::testing::param(&url, "code").unwrap();
+        let tokens = other
+            .token(
+                &crate::testing::code_exchange(&code, LOOPBACK, crate::testing::VERIFIER),
+                &crate::testing::public("mail-app"),
+            )
+            .unwrap();
+        // The first instance has not seen the new key; it reads the store for it.
+        assert!(h.server.check_access_token(&tokens.access_token).is_ok());
+        // And it signs with the new key too after re-reading, not with the retired one.
+        let mine = h.tokens_for("carol", "mail-app", LOOPBACK);
+        assert_eq!(
+            header(&mine.access_token).kid,
+            header(&tokens.access_token).kid
+        );
+    }
+
+    #[test]
+    fn a_store_without_keys_gets_one() {
+        let h = Harness::new("");
+        assert_eq!(h.store.signing_keys().unwrap().len(), 1);
+        let other = h.second_server("");
+        assert_eq!(
+            h.store.signing_keys().unwrap().len(),
+            1,
+            "the second instance reuses it"
+        );
+        assert_eq!(kids(&other.jwks()).len(), 1);
+    }
+}

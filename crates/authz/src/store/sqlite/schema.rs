@@ -1,0 +1,150 @@
+//! The schema and its migrations, versioned by `PRAGMA user_version`.
+//!
+//! `MIGRATIONS[i]` takes a database from version `i` to `i + 1`; version 0 is an empty file.
+//! Append a step for every change and never edit a released one: it has already run on
+//! someone's disk. Each step runs in the same transaction as its version bump, so a crash
+//! leaves the database at one version or the next, never in between.
+//!
+//! Conventions of the tables:
+//! - `STRICT` tables, so a wrong type is an error rather than a silent conversion;
+//! - times are Unix seconds (`INTEGER`), absent times `NULL`;
+//! - lists of strings (`redirect_uris`, `grant_types`, `permissions`) are JSON arrays of
+//!   strings: unlike a newline-joined list it survives any character and needs no escaping
+//!   rules of our own;
+//! - secrets appear only as hex SHA-256 hashes; the one exception is the signing keys'
+//!   PKCS#8, which is why the file is created mode 0600;
+//! - `client_id` is not a foreign key anywhere: unregistered public clients get codes, grants
+//!   and device authorizations too. `refresh_tokens.grant_id` is one (a family without its
+//!   grant means nothing); `codes.grant_id` is not, because a code is redeemed before its
+//!   grant is written.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::store::StoreError;
+
+/// Version 1: the initial schema.
+const V1: &str = "
+CREATE TABLE clients (
+    id            TEXT PRIMARY KEY NOT NULL,
+    secret_hash   TEXT,
+    auth_method   TEXT NOT NULL,
+    name          TEXT,
+    redirect_uris TEXT NOT NULL,
+    grant_types   TEXT NOT NULL,
+    registered_by TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE api_keys (
+    hash        TEXT PRIMARY KEY NOT NULL,
+    permissions TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE grants (
+    id         TEXT PRIMARY KEY NOT NULL,
+    user       TEXT NOT NULL,
+    client_id  TEXT NOT NULL,
+    scope      TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+) STRICT;
+CREATE INDEX grants_client_id ON grants (client_id);
+
+CREATE TABLE codes (
+    hash            TEXT PRIMARY KEY NOT NULL,
+    user            TEXT NOT NULL,
+    client_id       TEXT NOT NULL,
+    redirect_uri    TEXT NOT NULL,
+    code_challenge  TEXT,
+    scope           TEXT NOT NULL,
+    expires_at      INTEGER NOT NULL,
+    failed_attempts INTEGER NOT NULL DEFAULT 0 CHECK (failed_attempts >= 0),
+    grant_id        TEXT
+) STRICT;
+CREATE INDEX codes_grant_id ON codes (grant_id);
+CREATE INDEX codes_client_id ON codes (client_id);
+CREATE INDEX codes_expires_at ON codes (expires_at);
+
+CREATE TABLE refresh_tokens (
+    hash       TEXT PRIMARY KEY NOT NULL,
+    grant_id   TEXT NOT NULL REFERENCES grants (id) ON DELETE CASCADE,
+    expires_at INTEGER NOT NULL,
+    spent_at   INTEGER
+) STRICT;
+CREATE INDEX refresh_tokens_grant_id ON refresh_tokens (grant_id);
+CREATE INDEX refresh_tokens_expires_at ON refresh_tokens (expires_at);
+
+CREATE TABLE devices (
+    device_hash   TEXT PRIMARY KEY NOT NULL,
+    user_code     TEXT NOT NULL UNIQUE,
+    client_id     TEXT NOT NULL,
+    scope         TEXT NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    poll_interval INTEGER NOT NULL CHECK (poll_interval >= 0),
+    last_poll     INTEGER,
+    status        TEXT NOT NULL
+                  CHECK (status IN ('pending', 'approved', 'denied', 'finished')),
+    -- who approved: set from 'approved' on (and kept once 'finished'), NULL before
+    user          TEXT,
+    CHECK (status <> 'approved' OR user IS NOT NULL),
+    CHECK (status NOT IN ('pending', 'denied') OR user IS NULL)
+) STRICT;
+CREATE INDEX devices_client_id ON devices (client_id);
+CREATE INDEX devices_expires_at ON devices (expires_at);
+
+CREATE TABLE consents (
+    user       TEXT NOT NULL,
+    client_id  TEXT NOT NULL,
+    scope      TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (user, client_id)
+) STRICT;
+CREATE INDEX consents_client_id ON consents (client_id);
+
+CREATE TABLE signing_keys (
+    kid           TEXT PRIMARY KEY NOT NULL,
+    algorithm     TEXT NOT NULL,
+    private_pkcs8 BLOB NOT NULL,
+    created_at    INTEGER NOT NULL,
+    retired_at    INTEGER
+) STRICT;
+";
+
+/// Every step, oldest first; the schema version is `MIGRATIONS.len()`.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this build writes.
+pub(super) const VERSION: usize = MIGRATIONS.len();
+
+/// Brings the database to [`VERSION`]; refuses a database written by a newer build, whose
+/// tables this one would misread.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let failed = |e: rusqlite::Error| StoreError::Database(format!("migrate: {e}"));
+    // IMMEDIATE: two processes opening a new file at once must not both run step 1.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(failed)?;
+    let current: i64 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(failed)?;
+    let current = usize::try_from(current)
+        .map_err(|_| StoreError::Database(format!("migrate: negative schema version {current}")))?;
+    if current > VERSION {
+        return Err(StoreError::Database(format!(
+            "migrate: schema version {current} is newer than this program's {VERSION}"
+        )));
+    }
+    for (done, step) in MIGRATIONS.iter().enumerate().skip(current) {
+        tx.execute_batch(step).map_err(failed)?;
+        tx.pragma_update(None, "user_version", done + 1)
+            .map_err(failed)?;
+    }
+    tx.commit().map_err(failed)
+}
+
+/// The schema version recorded in the file.
+#[cfg(test)]
+pub(super) fn version(conn: &Connection) -> Result<i64, rusqlite::Error> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
