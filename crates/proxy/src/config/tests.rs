@@ -455,3 +455,83 @@ fn load_reads_secret_files_relative_to_the_config_file() {
     assert!(errors[0].message.contains("cannot read"), "{}", errors[0]);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// MINIMAL without `[validator]`, with the built-in issuer instead; `issuer_keys` are
+/// written first, so they replace the defaults written after them only where they name other
+/// keys (`public_url` and `listen` are taken from them when present).
+fn issuer_only(issuer_keys: &str) -> String {
+    let without_validator = MINIMAL
+        .split("[validator]")
+        .next()
+        .expect("MINIMAL has a [validator] table");
+    let mut table = issuer_keys.to_owned();
+    for (key, default) in [
+        ("public_url", "\"https://mail.example.test:8443\""),
+        ("listen", "\"127.0.0.1:8443\""),
+        ("state_dir", "\"state\""),
+    ] {
+        if !issuer_keys.lines().any(|l| l.starts_with(&format!("{key} ="))) {
+            table.push_str(&format!("\n{key} = {default}"));
+        }
+    }
+    format!("{without_validator}[issuer]\n{table}\n")
+}
+
+#[test]
+fn the_built_in_issuer_stands_in_for_the_validator_with_the_documented_defaults() {
+    let text = format!("{}\n[tls]\ncert = \"c\"\nkey = \"k\"\n", issuer_only(""));
+    let config = Config::parse(&text).expect("parses");
+    let issuer = config.issuer.as_ref().expect("[issuer]");
+    assert!(config.validator.issuers.is_empty());
+    assert_eq!(issuer.access_token_lifetime, Duration::from_secs(3_600));
+    assert_eq!(issuer.refresh_token_lifetime, Duration::from_secs(30 * 86_400));
+    assert_eq!(issuer.auth_code_lifetime, Duration::from_secs(600));
+    assert_eq!(issuer.user_code_lifetime, Duration::from_secs(1_800));
+    assert_eq!(issuer.max_attempts, 3);
+    assert!(!issuer.client_registration.require);
+    assert!(!issuer.client_registration.anonymous);
+    assert_eq!(issuer.users, authz::settings::UserSource::Backend);
+    // The certificate files do not exist here; everything else is valid.
+    assert_eq!(keys(&config.validate(Path::new("."))), ["tls.cert", "tls.key"]);
+    assert_eq!(config.password_backend(issuer), Some("imap"));
+}
+
+#[test]
+fn neither_a_validator_nor_an_issuer_is_an_error_naming_both() {
+    let without_validator = MINIMAL.split("[validator]").next().expect("split");
+    let config = Config::parse(without_validator).expect("parses");
+    let errors = config.validate(Path::new("."));
+    assert_eq!(keys(&errors), ["validator"]);
+    assert!(errors[0].message.contains("[issuer]"), "{}", errors[0]);
+}
+
+#[test]
+fn issuer_rules_name_their_keys() {
+    let cases = [
+        // https only, compared exactly: no trailing slash, no path
+        ("public_url = \"http://mail.example.test\"", "issuer.public_url"),
+        ("plaintext = true\nlisten = \"0.0.0.0:8443\"", "issuer.plaintext"),
+        ("plaintext = false", "issuer.cert"),
+        ("users = \"passwd-file\"\nplaintext = true", "issuer.passwd_file"),
+        ("users_backend = \"nope\"\nplaintext = true", "issuer.users_backend"),
+        ("max_attempts = 0\nplaintext = true", "issuer.max_attempts"),
+        ("access_token_lifetime = \"2d\"\nplaintext = true", "issuer.access_token_lifetime"),
+        ("listen = \"127.0.0.1:1143\"\nplaintext = true", "issuer.listen"),
+    ];
+    for (extra, key) in cases {
+        let text = issuer_only(extra);
+        let config = Config::parse(&text).unwrap_or_else(|e| panic!("{extra}: {e}"));
+        let errors = config.validate(Path::new("."));
+        assert!(
+            keys(&errors).contains(&key),
+            "{extra}: want an error on {key}, got {errors:?}"
+        );
+    }
+    for url in ["https://mail.example.test/", "https://mail.example.test/oauth"] {
+        let text = issuer_only(&format!("plaintext = true\npublic_url = \"{url}\""));
+        let config = Config::parse(&text).expect("parses");
+        assert_eq!(keys(&config.validate(Path::new("."))), ["issuer.public_url"], "{url}");
+    }
+    let unknown = Config::parse(&issuer_only("bogus = 1")).expect_err("unknown key");
+    assert_eq!(unknown.key, "issuer.bogus");
+}
