@@ -470,7 +470,10 @@ fn issuer_only(issuer_keys: &str) -> String {
         ("listen", "\"127.0.0.1:8443\""),
         ("state_dir", "\"state\""),
     ] {
-        if !issuer_keys.lines().any(|l| l.starts_with(&format!("{key} ="))) {
+        if !issuer_keys
+            .lines()
+            .any(|l| l.starts_with(&format!("{key} =")))
+        {
             table.push_str(&format!("\n{key} = {default}"));
         }
     }
@@ -484,7 +487,10 @@ fn the_built_in_issuer_stands_in_for_the_validator_with_the_documented_defaults(
     let issuer = config.issuer.as_ref().expect("[issuer]");
     assert!(config.validator.issuers.is_empty());
     assert_eq!(issuer.access_token_lifetime, Duration::from_secs(3_600));
-    assert_eq!(issuer.refresh_token_lifetime, Duration::from_secs(30 * 86_400));
+    assert_eq!(
+        issuer.refresh_token_lifetime,
+        Duration::from_secs(30 * 86_400)
+    );
     assert_eq!(issuer.auth_code_lifetime, Duration::from_secs(600));
     assert_eq!(issuer.user_code_lifetime, Duration::from_secs(1_800));
     assert_eq!(issuer.max_attempts, 3);
@@ -492,7 +498,10 @@ fn the_built_in_issuer_stands_in_for_the_validator_with_the_documented_defaults(
     assert!(!issuer.client_registration.anonymous);
     assert_eq!(issuer.users, authz::settings::UserSource::Backend);
     // The certificate files do not exist here; everything else is valid.
-    assert_eq!(keys(&config.validate(Path::new("."))), ["tls.cert", "tls.key"]);
+    assert_eq!(
+        keys(&config.validate(Path::new("."))),
+        ["tls.cert", "tls.key"]
+    );
     assert_eq!(config.password_backend(issuer), Some("imap"));
 }
 
@@ -509,14 +518,32 @@ fn neither_a_validator_nor_an_issuer_is_an_error_naming_both() {
 fn issuer_rules_name_their_keys() {
     let cases = [
         // https only, compared exactly: no trailing slash, no path
-        ("public_url = \"http://mail.example.test\"", "issuer.public_url"),
-        ("plaintext = true\nlisten = \"0.0.0.0:8443\"", "issuer.plaintext"),
+        (
+            "public_url = \"http://mail.example.test\"",
+            "issuer.public_url",
+        ),
+        (
+            "plaintext = true\nlisten = \"0.0.0.0:8443\"",
+            "issuer.plaintext",
+        ),
         ("plaintext = false", "issuer.cert"),
-        ("users = \"passwd-file\"\nplaintext = true", "issuer.passwd_file"),
-        ("users_backend = \"nope\"\nplaintext = true", "issuer.users_backend"),
+        (
+            "users = \"passwd-file\"\nplaintext = true",
+            "issuer.passwd_file",
+        ),
+        (
+            "users_backend = \"nope\"\nplaintext = true",
+            "issuer.users_backend",
+        ),
         ("max_attempts = 0\nplaintext = true", "issuer.max_attempts"),
-        ("access_token_lifetime = \"2d\"\nplaintext = true", "issuer.access_token_lifetime"),
-        ("listen = \"127.0.0.1:1143\"\nplaintext = true", "issuer.listen"),
+        (
+            "access_token_lifetime = \"2d\"\nplaintext = true",
+            "issuer.access_token_lifetime",
+        ),
+        (
+            "listen = \"127.0.0.1:1143\"\nplaintext = true",
+            "issuer.listen",
+        ),
     ];
     for (extra, key) in cases {
         let text = issuer_only(extra);
@@ -527,10 +554,17 @@ fn issuer_rules_name_their_keys() {
             "{extra}: want an error on {key}, got {errors:?}"
         );
     }
-    for url in ["https://mail.example.test/", "https://mail.example.test/oauth"] {
+    for url in [
+        "https://mail.example.test/",
+        "https://mail.example.test/oauth",
+    ] {
         let text = issuer_only(&format!("plaintext = true\npublic_url = \"{url}\""));
         let config = Config::parse(&text).expect("parses");
-        assert_eq!(keys(&config.validate(Path::new("."))), ["issuer.public_url"], "{url}");
+        assert_eq!(
+            keys(&config.validate(Path::new("."))),
+            ["issuer.public_url"],
+            "{url}"
+        );
     }
     let unknown = Config::parse(&issuer_only("bogus = 1")).expect_err("unknown key");
     assert_eq!(unknown.key, "issuer.bogus");
