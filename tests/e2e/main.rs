@@ -15,6 +15,7 @@ mod imap_login;
 mod imap_negative;
 mod imap_passthrough_fallback;
 mod imap_security;
+mod issuer;
 mod managesieve;
 mod oidc_provider;
 mod operations;

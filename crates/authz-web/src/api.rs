@@ -90,9 +90,12 @@ async fn token_response(
     }
 }
 
-/// `POST` the device authorization endpoint (RFC 8628 §3.1).
+/// `POST` the device authorization endpoint (RFC 8628 §3.1). A caller without a client
+/// secret is limited per address: it needs no registration, and every request stores a row.
+/// (A wrong secret is refused before anything is stored.)
 pub(crate) async fn device_authorization(
     State(app): State<Arc<App>>,
+    Peer(address): Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -100,6 +103,14 @@ pub(crate) async fn device_authorization(
         Ok(parsed) => parsed,
         Err(response) => return no_store(response),
     };
+    if caller.secret.is_none() {
+        if let Err(wait) = app.device_starts.take(address, Instant::now()) {
+            return no_store(too_many(
+                "too many device authorizations from this address; try again later",
+                wait,
+            ));
+        }
+    }
     let scope = params.take("scope");
     let via = caller.via;
     let outcome = blocking(&app.server, move |server| {
@@ -182,15 +193,10 @@ pub(crate) async fn register(
             );
         }
         if let Err(wait) = app.registrations.take(address, Instant::now()) {
-            let error = OAuthError::new(
-                ErrorCode::TemporarilyUnavailable,
+            return too_many(
                 "too many registrations from this address; try again later",
+                wait,
             );
-            let mut response = oauth_error(&error, CredentialsVia::None);
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, retry_after(wait));
-            return response;
         }
     }
     let body = match body {
@@ -286,6 +292,16 @@ fn bearer_challenge(error: &OAuthError, token_sent: bool) -> Response {
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static(challenge),
     );
+    response
+}
+
+/// `429 temporarily_unavailable` with `Retry-After`.
+fn too_many(description: &str, wait: std::time::Duration) -> Response {
+    let error = OAuthError::new(ErrorCode::TemporarilyUnavailable, description);
+    let mut response = oauth_error(&error, CredentialsVia::None);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, retry_after(wait));
     response
 }
 

@@ -31,6 +31,16 @@ const DEVICE_GUESS_LIMITS: BucketLimits = BucketLimits {
     max_addresses: 10_000,
 };
 
+/// Device authorizations started per address by callers without a client secret: 30, then
+/// one every 20 seconds (180 an hour). Anyone may start one for any public client id, and
+/// each is a stored row with a live user code until it expires; a device starts one per
+/// sign-in, so this only ever meets a flood.
+const DEVICE_START_LIMITS: BucketLimits = BucketLimits {
+    burst: 30,
+    refill_every: Duration::from_secs(20),
+    max_addresses: 10_000,
+};
+
 /// Everything a handler needs.
 pub(crate) struct App {
     pub(crate) server: Arc<AuthServer>,
@@ -41,8 +51,13 @@ pub(crate) struct App {
     pub(crate) signin: SignInLimiter,
     pub(crate) registrations: AddressLimiter,
     pub(crate) device_guesses: AddressLimiter,
+    pub(crate) device_starts: AddressLimiter,
     /// The issuer's origin (`https://host[:port]`), which page POSTs must come from.
     pub(crate) issuer_origin: url::Origin,
+    /// Whether the issuer is https: the browser then speaks TLS to us (perhaps through a
+    /// terminator in front of a plaintext listener), so cookies are `Secure` and responses
+    /// carry HSTS whatever `secure_cookies` says.
+    pub(crate) https: bool,
 }
 
 impl std::fmt::Debug for App {
@@ -57,21 +72,29 @@ impl std::fmt::Debug for App {
 impl App {
     pub(crate) fn new(config: WebConfig) -> Result<Self, WebError> {
         let issuer = config.server.issuer().to_owned();
-        let issuer_origin = url::Url::parse(&issuer)
-            .map(|url| url.origin())
+        let Some(issuer_url) = url::Url::parse(&issuer)
             .ok()
-            .filter(url::Origin::is_tuple)
-            .ok_or(WebError::Issuer(issuer))?;
+            .filter(|url| url.origin().is_tuple())
+        else {
+            return Err(WebError::Issuer(issuer));
+        };
+        let https = issuer_url.scheme() == "https";
+        // `secure_cookies = false` is meant for a plain-http issuer, where browsers drop
+        // `Secure` cookies; an https issuer behind a TLS terminator still gets them, or the
+        // session cookie would also go out over plain http to the same host.
+        let secure_cookies = config.secure_cookies || https;
         Ok(Self {
             templates: Templates::load(config.templates_dir.as_deref())?,
-            sessions: Sessions::new(config.secure_cookies).map_err(|_| WebError::Random)?,
+            sessions: Sessions::new(secure_cookies).map_err(|_| WebError::Random)?,
             signin: SignInLimiter::new(config.signin_limits),
             registrations: AddressLimiter::new(REGISTRATION_LIMITS),
             device_guesses: AddressLimiter::new(DEVICE_GUESS_LIMITS),
+            device_starts: AddressLimiter::new(DEVICE_START_LIMITS),
             server: config.server,
             passwords: config.passwords,
             normalise_user: config.normalise_user,
-            issuer_origin,
+            issuer_origin: issuer_url.origin(),
+            https,
         })
     }
 
@@ -99,7 +122,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
 
 /// Every route, the body limit and the security headers.
 pub(crate) fn routes(app: Arc<App>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route(paths::METADATA, get(api::metadata))
         .route(paths::OPENID_CONFIGURATION, get(api::openid_configuration))
         .route(paths::JWKS, get(api::jwks))
@@ -128,6 +151,11 @@ pub(crate) fn routes(app: Arc<App>) -> Router {
         .route(pages::STYLE, get(pages::style))
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::map_response(headers::security_headers))
-        .with_state(app)
+        .layer(middleware::map_response(headers::security_headers));
+    let router = if app.https {
+        router.layer(middleware::map_response(headers::strict_transport_security))
+    } else {
+        router
+    };
+    router.with_state(app)
 }

@@ -38,7 +38,15 @@ impl Params {
                 .insert(name.to_string(), value.into_owned())
                 .is_some()
             {
-                return Err(ParamError(format!("parameter {name} is repeated")));
+                // The name is the sender's choice and lands on an error page: echo it only
+                // when it could be a parameter name, so no sentence can be planted there.
+                let plain =
+                    name.len() <= 32 && name.bytes().all(|c| c.is_ascii_lowercase() || c == b'_');
+                return Err(ParamError(if plain {
+                    format!("parameter {name} is repeated")
+                } else {
+                    "a parameter is repeated".to_owned()
+                }));
             }
         }
         Ok(Self(params))
@@ -226,6 +234,19 @@ mod tests {
         assert_eq!(params.get("c"), Some("x y!"));
         let error = Params::parse(b"a=1&a=2").unwrap_err();
         assert!(error.0.contains("a is repeated"));
+    }
+
+    #[test]
+    fn repeated_parameter_names_are_echoed_only_when_plain() {
+        let error = Params::parse(b"client_id=1&client_id=2").unwrap_err();
+        assert!(error.0.contains("client_id"), "{}", error.0);
+        // A name an attacker chose is not repeated back on our pages (content spoofing).
+        let spoof = b"Call+us%21=1&Call+us%21=2";
+        let error = Params::parse(spoof).unwrap_err();
+        assert!(!error.0.contains("Call"), "{}", error.0);
+        let long = format!("{0}=1&{0}=2", "a".repeat(100));
+        let error = Params::parse(long.as_bytes()).unwrap_err();
+        assert!(!error.0.contains("aaaa"), "{}", error.0);
     }
 
     #[test]

@@ -22,6 +22,20 @@ pub(crate) const CSP_FORMS_TO_SELF: &str = "default-src 'none'; style-src 'self'
 /// is seen soon.
 pub(crate) const CACHE_PUBLIC: &str = "public, max-age=300";
 
+/// `Strict-Transport-Security` of an https issuer: a year, this host only (its sibling
+/// hosts are other services, whose TLS is not ours to promise).
+pub(crate) const HSTS: &str = "max-age=31536000";
+
+/// Adds [`HSTS`]; layered only when the issuer is https (a browser ignores it over plain
+/// http anyway, and on a loopback test issuer it would only get in the way).
+pub(crate) async fn strict_transport_security(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static(HSTS),
+    );
+    response
+}
+
 /// Adds the security headers; `Content-Security-Policy` and `Cache-Control` only when the
 /// handler set none (everything is `no-store` unless it says otherwise).
 pub(crate) async fn security_headers(mut response: Response) -> Response {

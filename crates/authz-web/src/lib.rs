@@ -68,8 +68,9 @@ pub struct WebConfig {
     /// Admin overrides: a file `NAME.html` there replaces the built-in template of that name
     /// (see [`TEMPLATE_NAMES`]); `style.css` there replaces the stylesheet.
     pub templates_dir: Option<PathBuf>,
-    /// `true`: the session cookie is `__Host-bearergate; Secure`. `false` only for plaintext
-    /// (test) mode, where browsers would drop a `Secure` cookie.
+    /// `true`: the session cookie is `__Host-bearergate; Secure`. `false` only for a plain
+    /// `http` issuer (tests), where browsers would drop a `Secure` cookie; an `https` issuer
+    /// gets `Secure` cookies (and HSTS) even with `false`, as behind a TLS terminator.
     pub secure_cookies: bool,
     /// Failed sign-ins per address and account.
     pub signin_limits: authz::signin::SignInLimits,

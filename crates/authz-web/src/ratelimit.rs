@@ -1,8 +1,9 @@
 //! Token buckets per client address, for what has no account to count against: anonymous
 //! client registration and wrong device user codes.
 //!
-//! IPv6 addresses are counted per /64, the block one subscriber usually holds, so that a
-//! single host cannot get a fresh bucket per address. The table is bounded; when it is full
+//! IPv6 addresses are counted per /56, the smallest block ISPs commonly delegate to one
+//! customer (as the sign-in limiter does), so that a customer cannot get a fresh bucket per
+//! address or per /64 of its own. The table is bounded; when it is full
 //! of addresses that are still being limited, a new address is refused (fail closed): under
 //! such a flood, being limited beats losing the limit.
 
@@ -122,18 +123,11 @@ impl AddressLimiter {
     }
 }
 
-/// The address a bucket is kept for: IPv4 as is, IPv6 by its /64.
+/// The address a bucket is kept for: IPv4 (and IPv4-mapped IPv6) as is, IPv6 by its /56.
 fn bucket_key(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(_) => address,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut segments = v6.segments();
-                segments[4..].fill(0);
-                IpAddr::V6(Ipv6Addr::from(segments))
-            }
-        },
+    match address.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 72))),
+        v4 => v4,
     }
 }
 
@@ -183,19 +177,29 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_counts_per_slash_64() {
+    fn ipv6_counts_per_slash_56() {
+        // One customer usually holds a /56 (often a /48): walking its /64s must not give
+        // fresh buckets, as in the sign-in limiter.
         let limiter = limiter(10);
         let now = Instant::now();
-        for host in 1..=3 {
-            let address: IpAddr = format!("2001:db8:1:2::{host}").parse().unwrap();
-            assert_eq!(limiter.take(address, now), Ok(()));
+        for subnet in ["2001:db8:1:2::1", "2001:db8:1:3::1", "2001:db8:1:ff::7"] {
+            assert_eq!(
+                limiter.take(subnet.parse().unwrap(), now),
+                Ok(()),
+                "{subnet}"
+            );
         }
         assert!(limiter
-            .take("2001:db8:1:2::99".parse().unwrap(), now)
+            .take("2001:db8:1:42::99".parse().unwrap(), now)
             .is_err());
         assert_eq!(
-            limiter.take("2001:db8:1:3::1".parse().unwrap(), now),
+            limiter.take("2001:db8:1:100::1".parse().unwrap(), now),
             Ok(())
+        );
+        // IPv4-mapped addresses count as the IPv4 address.
+        assert_eq!(
+            bucket_key("::ffff:192.0.2.1".parse().unwrap()),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
         );
     }
 

@@ -295,3 +295,41 @@ async fn anonymous_registration_is_rate_limited_per_address() {
         .await;
     assert_eq!(other.status, StatusCode::CREATED);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn device_authorization_is_limited_per_address_without_a_secret() {
+    // Anyone may start a device authorization for any public client id: each one is a row
+    // in the store and a live user code, so they are limited per address.
+    let h = harness(Options::default());
+    let start = |peer: &'static str| {
+        let router = h.router.clone();
+        async move {
+            Call::post(
+                "/auth/device",
+                &[("client_id", "cli-tool"), ("scope", MAIL)],
+            )
+            .peer(peer)
+            .send(&router)
+            .await
+        }
+    };
+    let mut limited = None;
+    for attempt in 0..200 {
+        let reply = start("203.0.113.9:4000").await;
+        if reply.status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some((attempt, reply));
+            break;
+        }
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    let (attempt, reply) = limited.expect("the device endpoint is limited");
+    assert!(
+        attempt >= 10,
+        "a few devices per address are fine: {attempt}"
+    );
+    assert_eq!(reply.json()["error"], "temporarily_unavailable");
+    assert!(reply.header("retry-after").is_some());
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    // Another address is not affected.
+    assert_eq!(start("203.0.113.10:4000").await.status, StatusCode::OK);
+}

@@ -331,6 +331,20 @@ async fn consent_post_without_valid_csrf_does_nothing() {
         assert!(reply.header("location").is_none());
     }
 
+    // A browser on our own page with `Referrer-Policy: no-referrer` sends `Origin: null`
+    // beside `Sec-Fetch-Site: same-origin`: that is our page.
+    let reply = Call::post("/auth/authorize", &form)
+        .cookie(&cookie)
+        .header("origin", "null")
+        .header("sec-fetch-site", "same-origin")
+        .send(&h.router)
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SEE_OTHER,
+        "Origin: null from our page"
+    );
+
     // And with everything right it works, so the refusals above were the checks.
     let reply = Call::post("/auth/authorize", &form)
         .cookie(&cookie)

@@ -91,6 +91,133 @@ async fn security_headers_everywhere() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn refusals_of_every_kind_carry_the_security_headers() {
+    let h = harness(Options::default());
+    let big = "a".repeat(70_000);
+    let page = Call::get("/auth/signin").send(&h.router).await;
+    let cookie = page.cookie().unwrap();
+    let replies = [
+        (
+            "413 token",
+            Call::post("/auth/token", &[("pad", &big)])
+                .send(&h.router)
+                .await,
+        ),
+        (
+            "413 page",
+            Call::post("/auth/signin", &[("pad", &big)])
+                .cookie(&cookie)
+                .send(&h.router)
+                .await,
+        ),
+        (
+            "403 page",
+            Call::post("/auth/signin", &[("csrf", "x")])
+                .send(&h.router)
+                .await,
+        ),
+        (
+            "400 authorize",
+            Call::get("/auth/authorize?client_id=a&client_id=b")
+                .send(&h.router)
+                .await,
+        ),
+        (
+            "401 userinfo",
+            Call::get("/auth/userinfo").send(&h.router).await,
+        ),
+    ];
+    for (what, reply) in &replies {
+        assert_security_headers(reply, what);
+        assert_eq!(reply.header("cache-control"), Some("no-store"), "{what}");
+    }
+    assert_eq!(replies[0].1.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(replies[1].1.status, StatusCode::BAD_REQUEST);
+    assert_eq!(replies[2].1.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_parameter_names_are_not_echoed_on_pages() {
+    let h = harness(Options::default());
+    let name = "Your account is locked, call +1 555 0100";
+    let twice = query(&[(name, "1"), (name, "2")]);
+    let reply = Call::get(&format!("/auth/authorize?{twice}"))
+        .send(&h.router)
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(!reply.body.contains("locked"), "{}", reply.body);
+    // A parameter of ours is still named, to help whoever debugs a client.
+    let reply = Call::get("/auth/authorize?client_id=a&client_id=b")
+        .send(&h.router)
+        .await;
+    assert!(reply.body.contains("client_id"), "{}", reply.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_issuer_gets_a_secure_host_cookie_and_hsts() {
+    // Plaintext behind a TLS terminator (`plaintext = true` with an https public_url) is
+    // still https to the browser: the cookie must not be sent over plain http.
+    let h = harness(Options {
+        issuer: Some("https://auth.example.test".to_owned()),
+        secure_cookies: false,
+        ..Options::default()
+    });
+    let page = Call::get("/auth/signin").send(&h.router).await;
+    let set = page.header("set-cookie").expect("a cookie");
+    assert!(set.starts_with("__Host-bearergate="), "{set}");
+    assert!(set.contains("; Secure"), "{set}");
+    let hsts = page.header("strict-transport-security").expect("HSTS");
+    assert!(hsts.starts_with("max-age="), "{hsts}");
+    let token = Call::post("/auth/token", &[]).send(&h.router).await;
+    assert!(token.header("strict-transport-security").is_some());
+
+    // A plain-http issuer (tests, loopback) gets neither.
+    let plain = harness(Options::default());
+    let page = Call::get("/auth/signin").send(&plain.router).await;
+    assert!(page.header("strict-transport-security").is_none());
+    assert!(!page.header("set-cookie").unwrap().contains("Secure"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_credentials_are_refused_before_the_password_check() {
+    let h = harness(Options::default());
+    let page = Call::get("/auth/signin").send(&h.router).await;
+    let cookie = page.cookie().unwrap();
+    let csrf = page.field("csrf").unwrap();
+    let long_password = "p".repeat(authz::passwd::MAX_PASSWORD_LEN + 1);
+    let long_user = format!("{}@example.test", "u".repeat(400));
+    for (user, password) in [("alice", long_password.as_str()), (&long_user, PASSWORD)] {
+        let reply = Call::post(
+            "/auth/signin",
+            &[("csrf", &csrf), ("username", user), ("password", password)],
+        )
+        .cookie(&cookie)
+        .header("origin", ISSUER)
+        .send(&h.router)
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+        assert!(reply.body.contains("too long"), "{}", reply.body);
+    }
+    assert_eq!(h.passwords.checks.load(Ordering::SeqCst), 0);
+    // The longest password accepted still reaches the check.
+    let longest = "p".repeat(authz::passwd::MAX_PASSWORD_LEN);
+    let reply = Call::post(
+        "/auth/signin",
+        &[
+            ("csrf", &csrf),
+            ("username", "alice"),
+            ("password", &longest),
+        ],
+    )
+    .cookie(&cookie)
+    .header("origin", ISSUER)
+    .send(&h.router)
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.passwords.checks.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn cookie_flags() {
     let secure = harness(Options {
         secure_cookies: true,
@@ -390,4 +517,77 @@ async fn template_override_dir_replaces_signin() {
     let error = authz_web::router(config).expect_err("a broken template");
     assert!(error.to_string().contains("consent.html"), "{error}");
     std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn override_templates_are_escaped_too() {
+    // An admin's template is HTML-escaped like the built-in ones, whatever it contains.
+    let dir = temp_dir("escape");
+    std::fs::write(
+        dir.join("signin.html"),
+        "<p>{{ username }}</p><p title=\"{{ username }}\">x</p>\
+         <input type=\"hidden\" name=\"csrf\" value=\"{{ csrf }}\">",
+    )
+    .unwrap();
+    let h = harness(Options {
+        templates_dir: Some(dir.clone()),
+        ..Options::default()
+    });
+    let page = Call::get("/auth/signin").send(&h.router).await;
+    let cookie = page.cookie().unwrap();
+    let hostile = "\"><script>alert(1)</script>";
+    let reply = Call::post(
+        "/auth/signin",
+        &[
+            ("csrf", &page.field("csrf").unwrap()),
+            ("username", hostile),
+            ("password", "wrong"),
+        ],
+    )
+    .cookie(&cookie)
+    .send(&h.router)
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(!reply.body.contains("<script>"), "{}", reply.body);
+    assert!(!reply.body.contains("\"><"), "{}", reply.body);
+    assert!(reply.body.contains("&lt;script&gt;"), "{}", reply.body);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_rotates_the_session_id() {
+    // Session fixation: an id planted in the browser before sign-in is worth nothing after.
+    let h = harness(Options::default());
+    let page = Call::get("/auth/signin").send(&h.router).await;
+    let planted = page.cookie().unwrap();
+    let reply = Call::post(
+        "/auth/signin",
+        &[
+            ("csrf", &page.field("csrf").unwrap()),
+            ("username", "alice"),
+            ("password", PASSWORD),
+        ],
+    )
+    .cookie(&planted)
+    .send(&h.router)
+    .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let fresh = reply.cookie().expect("a new id at sign-in");
+    assert_ne!(fresh, planted);
+    let with_planted = Call::get("/auth/device/verify")
+        .cookie(&planted)
+        .send(&h.router)
+        .await;
+    assert_eq!(with_planted.status, StatusCode::SEE_OTHER, "not signed in");
+    let with_fresh = Call::get("/auth/device/verify")
+        .cookie(&fresh)
+        .send(&h.router)
+        .await;
+    assert_eq!(with_fresh.status, StatusCode::OK);
+    // The old session's CSRF token does not work with the new id either.
+    let signout = Call::post("/auth/signout", &[("csrf", &page.field("csrf").unwrap())])
+        .cookie(&fresh)
+        .send(&h.router)
+        .await;
+    assert_eq!(signout.status, StatusCode::FORBIDDEN);
 }

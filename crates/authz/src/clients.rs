@@ -80,15 +80,51 @@ pub(crate) fn is_client_id(id: &str) -> bool {
     (1..=MAX_CLIENT_ID).contains(&id.len()) && id.bytes().all(|c| (0x20..=0x7e).contains(&c))
 }
 
-/// `client_name`: at most 100 characters, none of them control characters.
+/// `client_name`: 1 to 100 characters, not all spaces, none of them control, format or
+/// separator characters (see [`is_sneaky`]).
 pub(crate) fn check_client_name(name: &str) -> Result<(), OAuthError> {
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(is_sneaky) {
         return Err(OAuthError::new(
             ErrorCode::InvalidClientMetadata,
-            "client_name must be 1 to 100 printable characters",
+            "client_name must be 1 to 100 printable characters, without invisible or \
+             direction-changing ones",
         ));
     }
     Ok(())
+}
+
+/// Characters that change how the text around them reads rather than showing as
+/// themselves: controls (Cc), the format characters (Cf: bidirectional embeddings,
+/// overrides and isolates, which can reverse the "unverified" note after a name; zero-width
+/// spaces and joiners, soft hyphens and tags, which hide between look-alike letters), and
+/// the line and paragraph separators. Listed by hand (Unicode 15 `General_Category=Cf`):
+/// std has no category table, and the list changes rarely.
+fn is_sneaky(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{0600}'..='\u{0605}'
+                | '\u{061C}'
+                | '\u{06DD}'
+                | '\u{070F}'
+                | '\u{0890}'..='\u{0891}'
+                | '\u{08E2}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{110BD}'
+                | '\u{110CD}'
+                | '\u{13430}'..='\u{1343F}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0001}'
+                | '\u{E0020}'..='\u{E007F}'
+        )
 }
 
 fn client_failed(description: &str) -> OAuthError {
@@ -182,5 +218,27 @@ mod tests {
         assert!(check_client_name("").is_err());
         assert!(check_client_name(&"n".repeat(101)).is_err());
         assert!(check_client_name("bad\nname").is_err());
+    }
+
+    #[test]
+    fn client_names_refuse_invisible_and_bidi_characters() {
+        // Each of these can make a name read as something else on the consent page (a
+        // right-to-left override reverses what follows, even the "unverified" note), or
+        // hide characters between look-alike ones.
+        for sneaky in [
+            "Thunderbird\u{202E}deifirev",
+            "Mail\u{2066}App",
+            "Thunder\u{200B}bird",
+            "Thunder\u{200D}bird",
+            "\u{FEFF}Thunderbird",
+            "Thunder\u{00AD}bird",
+            "Mail\u{2028}App",
+            "Mail\u{E0041}App",
+            "   ",
+        ] {
+            assert!(check_client_name(sneaky).is_err(), "{sneaky:?}");
+        }
+        assert!(check_client_name("Évolution (GNOME)").is_ok());
+        assert!(check_client_name("メール").is_ok());
     }
 }

@@ -398,6 +398,123 @@ mod tests {
         );
     }
 
+    /// `header.payload.signature` of a JWT, base64url-decoded header and payload as JSON.
+    fn parts(jwt: &str) -> (serde_json::Value, serde_json::Value, String) {
+        let mut pieces = jwt.split('.');
+        let mut json = || {
+            let bytes = URL_SAFE_NO_PAD.decode(pieces.next().unwrap()).unwrap();
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        let (header, payload) = (json(), json());
+        (header, payload, pieces.next().unwrap().to_owned())
+    }
+
+    fn encode_part(value: &serde_json::Value) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
+    }
+
+    #[test]
+    fn forged_tokens_are_not_ours() {
+        let h = Harness::new("");
+        let tokens = h.tokens_for("alice", "mail-app", LOOPBACK);
+        let (header, payload, signature) = parts(&tokens.access_token);
+        let not_ours = |token: &str, what: &str| {
+            assert_eq!(
+                h.server.check_access_token(token),
+                Err(TokenRejection::NotOurs),
+                "{what}"
+            );
+        };
+
+        // alg "none", with and without a signature.
+        let mut none = header.clone();
+        none["alg"] = "none".into();
+        let unsigned = format!("{}.{}.", encode_part(&none), encode_part(&payload));
+        not_ours(&unsigned, "alg none");
+        not_ours(&format!("{unsigned}{signature}"), "alg none, signed");
+
+        // HS256 keyed with the public key (the RS/HS confusion): both the JWK's x and the
+        // uncompressed point a verifier might use as the HMAC secret.
+        let jwks = h.server.jwks();
+        let x = jwks["keys"][0]["x"].as_str().unwrap();
+        let y = jwks["keys"][0]["y"].as_str().unwrap();
+        let mut point = vec![4_u8];
+        point.extend(URL_SAFE_NO_PAD.decode(x).unwrap());
+        point.extend(URL_SAFE_NO_PAD.decode(y).unwrap());
+        for secret in [x.as_bytes().to_vec(), point] {
+            let mut hs = Header::new(Algorithm::HS256);
+            hs.typ = Some("at+jwt".to_owned());
+            hs.kid = header["kid"].as_str().map(str::to_owned);
+            let forged = jsonwebtoken::encode(
+                &hs,
+                &payload,
+                &jsonwebtoken::EncodingKey::from_secret(&secret),
+            )
+            .unwrap();
+            not_ours(&forged, "HS256 with the public key");
+        }
+
+        // Another P-256 key claiming our kid; and a changed claim under our signature.
+        let rng = SystemRandom::new();
+        let stranger = generate(&rng, h.now()).unwrap();
+        let mut es = Header::new(Algorithm::ES256);
+        es.typ = Some("at+jwt".to_owned());
+        es.kid = header["kid"].as_str().map(str::to_owned);
+        let foreign = jsonwebtoken::encode(
+            &es,
+            &payload,
+            &EncodingKey::from_ec_der(&stranger.private_pkcs8),
+        )
+        .unwrap();
+        not_ours(&foreign, "another key with our kid");
+        let mut widened = payload.clone();
+        widened["sub"] = "bob".into();
+        let tampered = format!(
+            "{}.{}.{signature}",
+            encode_part(&header),
+            encode_part(&widened)
+        );
+        not_ours(&tampered, "changed claim");
+
+        // Header variants of a genuinely signed token: no kid, unknown kid, wrong typ.
+        let ours = h
+            .server
+            .keys
+            .loaded
+            .read()
+            .unwrap()
+            .keys
+            .first()
+            .and_then(|key| key.encoding.clone())
+            .unwrap();
+        for (kid, typ, what) in [
+            (None, Some("at+jwt"), "no kid"),
+            (Some("unknown"), Some("at+jwt"), "unknown kid"),
+            (header["kid"].as_str(), Some("JWT"), "typ JWT (an ID token)"),
+            (header["kid"].as_str(), Some("AT+JWT"), "typ in other case"),
+            (header["kid"].as_str(), None, "no typ"),
+        ] {
+            let mut variant = Header::new(Algorithm::ES256);
+            variant.kid = kid.map(str::to_owned);
+            variant.typ = typ.map(str::to_owned);
+            let token = jsonwebtoken::encode(&variant, &payload, &ours).unwrap();
+            not_ours(&token, what);
+        }
+
+        // iss and aud must both be this issuer.
+        for (claim, value) in [("iss", "https://evil.example"), ("aud", "other")] {
+            let mut claims = payload.clone();
+            claims[claim] = value.into();
+            let mut good = Header::new(Algorithm::ES256);
+            good.kid = header["kid"].as_str().map(str::to_owned);
+            good.typ = Some("at+jwt".to_owned());
+            let token = jsonwebtoken::encode(&good, &claims, &ours).unwrap();
+            not_ours(&token, claim);
+        }
+        // The genuine one still passes: the checks above refused for their own reason.
+        assert!(h.server.check_access_token(&tokens.access_token).is_ok());
+    }
+
     #[test]
     fn rotation_keeps_retired_keys_while_their_tokens_live() {
         let h = Harness::new("signing_key_lifetime = \"10m\"\n");

@@ -262,6 +262,16 @@ mod tests {
             expires_in: 1_800,
             interval: 5,
         };
+        let caller = ClientCredentials {
+            client_id: Some("app".into()),
+            secret: Some(SecretString::from("hunter2-xyzzy")),
+            via: CredentialsVia::Basic,
+        };
+        let caller = format!("{caller:?}");
+        assert!(
+            !caller.contains("hunter2") && caller.contains("app"),
+            "{caller}"
+        );
         let shown = format!("{request:?} {response:?} {device:?}");
         assert!(!shown.contains("secret"), "{shown}");
         assert!(

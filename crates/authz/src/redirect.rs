@@ -3,8 +3,9 @@
 //!
 //! Three kinds are accepted, nothing else (RFC 9700 §2.1, RFC 8252 §7):
 //! - `https` with any host (registered clients only);
-//! - loopback: `http://127.0.0.1:PORT/…` or `http://[::1]:PORT/…`; `localhost` is refused
-//!   because a name can resolve elsewhere (RFC 8252 §8.3); the port may vary (§7.3);
+//! - loopback: `http://127.0.0.1:PORT/…` or `http://[::1]:PORT/…`, written as the URL parser
+//!   writes it (no `..`, no `127.1`); `localhost` is refused because a name can resolve
+//!   elsewhere (RFC 8252 §8.3); the port may vary (§7.3);
 //! - a private-use scheme containing a dot, such as `com.example.app:/cb` (§7.1).
 
 use std::net::IpAddr;
@@ -59,7 +60,7 @@ pub(crate) fn classify(uri: &str) -> Option<(Url, RedirectKind)> {
             RedirectKind::Https
         }
         "http" => {
-            if !is_loopback_ip(&url) {
+            if !is_loopback_ip(&url) || !written_as_parsed(uri, &url) {
                 return None;
             }
             RedirectKind::Loopback
@@ -72,6 +73,16 @@ pub(crate) fn classify(uri: &str) -> Option<(Url, RedirectKind)> {
         }
     };
     Some((url, kind))
+}
+
+/// Whether `uri` is already in the form the URL parser writes it (an empty path aside), so
+/// that the string a code is bound to is the address the browser is sent to. Loopback URIs
+/// are compared parsed (their port varies), where `/x/../cb`, `HTTP:`, `127.1`, `:80` or
+/// `[0:0:0:0:0:0:0:1]` would otherwise pass as other spellings of a registered URI.
+fn written_as_parsed(uri: &str, url: &Url) -> bool {
+    let parsed = url.as_str();
+    parsed == uri
+        || (url.path() == "/" && url.query().is_none() && parsed.strip_suffix('/') == Some(uri))
 }
 
 fn is_loopback_ip(url: &Url) -> bool {
@@ -187,6 +198,73 @@ mod tests {
         ];
         for (uri, expected) in cases {
             assert_eq!(classify(uri).map(|(_, kind)| kind), expected, "{uri}");
+        }
+    }
+
+    #[test]
+    fn loopback_redirects_must_be_written_canonically() {
+        // The string a code is bound to must be where the browser goes: no dot segments,
+        // no other spellings of the address, scheme or port, which the URL parser would
+        // quietly rewrite before the redirect.
+        for uri in [
+            "http://127.0.0.1:9/x/../native",
+            "http://127.0.0.1:9/%2e%2e/native",
+            "http://127.0.0.1:9/./native",
+            "HTTP://127.0.0.1:9/native",
+            "http://127.1:9/native",
+            "http://0x7f.0.0.1:9/native",
+            "http://2130706433:9/native",
+            "http://[0:0:0:0:0:0:0:1]:9/native",
+            "http://127.0.0.1:80/native",
+            "http://127.0.0.1:09/native",
+            "http://127.0.0.1:8000\\@evil.example/",
+        ] {
+            assert_eq!(classify(uri).map(|(_, kind)| kind), None, "{uri}");
+            assert_eq!(unregistered_redirect(uri), None, "{uri}");
+        }
+        for uri in [
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:9/",
+            "http://[::1]:9/native?app=1",
+        ] {
+            assert_eq!(
+                classify(uri).map(|(_, kind)| kind),
+                Some(RedirectKind::Loopback),
+                "{uri}"
+            );
+        }
+        let registered = vec!["http://127.0.0.1:8000/native".to_owned()];
+        for uri in [
+            "http://127.0.0.1:49152/x/../native",
+            "http://127.0.0.1:49152/%6eative",
+            "HTTP://127.0.0.1:49152/native",
+        ] {
+            assert_eq!(match_registered(&registered, Some(uri)), None, "{uri}");
+        }
+    }
+
+    #[test]
+    fn userinfo_zone_ids_and_odd_schemes_are_refused() {
+        for uri in [
+            "http://evil.example@127.0.0.1:9/cb",
+            "http://127.0.0.1:9@evil.example/cb",
+            "http://[::1%25lo]:9/cb",
+            "https://[fe80::1%25eth0]/cb",
+            "com.example.app://user@host/cb",
+            "javascript://127.0.0.1/%0aalert(1)",
+            "vbscript:msgbox(1)",
+            "data:text/html;base64,PHNjcmlwdD4=",
+            "myapp:/cb",
+            "http://[::ffff:127.0.0.1]:9/cb",
+            "http://127.0.0.2:9/cb",
+            "http://0.0.0.0:9/cb",
+            "http://localhost.:9/cb",
+            "https://app.example/cb#",
+            "http://127.0.0.1:9/cb#",
+            "https://app.example/cb\t",
+            "https://app.example/c\u{0}b",
+        ] {
+            assert_eq!(classify(uri).map(|(_, kind)| kind), None, "{uri}");
         }
     }
 

@@ -396,6 +396,7 @@ mod tests {
             bad
         );
         assert_eq!(base(json!({ "client_name": "a".repeat(101) })), bad);
+        assert_eq!(base(json!({ "client_name": "Mail\u{202E}lieM" })), bad);
         assert_eq!(base(json!({ "scope": "openid admin" })), bad);
         assert_eq!(
             base(json!({ "redirect_uris": "https://app.example/cb" })),

@@ -252,7 +252,8 @@ pub fn service(
             .templates_dir
             .as_ref()
             .map(|dir| config::resolve(base, dir)),
-        secure_cookies: !settings.plaintext,
+        // `plaintext` may sit behind a TLS terminator: what the browser sees is public_url.
+        secure_cookies: settings.public_url.starts_with("https://"),
         signin_limits: authz::signin::SignInLimits::from_settings(&settings),
     };
     let router = authz_web::router(web).map_err(|e| IssuerError::Web(e.to_string()))?;

@@ -6,6 +6,7 @@ pub mod certs;
 pub mod dovecot;
 pub mod idp;
 pub mod imap_client;
+pub mod issuer;
 pub mod jwks;
 pub mod oidc_provider;
 pub mod ports;

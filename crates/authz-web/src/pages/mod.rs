@@ -184,8 +184,17 @@ pub(crate) fn guard_post(
 
 /// Whether a POST comes from our own pages: `Origin`, when present, must be the issuer's;
 /// `Sec-Fetch-Site`, when present, must not name another site.
+///
+/// `Origin: null` is what browsers send for a form on a page with `Referrer-Policy:
+/// no-referrer` (ours), and also what a sandboxed frame elsewhere sends: it passes only with
+/// `Sec-Fetch-Site: same-origin`, which every browser that sends it also sends.
 fn same_origin(app: &App, headers: &HeaderMap) -> bool {
-    if let Some(origin) = headers.get(header::ORIGIN) {
+    let fetch_site = headers.get("sec-fetch-site").map(HeaderValue::as_bytes);
+    let origin = headers.get(header::ORIGIN);
+    if origin.is_some_and(|origin| origin.as_bytes() == b"null") {
+        return fetch_site == Some(b"same-origin");
+    }
+    if let Some(origin) = origin {
         let ours = origin
             .to_str()
             .ok()
@@ -195,7 +204,7 @@ fn same_origin(app: &App, headers: &HeaderMap) -> bool {
             return false;
         }
     }
-    match headers.get("sec-fetch-site").map(HeaderValue::as_bytes) {
+    match fetch_site {
         None | Some(b"same-origin" | b"none") => true,
         Some(_) => false,
     }

@@ -55,6 +55,8 @@ pub struct Options {
     pub templates_dir: Option<PathBuf>,
     /// Default: the defaults, but an account lock that outlasts any test.
     pub signin_limits: Option<authz::signin::SignInLimits>,
+    /// `public_url`; default [`ISSUER`].
+    pub issuer: Option<String>,
 }
 
 pub struct Harness {
@@ -73,7 +75,7 @@ impl Harness {
 
 pub fn settings(options: &Options) -> authz::Settings {
     serde_json::from_value(serde_json::json!({
-        "public_url": ISSUER,
+        "public_url": options.issuer.as_deref().unwrap_or(ISSUER),
         "listen": "127.0.0.1:8443",
         "plaintext": true,
         "state_dir": "/nonexistent",

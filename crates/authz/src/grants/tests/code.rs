@@ -206,6 +206,41 @@ fn code_replay_revokes_the_grant() {
 }
 
 #[test]
+fn concurrent_redemptions_issue_once_and_end_the_grant() {
+    // Eight requests with the same code at once, as an attacker racing the client would
+    // send them: one wins the store's conditional update, and since the others are replays
+    // of a used code, what the winner got is revoked.
+    let h = Harness::new("");
+    let code = h.code_for("carol", &pkce_request("mail-app", LOOPBACK, MAIL));
+    let exchange = code_exchange(&code, LOOPBACK, VERIFIER);
+    let barrier = std::sync::Barrier::new(8);
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    h.server.token(&exchange, &public("mail-app"))
+                })
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for loser in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(loser.code, ErrorCode::InvalidGrant);
+    }
+    assert_eq!(
+        h.server.check_access_token(&winners[0].access_token),
+        Err(TokenRejection::Revoked)
+    );
+    let again = h
+        .server
+        .token(&refresh(&winners[0].refresh_token), &public("mail-app"));
+    assert_eq!(code_of(again), "invalid_grant");
+}
+
+#[test]
 fn expired_code_is_refused() {
     let h = Harness::new("");
     let code = h.code_for("dave", &pkce_request("mail-app", LOOPBACK, MAIL));

@@ -41,6 +41,46 @@ fn refresh_rotates_the_token() {
 }
 
 #[test]
+fn concurrent_refreshes_rotate_once_and_end_the_family() {
+    let h = Harness::new("");
+    let first = h.tokens_for("bob", "mail-app", LOOPBACK);
+    let request = refresh(&first.refresh_token);
+    let barrier = std::sync::Barrier::new(8);
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    h.server.token(&request, &public("mail-app"))
+                })
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert!(winners.len() <= 1, "{results:?}");
+    // Every other use was a reuse of a spent token: the whole family is gone, the
+    // winner's new tokens included.
+    for winner in winners {
+        assert_eq!(
+            code_of(
+                h.server
+                    .token(&refresh(&winner.refresh_token), &public("mail-app"))
+            ),
+            "invalid_grant"
+        );
+        assert_eq!(
+            h.server.check_access_token(&winner.access_token),
+            Err(TokenRejection::Revoked)
+        );
+    }
+    assert_eq!(
+        h.server.check_access_token(&first.access_token),
+        Err(TokenRejection::Revoked)
+    );
+}
+
+#[test]
 fn reusing_a_spent_token_revokes_the_family() {
     let h = Harness::new("");
     let first = h.tokens_for("bob", "mail-app", LOOPBACK);
