@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::app::{App, Peer};
-use crate::call::blocking;
+use crate::call::{blocking, Interrupted};
 use crate::form::{bearer_token, client_credentials, Params};
 use crate::headers::CACHE_PUBLIC;
 
@@ -83,11 +83,8 @@ async fn token_response(
         device_code: params.take("device_code"),
     };
     let via = caller.via;
-    match blocking(&app.server, move |server| server.token(&request, &caller)).await {
-        Ok(Ok(tokens)) => Json(tokens).into_response(),
-        Ok(Err(error)) => oauth_error(&error, via),
-        Err(_) => interrupted(),
-    }
+    let outcome = blocking(&app.server, move |server| server.token(&request, &caller)).await;
+    json_answer(outcome, via)
 }
 
 /// `POST` the device authorization endpoint (RFC 8628 §3.1). A caller without a client
@@ -117,11 +114,7 @@ pub(crate) async fn device_authorization(
         server.device_authorization(scope.as_deref(), &caller)
     })
     .await;
-    no_store(match outcome {
-        Ok(Ok(answer)) => Json(answer).into_response(),
-        Ok(Err(error)) => oauth_error(&error, via),
-        Err(_) => interrupted(),
-    })
+    no_store(json_answer(outcome, via))
 }
 
 /// `POST` introspection (RFC 7662): `token`; `token_type_hint` is ignored (the server
@@ -139,11 +132,19 @@ pub(crate) async fn introspect(
         return invalid_request("the token parameter is missing");
     };
     let via = caller.via;
-    match blocking(&app.server, move |server| {
+    let outcome = blocking(&app.server, move |server| {
         server.introspect(&caller, &token)
     })
-    .await
-    {
+    .await;
+    json_answer(outcome, via)
+}
+
+/// The JSON answer of an endpoint's call, or its error in RFC 6749 §5.2 form.
+fn json_answer<T: serde::Serialize>(
+    outcome: Result<Result<T, OAuthError>, Interrupted>,
+    via: CredentialsVia,
+) -> Response {
+    match outcome {
         Ok(Ok(answer)) => Json(answer).into_response(),
         Ok(Err(error)) => oauth_error(&error, via),
         Err(_) => interrupted(),

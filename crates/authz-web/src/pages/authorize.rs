@@ -21,7 +21,8 @@ use minijinja::context;
 use serde::Serialize;
 
 use super::{
-    client_label, error_page, guard_post, render, see_other, to_signin, trouble_page, visit, Forms,
+    client_label, error_page, guard_post, render, see_other, signed_in, to_signin, trouble_page,
+    visit, Forms,
 };
 use crate::app::App;
 use crate::call::blocking;
@@ -44,11 +45,9 @@ pub(crate) async fn show(State(app): State<Arc<App>>, uri: Uri, headers: HeaderM
         Ok(pending) => pending,
         Err(response) => return response,
     };
-    let Some(user) = app.sessions.user(visit.id, Instant::now()) else {
-        let here = uri
-            .path_and_query()
-            .map_or(paths::AUTHORIZE, |whole| whole.as_str());
-        return to_signin(here);
+    let user = match signed_in(&app, visit, &uri, paths::AUTHORIZE) {
+        Ok(user) => user,
+        Err(to_signin) => return to_signin,
     };
     let needs_consent = {
         let (user, pending) = (user.clone(), pending.clone());

@@ -21,7 +21,9 @@ use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use minijinja::context;
 
-use super::{client_label, guard_post, render, see_other, to_signin, trouble_page, visit, Forms};
+use super::{
+    client_label, guard_post, render, see_other, signed_in, to_signin, trouble_page, visit, Forms,
+};
 use crate::api::{retry_after, wait_seconds};
 use crate::app::{App, Peer};
 use crate::call::blocking;
@@ -48,11 +50,9 @@ pub(crate) async fn show(
         Ok(visit) => visit,
         Err(response) => return response,
     };
-    let Some(user) = app.sessions.user(visit.id, Instant::now()) else {
-        let here = uri
-            .path_and_query()
-            .map_or(paths::DEVICE_VERIFICATION, |whole| whole.as_str());
-        return to_signin(here);
+    let user = match signed_in(&app, visit, &uri, paths::DEVICE_VERIFICATION) {
+        Ok(user) => user,
+        Err(to_signin) => return to_signin,
     };
     let person = Person {
         visit,

@@ -129,6 +129,27 @@ pub(crate) fn to_signin(return_to: &str) -> Response {
     ))
 }
 
+/// The user signed in to this browser, or the `303` to sign-in that comes back to `uri`
+/// (`fallback` when it has no path).
+// A refusal is the response itself (the axum idiom); it is built once per request.
+#[allow(clippy::result_large_err)]
+pub(crate) fn signed_in(
+    app: &App,
+    visit: Visit,
+    uri: &axum::http::Uri,
+    fallback: &str,
+) -> Result<String, Response> {
+    match app.sessions.user(visit.id, std::time::Instant::now()) {
+        Some(user) => Ok(user),
+        None => {
+            let here = uri
+                .path_and_query()
+                .map_or(fallback, |whole| whole.as_str());
+            Err(to_signin(here))
+        }
+    }
+}
+
 /// Gives the browser session `id`.
 pub(crate) fn set_cookie(app: &App, response: &mut Response, id: SessionId) {
     if let Ok(value) = HeaderValue::from_str(&app.sessions.set_cookie(id)) {
