@@ -4,7 +4,8 @@
 //!
 //! Input: see `bearergate_fuzz::script`. Flags: bit 0 TLS from the start, 1 STARTTLS
 //! offered, 2 plaintext authentication allowed, 3 password fallback, 4 no error challenge,
-//! 5 a 64-octet line limit, 6–7 failed logins before close (3, 1, 2, 6).
+//! 5 small line limits (64 octets, AUTH lines 96), 6–7 failed logins before close (3, 1,
+//! 2, 6).
 #![no_main]
 
 use bearergate_fuzz::driver::{drive, Setup};
@@ -26,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
         ..SmtpSessionConfig::default()
     };
     if script.flag(5) {
-        config.max_line = codec::smtp::fuzzing::FUZZ_MAX_LINE;
+        config.limits = codec::smtp::fuzzing::FUZZ_LIMITS;
     }
     let setup = Setup {
         wire: Wire::Smtp,
@@ -34,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         starttls_available: config.starttls_available,
         allow_plaintext_auth: config.allow_plaintext_auth,
         password_fallback: config.password_fallback,
-        input_bound: config.max_line + 1,
+        input_bound: config.limits.max_line.max(config.limits.max_auth_line) + 1,
     };
     drive(SmtpSession::new(config), setup, script);
 });

@@ -85,15 +85,25 @@ pub fn drive<S: Session + Debug>(mut session: S, setup: Setup, mut script: Scrip
                 );
                 assert_refuses_stray_calls(&mut session);
                 if idle_pending {
-                    session.idle_timeout();
+                    // The same pause ends either way: the idle timer, or the end of a
+                    // SIGTERM drain (odd-length reads), which always says goodbye.
+                    let drained = seen.len() % 2 == 1;
+                    if drained {
+                        session.shutting_down();
+                    } else {
+                        session.idle_timeout();
+                    }
                     let kinds = flush(&mut session, setup.wire);
                     assert_eq!(
                         !kinds.is_empty(),
-                        setup.wire.says_goodbye_when_idle(),
-                        "the idle timeout's goodbye"
+                        drained || setup.wire.says_goodbye_when_idle(),
+                        "the goodbye at the idle timeout or the drain's end"
                     );
                     assert!(matches!(session.advance(&mut input), Action::Close));
                     assert_ne!(session.close_reason(), "closed");
+                    if drained {
+                        assert_eq!(session.close_reason(), "drained");
+                    }
                     return;
                 }
                 let Some(read) = reads.next() else {

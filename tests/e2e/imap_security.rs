@@ -104,7 +104,7 @@ async fn over_long_line_is_bad_then_repeated_closes() {
     let proxy = env.start_proxy(|_| {});
     let (mut client, _) = connect(&env, &proxy, TlsMode::Implicit).await;
     let mut long = b"x NOOP ".to_vec();
-    // Well over the line limit (a 16 KiB token, base64-encoded, plus the command: ~23 KiB).
+    // Well over the line limit (a 16 KiB token, base64-encoded, plus the command: ~24 KiB).
     long.resize(long.len() + 40 * 1024, b'A');
 
     // Without CRLF first: the proxy must not wait for the end to judge the length.

@@ -6,9 +6,12 @@
 #[allow(dead_code)] // each test module uses a different part of the support code
 mod support;
 
+mod auth_limits;
 mod cli;
+mod connection_limits;
 mod dovecot_backend;
 mod examples;
+mod flapping_provider;
 mod imap_backend;
 mod imap_jwt;
 mod imap_login;
@@ -27,4 +30,5 @@ mod smtp_fidelity;
 mod smtp_submission;
 mod smtp_xclient;
 mod strategies_smtp_sieve;
+mod token_sizes;
 mod validator_policy;

@@ -179,6 +179,11 @@ async fn out_of_descriptors_the_listener_pauses_and_recovers() {
     config.listeners[0]
         .extra
         .push("max_connections = 1000".into());
+    // All 80 come from one address: without this they would be refused (and closed) at
+    // max_prelogin_per_address instead of exhausting the descriptors.
+    config.listeners[0]
+        .extra
+        .push("max_prelogin_per_address = 1000".into());
     let proxy = crate::support::Proxy::start_with_open_files(env.dir.path(), &config, Some(64));
     assert!(
         proxy.log().contains("open files limit soft=64 hard=64"),

@@ -54,7 +54,8 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
     /// Certificate for implicit-TLS and STARTTLS listeners.
     pub tls: Option<TlsConfig>,
-    /// What failed logins cost the client: delays and a per-address budget.
+    /// What failed logins cost the client: delays, and budgets per address and per claimed
+    /// user.
     #[serde(default)]
     pub auth_limits: AuthLimitsConfig,
     /// Where clients connect.
@@ -132,9 +133,9 @@ pub struct AuthLimitsConfig {
     /// The longest delay.
     #[serde(default = "defaults::max_failure_delay", deserialize_with = "duration")]
     pub max_failure_delay: Duration,
-    /// Failed logins one client address (IPv6: one /64) may have in a burst; then its
+    /// Failed logins one client address (IPv6: one /56) may have in a burst; then its
     /// logins are refused with "try again later" before anyone is asked, except with a
-    /// token already known to be valid.
+    /// token already known to be valid or the built-in issuer's.
     #[serde(default = "defaults::address_failures")]
     pub address_failures: u32,
     /// One more failed login allowed per this long.
@@ -143,6 +144,29 @@ pub struct AuthLimitsConfig {
         deserialize_with = "duration"
     )]
     pub address_failure_refill: Duration,
+    /// Failed logins naming one user (`user=`, `a=`, the password login's name; trimmed,
+    /// ASCII case ignored), from all addresses together, in a burst; then logins naming
+    /// that user are refused with "try again later" before anyone is asked, with the same
+    /// exceptions.
+    #[serde(default = "defaults::user_failures")]
+    pub user_failures: u32,
+    /// One more failed login for the user allowed per this long.
+    #[serde(
+        default = "defaults::user_failure_refill",
+        deserialize_with = "duration"
+    )]
+    pub user_failure_refill: Duration,
+    /// Identity-provider requests for tokens the cache does not know that one client
+    /// address may cause in a burst; a token the provider accepts gives its request back.
+    /// Then that address's unknown tokens get "try again later" without a request.
+    #[serde(default = "defaults::address_idp_requests")]
+    pub address_idp_requests: u32,
+    /// One more request allowed per this long.
+    #[serde(
+        default = "defaults::address_idp_request_refill",
+        deserialize_with = "duration"
+    )]
+    pub address_idp_request_refill: Duration,
 }
 
 impl Default for AuthLimitsConfig {
@@ -152,6 +176,10 @@ impl Default for AuthLimitsConfig {
             max_failure_delay: defaults::max_failure_delay(),
             address_failures: defaults::address_failures(),
             address_failure_refill: defaults::address_failure_refill(),
+            user_failures: defaults::user_failures(),
+            user_failure_refill: defaults::user_failure_refill(),
+            address_idp_requests: defaults::address_idp_requests(),
+            address_idp_request_refill: defaults::address_idp_request_refill(),
         }
     }
 }
@@ -164,6 +192,10 @@ impl AuthLimitsConfig {
             max_failure_delay: self.max_failure_delay,
             address_failures: self.address_failures,
             address_failure_refill: self.address_failure_refill,
+            user_failures: self.user_failures,
+            user_failure_refill: self.user_failure_refill,
+            address_idp_requests: self.address_idp_requests,
+            address_idp_request_refill: self.address_idp_request_refill,
         }
     }
 }
@@ -254,9 +286,15 @@ pub struct ListenerConfig {
     /// Failed authentications allowed on one connection before it is closed.
     #[serde(default = "defaults::max_auth_failures")]
     pub max_auth_failures: u32,
-    /// Concurrent connections accepted on this listener; further ones wait in the backlog.
+    /// Concurrent connections on this listener; further ones are accepted, told to try
+    /// again later (the protocol's refusal, e.g. `* BYE [UNAVAILABLE]`) and closed.
     #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
+    /// Connections one client address (IPv6: one /56) may hold on this listener before
+    /// they log in; further ones get the protocol's refusal and are closed. A connection
+    /// no longer counts once logged in.
+    #[serde(default = "defaults::max_prelogin_per_address")]
+    pub max_prelogin_per_address: u32,
 }
 
 /// TLS towards a backend.
@@ -356,6 +394,12 @@ mod defaults {
     pub fn max_connections() -> usize {
         10_000
     }
+    /// Twenty: a mail client opens a handful of connections at once (Thunderbird up to
+    /// five per account), a few of them behind one NAT address still fit, and one source
+    /// cannot hold more than a sliver of `max_connections` with logins it never finishes.
+    pub fn max_prelogin_per_address() -> u32 {
+        20
+    }
     /// Dovecot's `auth_failure_delay`.
     pub fn failure_delay() -> Duration {
         Duration::from_secs(2)
@@ -369,6 +413,25 @@ mod defaults {
     }
     pub fn address_failure_refill() -> Duration {
         Duration::from_secs(60)
+    }
+    /// Ten as well: a user whose devices still try an old password stays under it, while
+    /// a botnet guessing one account gets ten tries and then one a minute (1,440 a day),
+    /// however many addresses it has.
+    pub fn user_failures() -> u32 {
+        10
+    }
+    pub fn user_failure_refill() -> Duration {
+        Duration::from_secs(60)
+    }
+    /// Thirty requests that bring no valid token, then one every two seconds (1,800 an
+    /// hour): more than a NAT's worth of expired tokens, while one source can cost a
+    /// provider at most half a request a second, outages included (which the failure
+    /// budget does not count).
+    pub fn address_idp_requests() -> u32 {
+        30
+    }
+    pub fn address_idp_request_refill() -> Duration {
+        Duration::from_secs(2)
     }
     pub fn backend_tls() -> super::BackendTls {
         super::BackendTls::None

@@ -3,8 +3,7 @@
 //! for every protocol: what differs is behind [`session::Session`] and the backend login.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -13,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, error, info, info_span, Instrument};
 
-use crate::auth::{self, AuthError};
+use crate::auth::{self, AuthError, Refused};
 use crate::backend::{self, LoggedIn};
 use crate::config::ListenerTls;
 use crate::failure::LoginFailure;
@@ -21,16 +20,20 @@ use crate::listener::{next_session_id, ListenerContext};
 use crate::metrics::{Credential, LoginOutcome, METRICS};
 use crate::relay;
 use crate::stream::ClientStream;
+use crate::throttle::{Charge, Cost, Limit, Throttle};
 
 /// Pre-login reads: small, since commands are small; a long AUTHENTICATE line grows the
 /// buffer up to the framer's limit.
 const READ_CHUNK: usize = 4 * 1_024;
 
-/// Serves one client connection from accept to close.
+/// Serves one client connection from accept to close. `admission` holds its places on the
+/// listener: the per-address one is given back at login, the rest before the closing log
+/// line.
 pub async fn serve<S: Session>(
     tcp: TcpStream,
     peer: SocketAddr,
     context: Arc<ListenerContext>,
+    mut admission: crate::admission::Admission,
     new_session: impl FnOnce(bool) -> S,
 ) {
     let id = next_session_id();
@@ -48,12 +51,23 @@ pub async fn serve<S: Session>(
         // The pre-login future (session state, validation, backend login) is large and lives
         // on its own heap allocation, freed at login: during the relay, which may last days,
         // the task holds only the two connections and the relay's counters.
-        let ended = Box::pin(run(tcp, peer, &context, &id, new_session)).await;
+        let pre_login = Box::pin(run(tcp, peer, &context, &id, new_session));
+        // When the drain is over, a session waiting for its client says goodbye in `run`
+        // (polled first); one busy with anything else (a handshake, a login) is cut here.
+        let ended = tokio::select! {
+            biased;
+            ended = pre_login => ended,
+            () = context.drain_over.cancelled() => Ok(PreLoginEnd::Closed("drained")),
+        };
         let closed = match ended {
             Ok(PreLoginEnd::Closed(reason)) => Ok(Closed::BeforeLogin(reason)),
-            Ok(PreLoginEnd::LoggedIn(handoff)) => relay_after_login(handoff).await,
+            Ok(PreLoginEnd::LoggedIn(handoff)) => {
+                admission.logged_in();
+                relay_after_login(handoff, &context).await
+            }
             Err(e) => Err(e),
         };
+        drop(admission);
         match closed {
             Ok(Closed::BeforeLogin(reason)) => info!(outcome = reason, "closed"),
             Ok(Closed::AfterRelay(relayed)) => {
@@ -63,7 +77,11 @@ pub async fn serve<S: Session>(
                     relayed.backend_to_client,
                 );
                 info!(
-                    outcome = "relayed",
+                    outcome = if relayed.stopped {
+                        "drained"
+                    } else {
+                        "relayed"
+                    },
                     client_bytes = relayed.client_to_backend,
                     backend_bytes = relayed.backend_to_client,
                     error = relayed
@@ -140,7 +158,12 @@ async fn run<S: Session>(
                 // pre-login deadline, which no amount of activity moves.
                 let left = deadline.saturating_duration_since(Instant::now());
                 let wait = context.preauth_idle_timeout.min(left);
-                let read = tokio::time::timeout(wait, client.read_buf(&mut input)).await;
+                let read = tokio::select! {
+                    read = tokio::time::timeout(wait, client.read_buf(&mut input)) => read,
+                    () = context.drain_over.cancelled() => {
+                        return Ok(say_goodbye(&mut session, &mut client).await);
+                    }
+                };
                 match read {
                     Ok(Ok(0)) => return Ok(PreLoginEnd::Closed("client-closed")),
                     Ok(Ok(_)) => {}
@@ -224,10 +247,8 @@ struct Attempt<'a> {
     peer: SocketAddr,
     credential: Credential,
     mechanism: &'static str,
-    /// The attempt took a unit of the address's failure budget ([`Throttle::begin`]).
-    ///
-    /// [`Throttle::begin`]: crate::throttle::Throttle::begin
-    charged: AtomicBool,
+    /// What the attempt took from the `[auth_limits]` budgets ([`Throttle::begin`]).
+    charge: Mutex<Charge>,
 }
 
 impl<'a> Attempt<'a> {
@@ -242,16 +263,20 @@ impl<'a> Attempt<'a> {
             peer,
             credential,
             mechanism,
-            charged: AtomicBool::new(false),
+            charge: Mutex::new(Charge::new(peer.ip())),
         }
     }
 
-    /// Takes a unit of the address's failure budget before anyone is asked; false when
-    /// none is left.
-    fn begin(&self) -> bool {
-        let taken = self.context.throttle.begin(self.peer.ip(), Instant::now());
-        self.charged.store(taken, Ordering::Relaxed);
-        taken
+    /// Applies `settle` to the attempt's charge. (The lock is never held across an await.)
+    fn settle<T>(&self, settle: impl FnOnce(&Throttle, &mut Charge, Instant) -> T) -> T {
+        let mut charge = self.charge.lock().unwrap_or_else(PoisonError::into_inner);
+        settle(&self.context.throttle, &mut charge, Instant::now())
+    }
+
+    /// Takes the attempt's units of the budgets before anyone is asked, or names the limit
+    /// that refuses it.
+    fn begin(&self, user: Option<&str>, cost: Cost) -> Result<(), Limit> {
+        self.settle(|throttle, charge, now| throttle.begin(charge, user, cost, now))
     }
 
     /// Password fallback: the backend checks the password by logging in with it.
@@ -261,9 +286,8 @@ impl<'a> Attempt<'a> {
         client_name: Option<&str>,
         session_id: &str,
     ) -> Result<LoggedIn, LoginFailure> {
-        if !self.begin() {
-            return Err(LoginFailure::Throttled);
-        }
+        self.begin(Some(&credentials.user), Cost::NoIdpRequest)
+            .map_err(LoginFailure::Throttled)?;
         let backend = &self.context.backend;
         let names =
             std::iter::once(credentials.user.as_str()).chain(credentials.authzid.as_deref());
@@ -295,12 +319,19 @@ impl<'a> Attempt<'a> {
         session_id: &str,
     ) -> Result<(LoggedIn, String), LoginFailure> {
         let validator = &self.context.validator;
-        // A token already known to be valid is never throttled nor charged: the limits
+        // A token known to be valid (or the built-in issuer's) is never throttled: the limits
         // spare the identity provider guesses, they do not lock out working tokens.
-        if !validator.is_known_valid(&credentials.token).await && !self.begin() {
-            return Err(LoginFailure::Throttled);
+        let cost = Cost::of_token(validator.answer_source(&credentials.token).await);
+        self.begin(credentials.authzid.as_deref(), cost)
+            .map_err(LoginFailure::Throttled)?;
+        let checked = auth::check(validator, credentials, &self.context.scope_key).await;
+        if matches!(
+            &checked,
+            Ok(_) | Err(AuthError::Refused(Refused::WrongUser { .. }))
+        ) {
+            self.settle(Throttle::token_accepted);
         }
-        let identity = match auth::check(validator, credentials, &self.context.scope_key).await {
+        let identity = match checked {
             Ok(identity) => identity,
             Err(AuthError::Unavailable(why)) => return Err(LoginFailure::IdpUnavailable(why)),
             Err(AuthError::Refused(reason)) => {
@@ -335,25 +366,16 @@ impl<'a> Attempt<'a> {
         METRICS.login(self.context.protocol, self.credential, failure.outcome());
         failure.log(self.mechanism, user);
         if failure.is_guess() {
-            let delay = self
-                .context
-                .throttle
-                .failed(self.peer.ip(), *failures, Instant::now());
+            let delay =
+                self.settle(|throttle, charge, now| throttle.failed(charge, *failures, now));
             *failures += 1;
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
         } else {
-            self.refund();
+            self.settle(Throttle::refund);
         }
         deliver(session, failure.verdict())
-    }
-
-    /// Not a failure after all: the address's unit goes back.
-    fn refund(&self) {
-        if self.charged.swap(false, Ordering::Relaxed) {
-            self.context.throttle.refund(self.peer.ip(), Instant::now());
-        }
     }
 
     /// The backend said yes: the client gets the success reply and the relay starts.
@@ -370,7 +392,7 @@ impl<'a> Attempt<'a> {
             self.credential,
             LoginOutcome::Success,
         );
-        self.refund();
+        self.settle(Throttle::refund);
         let capabilities = std::mem::take(&mut logged_in.capabilities);
         deliver(&mut session, Verdict::LoggedIn { capabilities })?;
         flush_output(&mut session, &mut client).await?;
@@ -390,7 +412,7 @@ impl<'a> Attempt<'a> {
 
 /// Hands over: what the client pipelined behind its login goes to the backend, what the
 /// backend sent behind its login reply goes to the client, then the plain byte copy.
-async fn relay_after_login(handoff: Handoff) -> std::io::Result<Closed> {
+async fn relay_after_login(handoff: Handoff, context: &ListenerContext) -> std::io::Result<Closed> {
     let Handoff {
         mut client,
         logged_in,
@@ -409,8 +431,22 @@ async fn relay_after_login(handoff: Handoff) -> std::io::Result<Closed> {
         client.write_all(&leftover).await?;
     }
     drop(leftover);
-    let outcome = relay::relay(&mut client, &mut backend).await;
+    // The drain's end stops the copy without a word: a goodbye written into the byte
+    // stream could land in the middle of a backend reply.
+    let stop = context.drain_over.cancelled();
+    let outcome = relay::relay_until(&mut client, &mut backend, stop).await;
     Ok(Closed::AfterRelay(outcome))
+}
+
+/// The drain is over while the session waits for its client: the protocol's goodbye, then
+/// close. Not waited for: a client that does not read its socket is owed nothing, and
+/// [`serve`] cuts a write that cannot finish at once.
+async fn say_goodbye<S: Session>(session: &mut S, client: &mut ClientStream) -> PreLoginEnd {
+    session.shutting_down();
+    if flush_output(session, client).await.is_ok() {
+        let _ = client.shutdown().await;
+    }
+    PreLoginEnd::Closed("drained")
 }
 
 /// Reports a verdict to the session.

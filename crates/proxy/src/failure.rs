@@ -1,7 +1,8 @@
 //! Why a login attempt did not end in a relay, and whose fault that was. Everything the
 //! driver does with a failure follows from this one type, in one place: the reply the client
 //! gets (a [`Verdict`]), the metric label, the log level, and whether it was a guess that
-//! costs the client a failure delay and a unit of its address's budget.
+//! costs the client a failure delay and a unit of its address's and its claimed user's
+//! budgets.
 
 use session::{Discovery, Refusal, Verdict};
 use tracing::{error, info, warn};
@@ -9,6 +10,7 @@ use tracing::{error, info, warn};
 use crate::auth::Refused;
 use crate::backend::BackendError;
 use crate::metrics::LoginOutcome;
+use crate::throttle::Limit;
 
 /// Whose fault a failed login was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +31,9 @@ pub enum Fault {
 /// A login attempt that failed.
 #[derive(Debug)]
 pub enum LoginFailure {
-    /// The client's address has used up its failed logins: nobody was asked.
-    Throttled,
+    /// An `[auth_limits]` budget is spent (the address's failures, the claimed user's, or
+    /// the address's identity-provider requests): nobody was asked.
+    Throttled(Limit),
     /// A password login naming the proxy's master user: nobody was asked.
     MasterIdentity,
     /// The validator refused the token, or the identity claimed with it.
@@ -50,7 +53,7 @@ impl LoginFailure {
     /// Whose fault it was.
     pub fn fault(&self) -> Fault {
         match self {
-            Self::Throttled | Self::MasterIdentity | Self::TokenRefused { .. } => Fault::Client,
+            Self::Throttled(_) | Self::MasterIdentity | Self::TokenRefused { .. } => Fault::Client,
             Self::IdpUnavailable(why) if why.is_configuration() => Fault::Configuration,
             Self::IdpUnavailable(_) => Fault::IdentityProvider,
             Self::Backend(error) => match error.fault() {
@@ -63,15 +66,16 @@ impl LoginFailure {
     }
 
     /// Whether this was a guess at credentials: it costs the client the failure delay and a
-    /// unit of its address's budget. Outages and throttling are not guesses.
+    /// unit of its address's and claimed user's budgets. Outages and throttling are not
+    /// guesses.
     pub fn is_guess(&self) -> bool {
-        self.fault() == Fault::Client && !matches!(self, Self::Throttled)
+        self.fault() == Fault::Client && !matches!(self, Self::Throttled(_))
     }
 
     /// The metric label.
     pub fn outcome(&self) -> LoginOutcome {
         match self {
-            Self::Throttled => LoginOutcome::Throttled,
+            Self::Throttled(_) => LoginOutcome::Throttled,
             Self::IdpUnavailable(_) => LoginOutcome::IdpUnavailable,
             _ if self.fault() == Fault::Client => LoginOutcome::Refused,
             _ => LoginOutcome::BackendUnavailable,
@@ -126,7 +130,7 @@ impl LoginFailure {
             Self::Backend(BackendError::TokenRefused { challenge }) => {
                 Verdict::BackendRefused { challenge }
             }
-            Self::Throttled | Self::IdpUnavailable(_) | Self::Backend(_) => Verdict::Unavailable,
+            Self::Throttled(_) | Self::IdpUnavailable(_) | Self::Backend(_) => Verdict::Unavailable,
         }
     }
 }
@@ -134,7 +138,13 @@ impl LoginFailure {
 impl std::fmt::Display for LoginFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Throttled => f.write_str("too many failed logins from this address"),
+            Self::Throttled(Limit::Address) => {
+                f.write_str("too many failed logins from this address")
+            }
+            Self::Throttled(Limit::User) => f.write_str("too many failed logins for this user"),
+            Self::Throttled(Limit::IdpRequests) => {
+                f.write_str("too many identity provider requests from this address")
+            }
             Self::MasterIdentity => f.write_str("the name is the proxy's master user's"),
             Self::TokenRefused { reason, .. } => write!(f, "{reason}"),
             Self::IdpUnavailable(why) => write!(f, "identity provider unavailable: {why}"),
@@ -156,7 +166,19 @@ mod tests {
         use validator::UnavailableKind::{Refused as IdpRefused, Timeout};
         let cases: Vec<(LoginFailure, Fault, LoginOutcome, bool)> = vec![
             (
-                LoginFailure::Throttled,
+                LoginFailure::Throttled(Limit::Address),
+                Fault::Client,
+                LoginOutcome::Throttled,
+                false,
+            ),
+            (
+                LoginFailure::Throttled(Limit::User),
+                Fault::Client,
+                LoginOutcome::Throttled,
+                false,
+            ),
+            (
+                LoginFailure::Throttled(Limit::IdpRequests),
                 Fault::Client,
                 LoginOutcome::Throttled,
                 false,
@@ -201,10 +223,12 @@ mod tests {
 
     #[test]
     fn replies_follow_the_failure() {
-        assert!(matches!(
-            LoginFailure::Throttled.verdict(),
-            Verdict::Unavailable
-        ));
+        for limit in Limit::ALL {
+            assert!(matches!(
+                LoginFailure::Throttled(limit).verdict(),
+                Verdict::Unavailable
+            ));
+        }
         assert!(matches!(
             LoginFailure::MasterIdentity.verdict(),
             Verdict::PasswordRefused

@@ -4,17 +4,19 @@
 //! `validator`.
 //!
 //! Reading order: [`server`] (builds the shared parts, starts the services and listeners,
-//! handles signals) → [`protocols`] (the registry: a listener's protocol → its session) →
+//! handles signals) → [`accept`] (who gets a session, who is turned away) → [`protocols`] (the registry: a listener's protocol → its session) →
 //! [`driver`] (the one loop around any `session::Session`: read, feed, act on its requests,
 //! hand over) → [`backend`] (connect, TLS, the one loop around any backend-login machine) →
 //! [`relay`] (the plain byte copy). Beside them: [`listener`] (what a listener's connections
-//! share), [`failure`] (whose fault a failed login was, and what follows from it),
+//! share), [`admission`] (connections before login per address), [`failure`] (whose fault a failed login was, and what follows from it),
 //! [`throttle`] (failed-login delays and budgets), [`auth`] (token → user), [`http`] (the
 //! HTTP service model), [`metrics`], [`config`], [`tls`].
 #![forbid(unsafe_code)]
 #![deny(missing_debug_implementations)]
 
+pub mod accept;
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod backend;
 pub mod config;

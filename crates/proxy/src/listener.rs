@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
 use crate::config::{ListenerTls, Protocol};
@@ -45,6 +46,9 @@ pub struct ListenerContext {
     /// What a client with an unusable response is told in the error challenge (the first
     /// issuer's hints); a refused token gets its own issuer's.
     pub challenge: session::Discovery,
+    /// Cancelled when SIGTERM's `drain_timeout` is over: sessions still open then say the
+    /// protocol's goodbye (before login) or stop relaying, and log how they ended.
+    pub drain_over: CancellationToken,
 }
 
 impl std::fmt::Debug for ListenerContext {

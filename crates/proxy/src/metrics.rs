@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::http::HttpLimits;
 
 use crate::config::Protocol;
+use crate::throttle::Limit;
 
 const PROTOCOLS: [(Protocol, &str); 4] = [
     (Protocol::Imap, "imap"),
@@ -74,14 +75,26 @@ const CREDENTIALS: [(Credential, &str); 2] = [
     (Credential::Password, "password"),
 ];
 
+/// Why a connection was turned away at accept, as a metric label: the key whose limit it
+/// met.
+const REFUSALS: [(session::Busy, &str); 2] = [
+    (session::Busy::ListenerFull, "max_connections"),
+    (session::Busy::AddressLimit, "per_address"),
+];
+
 /// Process-wide counters.
 #[derive(Debug)]
 pub struct Metrics {
     connections: [AtomicU64; 4],
+    refused: [[AtomicU64; 2]; 4],
     active: [AtomicI64; 4],
     logins: [[[AtomicU64; 5]; 2]; 4],
     client_bytes: [AtomicU64; 4],
     backend_bytes: [AtomicU64; 4],
+    /// Logins refused by each `[auth_limits]` limit, in [`Limit::ALL`] order.
+    auth_limited: [AtomicU64; 3],
+    /// Keys each limit tracks now.
+    auth_tracked: [AtomicU64; 3],
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -91,15 +104,20 @@ const ZERO_I: AtomicI64 = AtomicI64::new(0);
 #[allow(clippy::declare_interior_mutable_const)]
 const ZERO_ROW: [AtomicU64; 5] = [ZERO; 5];
 #[allow(clippy::declare_interior_mutable_const)]
+const ZERO_PAIR: [AtomicU64; 2] = [ZERO; 2];
+#[allow(clippy::declare_interior_mutable_const)]
 const ZERO_TABLE: [[AtomicU64; 5]; 2] = [ZERO_ROW; 2];
 
 /// The counters of this process.
 pub static METRICS: Metrics = Metrics {
     connections: [ZERO; 4],
+    refused: [ZERO_PAIR; 4],
     active: [ZERO_I; 4],
     logins: [ZERO_TABLE; 4],
     client_bytes: [ZERO; 4],
     backend_bytes: [ZERO; 4],
+    auth_limited: [ZERO; 3],
+    auth_tracked: [ZERO; 3],
 };
 
 /// Counts a connection as active until dropped.
@@ -112,6 +130,13 @@ impl Metrics {
         self.connections[index(protocol)].fetch_add(1, Ordering::Relaxed);
         self.active[index(protocol)].fetch_add(1, Ordering::Relaxed);
         ActiveSession(protocol)
+    }
+
+    /// A connection was accepted and turned away at once (the protocol's refusal, then
+    /// close); it is not counted in `bearergate_connections_total`.
+    pub fn connection_refused(&self, protocol: Protocol, why: session::Busy) {
+        let column = REFUSALS.iter().position(|(b, _)| *b == why).unwrap_or(0);
+        self.refused[index(protocol)][column].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A login attempt ended.
@@ -157,6 +182,24 @@ impl Metrics {
             "bearergate_connections_total",
             "counter",
             "Client connections accepted.",
+            &lines,
+        );
+        lines.clear();
+        for (protocol, label) in PROTOCOLS {
+            for (column, (_, reason)) in REFUSALS.iter().enumerate() {
+                let _ = writeln!(
+                    lines,
+                    "bearergate_connections_refused_total{{protocol=\"{label}\",reason=\"{reason}\"}} {}",
+                    self.refused[index(protocol)][column].load(Ordering::Relaxed)
+                );
+            }
+        }
+        push(
+            &mut out,
+            "bearergate_connections_refused_total",
+            "counter",
+            "Client connections accepted and turned away at once, by the limit they met: the \
+             listener's max_connections, or max_prelogin_per_address.",
             &lines,
         );
         lines.clear();
@@ -237,6 +280,11 @@ impl Metrics {
                 "Token checks the identity provider could not answer.",
                 validator.unavailable,
             ),
+            (
+                "bearergate_tokens_kept_confirmed_total",
+                "Token checks the identity provider could not answer, accepted as it confirmed the token earlier (keep_confirmed_tokens).",
+                validator.kept_confirmed,
+            ),
         ] {
             push(
                 &mut out,
@@ -246,9 +294,51 @@ impl Metrics {
                 &format!("{name} {value}\n"),
             );
         }
+        self.render_auth_limits(&mut out);
         render_issuers(&mut out, issuers);
         out
     }
+}
+
+/// `[auth_limits]`: refusals by limit, and the keys each tracks.
+impl Metrics {
+    /// A login was refused by `limit` before anyone was asked.
+    pub fn auth_limited(&self, limit: Limit) {
+        self.auth_limited[limit_index(limit)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `limit`'s table now tracks `keys` addresses or users.
+    pub fn auth_limit_tracked(&self, limit: Limit, keys: usize) {
+        let keys = u64::try_from(keys).unwrap_or(u64::MAX);
+        self.auth_tracked[limit_index(limit)].store(keys, Ordering::Relaxed);
+    }
+
+    fn render_auth_limits(&self, out: &mut String) {
+        for (name, kind, help, values) in [
+            (
+                "bearergate_auth_limited_total",
+                "counter",
+                "Logins answered \"try again later\" by an [auth_limits] limit before anyone was asked: failures per address or per claimed user, identity-provider requests per address.",
+                &self.auth_limited,
+            ),
+            (
+                "bearergate_auth_limit_tracked",
+                "gauge",
+                "Addresses or claimed users each [auth_limits] limit tracks (bounded; the least suspicious are dropped first).",
+                &self.auth_tracked,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for limit in Limit::ALL {
+                let value = values[limit_index(limit)].load(Ordering::Relaxed);
+                let _ = writeln!(out, "{name}{{limit=\"{}\"}} {value}", limit.label());
+            }
+        }
+    }
+}
+
+fn limit_index(limit: Limit) -> usize {
+    Limit::ALL.iter().position(|l| *l == limit).unwrap_or(0)
 }
 
 impl Drop for ActiveSession {
@@ -341,6 +431,7 @@ mod tests {
     #[test]
     fn render_has_every_family_once_with_labels() {
         let _guard = METRICS.session_started(Protocol::Imap);
+        METRICS.connection_refused(Protocol::Pop3, session::Busy::AddressLimit);
         METRICS.login(
             Protocol::Imap,
             Credential::Password,
@@ -358,6 +449,7 @@ mod tests {
         assert!(text.contains("bearergate_idp_rejected_total{issuer=\"key\\\"cloak\"} 2\n"));
         for family in [
             "bearergate_connections_total",
+            "bearergate_connections_refused_total",
             "bearergate_sessions_active",
             "bearergate_logins_total",
             "bearergate_relayed_bytes_total",
@@ -375,11 +467,49 @@ mod tests {
         assert!(text.contains(
             "bearergate_logins_total{protocol=\"imap\",credential=\"token\",outcome=\"refused\"} "
         ));
+        assert!(text.contains(
+            "bearergate_connections_refused_total{protocol=\"smtp\",reason=\"max_connections\"} "
+        ));
+        let per_address = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(
+                    "bearergate_connections_refused_total{protocol=\"pop3\",reason=\"per_address\"} ",
+                )
+            })
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("per-address refusals of pop3");
+        assert!(per_address >= 1);
         let active: i64 = text
             .lines()
             .find_map(|l| l.strip_prefix("bearergate_sessions_active{protocol=\"imap\"} "))
             .and_then(|v| v.parse().ok())
             .expect("active gauge");
         assert!(active >= 1);
+    }
+
+    #[test]
+    fn auth_limits_are_rendered_by_limit() {
+        METRICS.auth_limited(Limit::User);
+        METRICS.auth_limit_tracked(Limit::IdpRequests, 3);
+        let text = METRICS.render(&validator::ValidatorStats::default(), &[]);
+        for family in [
+            "bearergate_auth_limited_total",
+            "bearergate_auth_limit_tracked",
+        ] {
+            assert_eq!(text.matches(&format!("# TYPE {family} ")).count(), 1);
+            for limit in ["address", "user", "idp_requests"] {
+                assert!(
+                    text.contains(&format!("{family}{{limit=\"{limit}\"}} ")),
+                    "{family} {limit}"
+                );
+            }
+        }
+        let refused: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("bearergate_auth_limited_total{limit=\"user\"} "))
+            .and_then(|v| v.parse().ok())
+            .expect("user refusals");
+        assert!(refused >= 1);
     }
 }

@@ -1,5 +1,5 @@
 //! Each protocol's pre-login session, set up from its listener and plugged into the shared
-//! [`crate::driver`].
+//! [`crate::driver`], and what a client turned away at accept hears in that protocol.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,16 +10,35 @@ use session::sieve::{SieveSession, SieveSessionConfig};
 use session::smtp::{SmtpSession, SmtpSessionConfig};
 use tokio::net::TcpStream;
 
+use crate::admission::Admission;
 use crate::config::{ListenerTls, Protocol};
 use crate::driver;
 use crate::listener::ListenerContext;
 
-/// Serves a connection with the listener's protocol.
-pub async fn serve(tcp: TcpStream, peer: SocketAddr, context: Arc<ListenerContext>) {
+/// What a client turned away at accept (a full listener, or its address at
+/// `max_prelogin_per_address`) is told before the connection closes: each protocol's
+/// "try again later", written by its session code like every other pre-login reply.
+pub fn refusal(context: &ListenerContext, why: session::Busy) -> Vec<u8> {
+    match context.protocol {
+        Protocol::Imap => session::imap::refusal(why),
+        Protocol::Smtp => session::smtp::refusal(why, &context.hostname),
+        Protocol::Sieve => session::sieve::refusal(why),
+        Protocol::Pop3 => session::pop3::refusal(why),
+    }
+}
+
+/// Serves a connection with the listener's protocol, holding its `admission` (its places
+/// on the listener) until it ends.
+pub async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    context: Arc<ListenerContext>,
+    admission: Admission,
+) {
     match context.protocol {
         Protocol::Imap => {
             let config = imap_config(&context);
-            driver::serve(tcp, peer, context, move |tls_active| {
+            driver::serve(tcp, peer, context, admission, move |tls_active| {
                 ImapSession::new(ImapSessionConfig {
                     tls_active,
                     ..config
@@ -29,7 +48,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, context: Arc<ListenerContex
         }
         Protocol::Smtp => {
             let config = smtp_config(&context);
-            driver::serve(tcp, peer, context, move |tls_active| {
+            driver::serve(tcp, peer, context, admission, move |tls_active| {
                 SmtpSession::new(SmtpSessionConfig {
                     tls_active,
                     ..config
@@ -39,7 +58,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, context: Arc<ListenerContex
         }
         Protocol::Sieve => {
             let config = sieve_config(&context);
-            driver::serve(tcp, peer, context, move |tls_active| {
+            driver::serve(tcp, peer, context, admission, move |tls_active| {
                 SieveSession::new(SieveSessionConfig {
                     tls_active,
                     ..config
@@ -49,7 +68,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, context: Arc<ListenerContex
         }
         Protocol::Pop3 => {
             let config = pop3_config(&context);
-            driver::serve(tcp, peer, context, move |tls_active| {
+            driver::serve(tcp, peer, context, admission, move |tls_active| {
                 Pop3Session::new(Pop3SessionConfig {
                     tls_active,
                     ..config

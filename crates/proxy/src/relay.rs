@@ -31,6 +31,8 @@ pub struct RelayOutcome {
     pub backend_to_client: u64,
     /// The I/O error that ended the relay, if any (a reset is the usual one).
     pub error: Option<io::Error>,
+    /// Stopped from outside ([`relay_until`]: the drain is over), not by either side.
+    pub stopped: bool,
 }
 
 /// Copies until the backend has closed and all it sent was delivered, or either side failed.
@@ -50,6 +52,38 @@ where
         client_to_backend: pipe.up.total,
         backend_to_client: pipe.down.total,
         error,
+        stopped: false,
+    }
+}
+
+/// Like [`relay`], until `stop` completes: then the copy ends where it is, with the counts
+/// so far. Nothing is written to either side — the relay never injects bytes into the
+/// stream — and bytes in flight are dropped with the connections.
+pub async fn relay_until<C, B>(
+    client: &mut C,
+    backend: &mut B,
+    stop: impl Future<Output = ()>,
+) -> RelayOutcome
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut pipe = Relay {
+        client,
+        backend,
+        up: Direction::default(),
+        down: Direction::default(),
+    };
+    let (error, stopped) = tokio::select! {
+        biased;
+        copied = &mut pipe => (copied.err(), false),
+        () = stop => (None, true),
+    };
+    RelayOutcome {
+        client_to_backend: pipe.up.total,
+        backend_to_client: pipe.down.total,
+        error,
+        stopped,
     }
 }
 
@@ -286,6 +320,47 @@ mod tests {
         read.read_to_end(&mut rest)
             .await
             .expect("backend sees the relay end");
+    }
+
+    #[tokio::test]
+    async fn a_stopped_relay_keeps_its_counts_and_writes_nothing_more() {
+        let (mut client_far, mut client_near) = duplex(1024);
+        let (mut backend_near, mut backend_far) = duplex(1024);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let stopper = stop.clone();
+        let task = tokio::spawn(async move {
+            relay_until(
+                &mut client_near,
+                &mut backend_near,
+                stopper.cancelled_owned(),
+            )
+            .await
+        });
+        client_far.write_all(b"a NOOP\r\n").await.expect("write");
+        let mut command = [0u8; 8];
+        backend_far.read_exact(&mut command).await.expect("relayed");
+        backend_far.write_all(b"a OK\r\n").await.expect("write");
+        let mut reply = [0u8; 6];
+        client_far.read_exact(&mut reply).await.expect("relayed");
+        stop.cancel();
+        let outcome = task.await.expect("join");
+        assert!(outcome.stopped);
+        assert!(outcome.error.is_none());
+        assert_eq!(
+            (outcome.client_to_backend, outcome.backend_to_client),
+            (8, 6)
+        );
+        // Both sides see the connection end with nothing injected.
+        let mut rest = Vec::new();
+        client_far
+            .read_to_end(&mut rest)
+            .await
+            .expect("client side");
+        backend_far
+            .read_to_end(&mut rest)
+            .await
+            .expect("backend side");
+        assert!(rest.is_empty(), "{rest:?}");
     }
 
     #[tokio::test]

@@ -1,8 +1,11 @@
 //! The top of the program: builds the shared parts (validator, TLS, backends, failure
 //! throttle), starts the services (metrics over HTTP, one accept loop per listener, the
 //! backends' capability probes) and waits for signals. SIGTERM stops accepting and gives
-//! open sessions `drain_timeout` to finish. What one connection needs lives in
-//! [`crate::listener`]; what it does, in [`crate::driver`].
+//! open sessions `drain_timeout` to finish; those still open then are told so (before
+//! login: the protocol's goodbye; relays: closed, since nothing may be injected into the
+//! backend's byte stream) and log how they ended. Who is accepted lives in
+//! [`crate::accept`]; what one connection needs, in [`crate::listener`]; what it does, in
+//! [`crate::driver`].
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,11 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::backend::Backend;
 use crate::config::{self, Config, ListenerTls, Protocol};
@@ -85,6 +87,9 @@ fn build_validator(
     built.map_err(|e| StartError::Validator(e.to_string()))
 }
 
+/// After the drain, the longest the sessions get to log their end.
+const FAREWELL_WAIT: Duration = Duration::from_secs(1);
+
 /// Runs until SIGTERM or SIGINT, then drains.
 pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
     raise_descriptor_limit(&config);
@@ -114,6 +119,7 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
     let challenge = validator.default_discovery().clone();
 
     let shutdown = CancellationToken::new();
+    let drain_over = CancellationToken::new();
     let tracker = TaskTracker::new();
     if let Some(metrics) = &config.metrics {
         let listener = crate::metrics::bind(metrics.listen)
@@ -188,6 +194,7 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
             validator: validator.clone(),
             scope_key: listener_config.protocol.scope_key(),
             challenge: challenge.clone(),
+            drain_over: drain_over.clone(),
         });
         info!(
             protocol = listener_config.protocol.name(),
@@ -195,13 +202,16 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
             tls = ?listener_config.tls,
             "listening"
         );
-        bound.push((listener, context, listener_config.max_connections));
-    }
-    for (listener, context, max_connections) in bound {
-        tracker.spawn(accept_loop(
+        bound.push(crate::accept::Listening {
             listener,
             context,
-            Arc::new(Semaphore::new(max_connections)),
+            max_connections: listener_config.max_connections,
+            max_prelogin_per_address: listener_config.max_prelogin_per_address,
+        });
+    }
+    for listening in bound {
+        tracker.spawn(crate::accept::accept_loop(
+            listening,
             tracker.clone(),
             shutdown.clone(),
         ));
@@ -236,6 +246,15 @@ pub async fn run(config: Config, base: &Path) -> Result<(), StartError> {
         .is_err()
     {
         warn!("drain timeout reached; closing the remaining sessions");
+        drain_over.cancel();
+        // Each session says its goodbye if its socket takes it at once, and logs its end;
+        // none waits on a client, so this is quick.
+        if tokio::time::timeout(FAREWELL_WAIT, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("sessions still open after their goodbye; exiting anyway");
+        }
     }
     info!("bearergate stopped");
     Ok(())
@@ -259,58 +278,6 @@ async fn wait_for_signal() {
     }
 }
 
-/// Accept errors that mean the process is out of a resource, not that one client failed.
-fn is_exhaustion(error: &std::io::Error) -> bool {
-    // EMFILE, ENFILE, ENOBUFS, ENOMEM.
-    matches!(error.raw_os_error(), Some(24 | 23 | 105 | 12))
-}
-
-/// How an accept loop backs off while the process is out of descriptors: pauses that double
-/// from 10 ms to 1 s, one warning when a burst starts and one line with its count when it
-/// ends.
-#[derive(Debug)]
-struct AcceptBackoff {
-    failures: u64,
-    pause: Duration,
-}
-
-impl AcceptBackoff {
-    const FIRST: Duration = Duration::from_millis(10);
-    const LONGEST: Duration = Duration::from_secs(1);
-
-    fn new() -> Self {
-        Self {
-            failures: 0,
-            pause: Self::FIRST,
-        }
-    }
-
-    fn failed(&mut self, context: &ListenerContext, error: &std::io::Error) -> Duration {
-        if self.failures == 0 {
-            warn!(
-                protocol = context.protocol.name(),
-                error = %error,
-                "cannot accept connections: out of descriptors; pausing this listener"
-            );
-        }
-        self.failures += 1;
-        let pause = self.pause;
-        self.pause = (self.pause * 2).min(Self::LONGEST);
-        pause
-    }
-
-    fn recovered(&mut self, context: &ListenerContext) {
-        if self.failures > 0 {
-            info!(
-                protocol = context.protocol.name(),
-                failed_accepts = self.failures,
-                "accepting connections again"
-            );
-            *self = Self::new();
-        }
-    }
-}
-
 /// Raises the soft limit on open files to the hard one (the default soft limit of 1,024
 /// serves ~500 sessions), logs both, and warns when the listeners' `max_connections` cannot
 /// all be served: each session holds two descriptors, the client's and the backend's.
@@ -327,8 +294,13 @@ fn raise_descriptor_limit(config: &Config) {
         .iter()
         .map(|listener| listener.max_connections as u64)
         .sum();
-    // Listeners, the metrics endpoint, log and identity-provider connections: a margin.
-    let needed = sessions.saturating_mul(2).saturating_add(64);
+    // Listeners, the metrics endpoint, log and identity-provider connections: a margin;
+    // and the refusals each listener may be writing.
+    let refusals = (config.listeners.len() * crate::accept::REFUSALS_IN_FLIGHT) as u64;
+    let needed = sessions
+        .saturating_mul(2)
+        .saturating_add(64)
+        .saturating_add(refusals);
     if needed > soft {
         warn!(
             needed,
@@ -337,61 +309,4 @@ fn raise_descriptor_limit(config: &Config) {
              (two per session); lower max_connections or raise the limit (LimitNOFILE=)"
         );
     }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    context: Arc<ListenerContext>,
-    slots: Arc<Semaphore>,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-) {
-    let mut backoff = AcceptBackoff::new();
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-        };
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => {
-                backoff.recovered(&context);
-                pair
-            }
-            Err(e) if is_exhaustion(&e) => {
-                // Out of descriptors (or memory): retrying at once would spin on the same
-                // error, starve the other listeners and flood the log. Pause, log once per
-                // burst, and let relaying sessions free what they hold.
-                let pause = backoff.failed(&context, &e);
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(pause) => {}
-                }
-                continue;
-            }
-            Err(e) => {
-                // A client that gave up while queued (ECONNABORTED and the like).
-                debug!(error = %e, "accept failed");
-                continue;
-            }
-        };
-        let context = context.clone();
-        tracker.spawn(async move {
-            serve(stream, peer, context).await;
-            drop(permit);
-        });
-    }
-}
-
-async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<ListenerContext>) {
-    // Login latency matters more than the few bytes Nagle would save.
-    let _ = stream.set_nodelay(true);
-    let _active = crate::metrics::METRICS.session_started(context.protocol);
-    crate::protocols::serve(stream, peer, context).await;
 }

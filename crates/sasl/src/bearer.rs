@@ -3,7 +3,7 @@
 
 use secrecy::SecretString;
 
-use crate::SaslError;
+use crate::{SaslError, MAX_TOKEN_LEN};
 
 /// Whether `token` matches RFC 6750 §2.1:
 ///
@@ -51,7 +51,8 @@ fn trim_blanks(mut value: &[u8]) -> &[u8] {
 /// several spaces or tabs after it, blanks before the scheme and after the token.
 ///
 /// An empty value is [`SaslError::EmptyAuth`], not a generic error: RFC 7628 §4.3 shows
-/// clients sending `auth=` on purpose to fetch the discovery challenge.
+/// clients sending `auth=` on purpose to fetch the discovery challenge. A token longer than
+/// [`MAX_TOKEN_LEN`] is [`SaslError::TooLong`]: the client hears "too long", not "invalid".
 pub(crate) fn parse_auth_value(value: &[u8]) -> Result<SecretString, SaslError> {
     let value = trim_blanks(value);
     if value.is_empty() {
@@ -63,6 +64,12 @@ pub(crate) fn parse_auth_value(value: &[u8]) -> Result<SecretString, SaslError> 
         return Err(SaslError::UnsupportedScheme);
     }
     let token = trim_blanks(rest);
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(SaslError::TooLong {
+            len: token.len(),
+            max: MAX_TOKEN_LEN,
+        });
+    }
     if !is_b64token(token) {
         return Err(SaslError::InvalidToken);
     }
@@ -141,5 +148,26 @@ mod tests {
                 String::from_utf8_lossy(value)
             );
         }
+    }
+
+    #[test]
+    fn token_length_limit() {
+        let at_limit = format!("Bearer {}", "t".repeat(MAX_TOKEN_LEN));
+        let got = parse_auth_value(at_limit.as_bytes()).map(|t| t.expose_secret().len());
+        assert_eq!(got, Ok(MAX_TOKEN_LEN));
+        let over = format!("Bearer {}", "t".repeat(MAX_TOKEN_LEN + 1));
+        assert_eq!(
+            parse_auth_value(over.as_bytes()).map(|_| ()),
+            Err(SaslError::TooLong {
+                len: MAX_TOKEN_LEN + 1,
+                max: MAX_TOKEN_LEN
+            })
+        );
+        // Too long is said before anything else about the token.
+        let over_and_bad = format!("Bearer {} x", "t".repeat(MAX_TOKEN_LEN));
+        assert!(matches!(
+            parse_auth_value(over_and_bad.as_bytes()),
+            Err(SaslError::TooLong { .. })
+        ));
     }
 }

@@ -22,8 +22,11 @@ pub enum Fault {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SaslError {
-    /// The (decoded) response is longer than [`crate::MAX_RESPONSE_LEN`].
-    #[error("SASL response of {len} octets exceeds the limit of {max}")]
+    /// The (decoded) response is longer than [`crate::MAX_RESPONSE_LEN`], its base64 longer
+    /// than [`crate::MAX_ENCODED_RESPONSE_LEN`], or the bearer token in it longer than
+    /// [`crate::MAX_TOKEN_LEN`]. Sessions answer it with their protocol's "too long" reply,
+    /// never with "invalid base64".
+    #[error("SASL response or token of {len} octets exceeds the limit of {max}")]
     TooLong {
         /// Length seen (decoded, or encoded when rejected before decoding).
         len: usize,

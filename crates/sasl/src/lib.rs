@@ -56,18 +56,34 @@ pub use plain::{parse_plain, plain_client_response, PlainCredentials};
 pub use server::{ClientMessage, Failure, ServerExchange, ServerStep};
 pub use xoauth2::{parse_xoauth2, xoauth2_client_response};
 
-/// Largest decoded client response accepted, in octets: 16 KiB.
+/// Longest bearer token accepted, in octets: 16 KiB.
 ///
-/// JWT access tokens are typically 1–4 KiB; 16 KiB leaves room for fat tokens with many
-/// claims while bounding what one unauthenticated client can make us hold. Longer responses
-/// are rejected, never truncated (a truncated token fails in baffling ways).
-pub const MAX_RESPONSE_LEN: usize = 16 * 1_024;
+/// JWT access tokens are typically 1–4 KiB, but an Entra ID token lists the user's groups
+/// (up to 200 of them, 39 octets each in the JSON, before it switches to an overage
+/// claim), which takes it to about 12 KiB; 16 KiB leaves room for fat tokens with many
+/// claims while bounding what one unauthenticated client can make us hold. A longer token
+/// is refused as too long ([`SaslError::TooLong`]), never truncated (a truncated token
+/// fails in baffling ways).
+pub const MAX_TOKEN_LEN: usize = 16 * 1_024;
 
-/// Largest base64 line that can decode to [`MAX_RESPONSE_LEN`] octets (21 848).
+/// Room in a client response for everything but the token: 1 KiB. That is the GS2 header
+/// with its authorization identity, `host=` and `port=`, `auth=Bearer ` and the `^A`
+/// separators: about 40 octets plus the user name in practice, a few hundred with a long
+/// e-mail address and host name.
+pub const MAX_RESPONSE_OVERHEAD: usize = 1_024;
+
+/// Largest decoded client response accepted, in octets: 17,408, a [`MAX_TOKEN_LEN`] token
+/// and [`MAX_RESPONSE_OVERHEAD`]. Longer responses are rejected ([`SaslError::TooLong`]),
+/// never truncated.
+pub const MAX_RESPONSE_LEN: usize = MAX_TOKEN_LEN + MAX_RESPONSE_OVERHEAD;
+
+/// Largest base64 line that can decode to [`MAX_RESPONSE_LEN`] octets: 23,212.
 ///
 /// Sessions must accept protocol lines at least this long (plus command overhead) for
 /// AUTHENTICATE/AUTH, otherwise the limit above is never reached and large tokens fail at
-/// the framing layer with a less helpful error.
+/// the framing layer with a less helpful error. The codec's line limits
+/// (`codec::limits::MAX_AUTH_LINE`) are this plus 1 KiB; the session crate checks that
+/// the two agree.
 pub const MAX_ENCODED_RESPONSE_LEN: usize = MAX_RESPONSE_LEN.div_ceil(3) * 4;
 
 /// Server-side mechanisms we offer.
@@ -148,8 +164,56 @@ mod tests {
 
     #[test]
     fn encoded_limit_matches_decoded_limit() {
-        assert_eq!(MAX_ENCODED_RESPONSE_LEN, 21_848);
+        assert_eq!(MAX_RESPONSE_LEN, 17_408);
+        assert_eq!(MAX_ENCODED_RESPONSE_LEN, 23_212);
         let max = vec![0u8; MAX_RESPONSE_LEN];
         assert_eq!(encode_base64(&max).len(), MAX_ENCODED_RESPONSE_LEN);
+    }
+
+    /// The sizes the sessions promise: a 16 KiB token passes either mechanism with a long
+    /// user and host name; one octet more is "too long", never "invalid".
+    #[test]
+    fn largest_token_passes_one_more_octet_is_too_long() {
+        let user = format!("{}@{}.example.com", "u".repeat(64), "d".repeat(180));
+        let host = format!("{}.example.com", "h".repeat(240));
+        for mechanism in Mechanism::ALL {
+            for len in [MAX_TOKEN_LEN, MAX_TOKEN_LEN + 1] {
+                let token = "t".repeat(len);
+                let message = match mechanism {
+                    Mechanism::OAuthBearer => {
+                        oauthbearer_client_response(Some(&user), &token, Some(&host), Some(993))
+                    }
+                    Mechanism::XOAuth2 => xoauth2_client_response(&user, &token),
+                };
+                let Ok(message) = message else {
+                    panic!("{mechanism}: builder refused a {len}-octet token")
+                };
+                assert!(message.len() <= MAX_TOKEN_LEN + 1 + MAX_RESPONSE_OVERHEAD);
+                let line = encode_base64(&message);
+                let mut exchange = ServerExchange::new(mechanism);
+                match exchange.step_line(line.as_bytes()) {
+                    ServerStep::Validate(credentials) if len == MAX_TOKEN_LEN => {
+                        assert_eq!(credentials.token.expose_secret().len(), len);
+                    }
+                    ServerStep::Failed(Failure::Malformed(SaslError::TooLong {
+                        len: seen,
+                        max,
+                    })) if len > MAX_TOKEN_LEN => {
+                        assert_eq!((seen, max), (len, MAX_TOKEN_LEN));
+                    }
+                    other => panic!("{mechanism}, {len}-octet token: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn over_long_base64_is_too_long_not_invalid() {
+        let line = vec![b'A'; MAX_ENCODED_RESPONSE_LEN + 4];
+        let mut exchange = ServerExchange::new(Mechanism::XOAuth2);
+        assert!(matches!(
+            exchange.step_line(&line),
+            ServerStep::Failed(Failure::Undecodable(SaslError::TooLong { .. }))
+        ));
     }
 }

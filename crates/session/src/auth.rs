@@ -5,7 +5,7 @@
 //! ```text
 //!  start ──▶ AwaitingResponse ──line──▶ (challenge written) AwaitingResponse
 //!                   │                  └─▶ credentials ─▶ AwaitingVerdict ──verdict──▶ Done
-//!                   └─ failed / cancelled / bad base64 ─▶ Done        └─ refused with an
+//!                   └─ failed / cancelled / bad base64 / too long ─▶ Done   └─ refused with an
 //!                                                                 error challenge ─▶ AwaitingResponse
 //! ```
 //!
@@ -15,7 +15,7 @@
 
 use sasl::{
     ChallengeError, ClientMessage, Discovery, Failure, Mechanism, PasswordExchange,
-    PasswordMechanism, PasswordStep, ServerExchange, ServerStep,
+    PasswordMechanism, PasswordStep, SaslError, ServerExchange, ServerStep,
 };
 
 use crate::{Action, Refusal, Verdict, WrongState};
@@ -50,6 +50,10 @@ pub(crate) enum Outcome {
     Cancelled,
     /// A response was not base64.
     BadBase64,
+    /// A response, or the token in it, was over the SASL layer's size limits
+    /// (`sasl::MAX_ENCODED_RESPONSE_LEN`, `sasl::MAX_TOKEN_LEN`): the protocol's "too long"
+    /// reply, as for a line over the framing limit, never "invalid base64".
+    TooLong,
     /// The identity provider or the backend is unavailable, or the client's address has no
     /// failed logins left: "try again later".
     Unavailable,
@@ -201,6 +205,11 @@ impl Auth {
                 self.stage = Stage::AwaitingVerdict;
                 Step::Ask(Action::Authenticate(credentials))
             }
+            ServerStep::Failed(Failure::Undecodable(error) | Failure::Malformed(error))
+                if is_too_long(&error) =>
+            {
+                Step::Done(Outcome::TooLong)
+            }
             ServerStep::Failed(Failure::Undecodable(_)) => Step::Done(Outcome::BadBase64),
             ServerStep::Failed(_) => Step::Done(Outcome::Failed),
             ServerStep::Cancelled if self.refused => Step::Done(Outcome::Failed),
@@ -221,6 +230,11 @@ impl Auth {
             PasswordStep::Verify(credentials) => {
                 self.stage = Stage::AwaitingVerdict;
                 Step::Ask(Action::PasswordLogin(credentials))
+            }
+            PasswordStep::Failed(Failure::Undecodable(error) | Failure::Malformed(error))
+                if is_too_long(&error) =>
+            {
+                Step::Done(Outcome::TooLong)
             }
             PasswordStep::Failed(Failure::Undecodable(_)) => Step::Done(Outcome::BadBase64),
             PasswordStep::Failed(_) => Step::Done(Outcome::Failed),
@@ -305,6 +319,12 @@ impl Auth {
         }
         Ok(step)
     }
+}
+
+/// Whether a SASL error is about size: the session answers it with its "too long" reply,
+/// for an initial response as for a continuation line.
+pub(crate) fn is_too_long(error: &SaslError) -> bool {
+    matches!(error, SaslError::TooLong { .. })
 }
 
 /// A session that runs the AUTH sub-machine: where it keeps the machine between steps, and

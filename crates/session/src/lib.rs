@@ -15,7 +15,11 @@
 #![warn(missing_docs)]
 
 mod auth;
+#[cfg(test)]
+mod auth_sizes;
 pub mod backend;
+#[cfg(test)]
+mod farewell_tests;
 pub mod imap;
 pub mod pop3;
 pub mod sieve;
@@ -87,6 +91,17 @@ pub enum Refusal {
     InsufficientScope,
 }
 
+/// Why a connection is turned away before a session starts for it. Each protocol writes
+/// its polite "try again later" for it (`imap::refusal`, `smtp::refusal`, ...), so that a
+/// client at a full listener hears a reason instead of silence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// The listener has as many connections as it may have.
+    ListenerFull,
+    /// The client's address has as many connections waiting to log in as it may have.
+    AddressLimit,
+}
+
 /// A call that does not fit the session's state: nothing happened, and the value comes
 /// back so the caller loses nothing.
 #[derive(thiserror::Error)]
@@ -135,6 +150,9 @@ pub trait Session {
     fn verdict(&mut self, verdict: Verdict) -> Result<(), WrongState<Verdict>>;
     /// The client sent nothing for too long: the protocol's goodbye, then close.
     fn idle_timeout(&mut self);
+    /// The proxy is shutting down and the session's time is up: the protocol's goodbye
+    /// ("try again later" where it has one), then close with reason `drained`.
+    fn shutting_down(&mut self);
     /// Why the session closed, for the log.
     fn close_reason(&self) -> &'static str;
     /// The client's own name for itself (SMTP EHLO), replayed to the backend.

@@ -88,6 +88,72 @@ pub(crate) fn answer(outcome: &Outcome, now: SystemTime) -> Result<Arc<Identity>
     }
 }
 
+/// Identities that issuers with `keep_confirmed_tokens` vouched for, kept until each
+/// token's own `exp`, beyond `cache_max_ttl`: while the provider is unavailable, a login
+/// with such a token is answered from here instead of "try again later".
+///
+/// Bounded like the answer cache (`cache_capacity` entries, least used evicted first) and
+/// keyed the same way, by the token's hash. What is kept never outlives the token: an entry
+/// lives until its `exp` and every read checks `exp` again; a token without `exp` is never
+/// kept, since nothing would bound it. A refusal by the provider removes the entry at once.
+pub(crate) struct Confirmed {
+    tokens: TokenCache,
+}
+
+impl Confirmed {
+    pub(crate) fn new(capacity: u64) -> Self {
+        Self {
+            tokens: build(capacity),
+        }
+    }
+
+    /// Keeps `identity`, confirmed at `now`, until its `exp`.
+    pub(crate) async fn keep(&self, key: TokenKey, identity: &Arc<Identity>, now: SystemTime) {
+        let Some(left) = identity
+            .expires_at
+            .and_then(|exp| exp.duration_since(now).ok())
+        else {
+            return;
+        };
+        let outcome = Outcome::Valid(Arc::clone(identity));
+        let kept = Cached { outcome, ttl: left };
+        self.tokens.insert(key, kept).await;
+    }
+
+    /// Forgets `key`: the provider refused the token.
+    pub(crate) async fn forget(&self, key: &TokenKey) {
+        self.tokens.invalidate(key).await;
+    }
+
+    /// The identity kept for `key`: `Ok` while its `exp` is ahead of `now`, `Expired` once
+    /// it has passed (the entry then goes), `None` when nothing is kept.
+    pub(crate) async fn recall(
+        &self,
+        key: &TokenKey,
+        now: SystemTime,
+    ) -> Option<Result<Arc<Identity>, InvalidReason>> {
+        let kept = self.tokens.get(key).await?;
+        let answer = answer(&kept.outcome, now);
+        if answer.is_err() {
+            self.tokens.invalidate(key).await;
+        }
+        Some(answer)
+    }
+
+    /// Entries kept, for the validator's `Debug`.
+    pub(crate) fn len(&self) -> u64 {
+        self.tokens.entry_count()
+    }
+}
+
+impl fmt::Debug for Confirmed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Confirmed")
+            .field("entries", &self.len())
+            .finish()
+    }
+}
+
 /// Each entry expires after the lifetime it was stored with.
 struct PerEntryTtl;
 
@@ -176,6 +242,40 @@ mod tests {
             answer(&Outcome::Invalid(InvalidReason::Inactive), now()).unwrap_err(),
             InvalidReason::Inactive
         );
+    }
+
+    #[tokio::test]
+    async fn confirmed_tokens_are_kept_until_exp_and_no_longer() {
+        let confirmed = Confirmed::new(10);
+        let key = |s: &str| TokenKey::of(&SecretString::from(s));
+        let Outcome::Valid(alice) = identity(Some(NOW + 3600)) else {
+            unreachable!()
+        };
+        let Outcome::Valid(forever) = identity(None) else {
+            unreachable!()
+        };
+        confirmed.keep(key("alice"), &alice, now()).await;
+        confirmed.keep(key("forever"), &forever, now()).await;
+        confirmed
+            .keep(key("late"), &alice, now() + Duration::from_secs(3600))
+            .await;
+
+        let at = |secs: u64| now() + Duration::from_secs(secs);
+        let recalled = confirmed.recall(&key("alice"), at(3599)).await;
+        assert!(matches!(recalled, Some(Ok(ref i)) if Arc::ptr_eq(i, &alice)));
+        // Never past exp, and the entry goes.
+        assert_eq!(
+            confirmed.recall(&key("alice"), at(3600)).await,
+            Some(Err(InvalidReason::Expired))
+        );
+        assert_eq!(confirmed.recall(&key("alice"), at(0)).await, None);
+        // Without exp nothing bounds the token, and at exp there is nothing left to keep.
+        assert_eq!(confirmed.recall(&key("forever"), at(0)).await, None);
+        assert_eq!(confirmed.recall(&key("late"), at(0)).await, None);
+
+        confirmed.keep(key("bob"), &alice, now()).await;
+        confirmed.forget(&key("bob")).await;
+        assert_eq!(confirmed.recall(&key("bob"), at(0)).await, None);
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InvalidReason {
-    /// The identity provider said `active` is not `true` (missing, `false`, or not a boolean).
+    /// The identity provider said `active` is `false`. (An answer without a boolean
+    /// `active` is no verdict at all: [`UnavailableKind::BadAnswer`].)
     Inactive,
     /// The token's `exp` is in the past (also checked again when a cached answer is read).
     Expired,
@@ -28,8 +29,10 @@ pub enum InvalidReason {
         /// The configured claim name.
         claim: String,
     },
-    /// A claim of an active token has the wrong type or value (e.g. `exp` is a string,
-    /// the user claim is empty).
+    /// A claim of an active token has the wrong value for the policy (e.g. the user claim
+    /// is empty or holds a line break). Members whose type the specification fixes (`exp`
+    /// a string, `scope` an array) make a malformed answer instead:
+    /// [`UnavailableKind::BadAnswer`].
     Malformed {
         /// The claim's name.
         claim: String,
@@ -122,9 +125,9 @@ pub enum ValidationError {
     #[error("invalid token: {0}")]
     Invalid(InvalidReason),
     /// The identity provider could not answer (timeout, connection refused, 5xx, a body that
-    /// is not JSON, or it refused our own client credentials): IMAP `NO [UNAVAILABLE]`,
-    /// SMTP `454 4.7.0`, ManageSieve `NO (TRYLATER)`. Never cached, never reported as
-    /// [`ValidationError::Invalid`].
+    /// is not a well-formed answer, or it refused our own client credentials): IMAP
+    /// `NO [UNAVAILABLE]`, SMTP `454 4.7.0`, ManageSieve `NO (TRYLATER)`. Never cached,
+    /// never reported as [`ValidationError::Invalid`].
     #[error("identity provider unavailable: {0}")]
     Unavailable(Unavailable),
 }
@@ -157,7 +160,8 @@ pub enum UnavailableKind {
     /// It refused the proxy's own credentials or request (401, 403, other 4xx, 3xx): a
     /// configuration error that turns every user away until an operator acts.
     Refused(u16),
-    /// Its answer broke the protocol (not JSON, too large, wrong shape).
+    /// Its answer broke the protocol: not JSON, too large, or of the wrong shape (no
+    /// boolean `active`, members of the wrong type, a JWK set without a usable key).
     BadAnswer,
 }
 

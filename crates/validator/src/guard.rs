@@ -5,12 +5,45 @@
 //! whole request timeout, and a login storm piles thousands of them onto a server that is
 //! already struggling. The bound caps what we send; the circuit turns an identity provider
 //! that keeps failing into an immediate "unavailable" (a temporary failure that mail clients
-//! retry) and lets a single probe request find out when it is back.
+//! retry) and lets a few probe requests find out when it is back.
 //!
-//! - Closed: requests run; `failure_threshold` consecutive failures open the circuit.
-//! - Open: requests fail at once, unrun, for `open_for`.
-//! - HalfOpen: the first request after `open_for` runs as the probe, the others fail at once.
-//!   Its success closes the circuit; its failure, or its future being dropped, opens it again.
+//! # The circuit
+//!
+//! - Closed: requests run; `failure_threshold` consecutive failures open the circuit, and
+//!   the outage begins.
+//! - Open: requests fail at once, unrun, for the open time (below).
+//! - HalfOpen: once the open time is over, up to [`HALF_OPEN_PROBES`] requests run at once as
+//!   probes; further ones fail at once. [`HALF_OPEN_PROBES`] successful probes close the
+//!   circuit and end the outage; one failed probe (or one whose future is dropped) opens it
+//!   again, for a new open time. Probes are real logins: a successful probe is a successful
+//!   login.
+//!
+//! The open time follows the outage, measured from the moment the circuit opened:
+//!
+//! ```text
+//! open time = clamp(outage so far / OUTAGE_SHARE, MIN_OPEN_FOR, circuit_open_for)
+//!           = clamp(outage so far / 8,            250 ms,       10 s by default)
+//! ```
+//!
+//! - Short after a short outage: logins resume at most an eighth of the outage after the
+//!   provider is back (plus one request), so within about a second for outages of up to
+//!   8 s, and never more than `circuit_open_for` late.
+//! - Growing while failures continue: every 250 ms for the first 2 s, then each wait an
+//!   eighth longer than the last, reaching `circuit_open_for` after 80 s — some 40 probes in
+//!   the first 80 s, then one per `circuit_open_for`. A provider that stays down is asked
+//!   ever less often.
+//! - Reset after sustained success: [`HALF_OPEN_PROBES`] successes in a row end the outage;
+//!   the next one starts again at 250 ms.
+//!
+//! Why not a fixed open time: a provider flapping with a period near it (up 5 s, then HTTP
+//! 500 for 5 s, against 10 s open) is probed at the same phase of every period, the one that
+//! failed last time — an attack run saw 25 of 199 logins succeed while the provider was up
+//! half the time. Scaling the open time with the outage bounds the up-time lost after each
+//! recovery to a share of the outage whatever the period, so the probes cannot lock onto
+//! the bad half. Why several probes: one lucky answer from a provider that fails most
+//! requests would let the whole login load through; three in a row are evidence it is back,
+//! and the cap on probes in flight keeps the first moment after recovery from being a
+//! thundering herd.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,9 +65,18 @@ pub const DEFAULT_MAX_CONCURRENT: usize = 32;
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = DEFAULT_TIMEOUT;
 /// Default for `failure_threshold`: 5 in a row is an outage, not a lost packet.
 pub const DEFAULT_FAILURE_THRESHOLD: u32 = 5;
-/// Default for `open_for`: 10 s between probes keeps a recovering identity provider from a
-/// thundering herd, and keeps logins unavailable no longer than that after it is back.
+/// Default for `open_for` (`circuit_open_for`), the longest open time: a provider that has
+/// been down for minutes is asked once per 10 s per proxy, and logins resume no later than
+/// 10 s after it is back.
 pub const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(10);
+/// The shortest open time, at the start of an outage: 250 ms is four probes a second, no
+/// load for any provider, and a quarter of the "about a second" logins may wait.
+pub const MIN_OPEN_FOR: Duration = Duration::from_millis(250);
+/// The open time is the outage so far divided by this: logins resume at most an eighth of
+/// the outage after the provider is back.
+pub const OUTAGE_SHARE: u32 = 8;
+/// Probes a half-open circuit runs at once, and the successes in a row that close it.
+pub const HALF_OPEN_PROBES: u32 = 3;
 
 /// Limits for one identity provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +88,8 @@ pub struct GuardConfig {
     pub queue_timeout: Duration,
     /// `failure_threshold`: consecutive failures that open the circuit.
     pub failure_threshold: u32,
-    /// `open_for`: how long an open circuit answers "unavailable" at once before letting one
-    /// probe through.
+    /// `open_for` (`circuit_open_for`): the longest an open circuit answers "unavailable" at
+    /// once before letting probes through; shorter while the outage is young (module docs).
     pub open_for: Duration,
 }
 
@@ -84,6 +126,12 @@ impl GuardConfig {
         }
         Ok(())
     }
+
+    /// How long the circuit stays open when the outage has lasted `outage`.
+    pub(crate) fn open_time(&self, outage: Duration) -> Duration {
+        let shortest = MIN_OPEN_FOR.min(self.open_for);
+        (outage / OUTAGE_SHARE).clamp(shortest, self.open_for)
+    }
 }
 
 /// The circuit as seen from outside, for metrics and tests.
@@ -92,9 +140,9 @@ pub enum CircuitState {
     /// Requests run.
     Closed,
     /// Requests fail at once. Turns [`CircuitState::HalfOpen`] with the first request after
-    /// `open_for`, not by itself.
+    /// the open time, not by itself.
     Open,
-    /// One probe request is running; the others fail at once.
+    /// Probe requests are running; the others fail at once.
     HalfOpen,
 }
 
@@ -113,23 +161,26 @@ pub(crate) struct Guard {
 struct Circuit {
     state: State,
     /// Bumped each time the circuit opens, so that a request admitted before then cannot
-    /// count towards (or reset) the failures of a later closed period.
+    /// count towards (or reset) the failures of a later closed period, or the probes of a
+    /// later half-open one.
     epoch: u64,
+    /// When the circuit opened from closed; `None` while closed. Its age sets the open time.
+    outage_since: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum State {
     Closed { failures: u32 },
-    Open { since: Instant },
-    HalfOpen,
+    Open { until: Instant },
+    HalfOpen { in_flight: u32, succeeded: u32 },
 }
 
 /// What a finished request changed, logged once the lock is released.
 enum Transition {
     Unchanged,
-    Opened,
-    Reopened,
-    Closed,
+    Opened(Duration),
+    Reopened(Duration),
+    Closed(Duration),
 }
 
 impl Guard {
@@ -144,6 +195,7 @@ impl Guard {
             circuit: Mutex::new(Circuit {
                 state: State::Closed { failures: 0 },
                 epoch: 0,
+                outage_since: None,
             }),
             rejected: AtomicU64::new(0),
         }
@@ -183,7 +235,7 @@ impl Guard {
         match self.lock().state {
             State::Closed { .. } => CircuitState::Closed,
             State::Open { .. } => CircuitState::Open,
-            State::HalfOpen => CircuitState::HalfOpen,
+            State::HalfOpen { .. } => CircuitState::HalfOpen,
         }
     }
 
@@ -192,34 +244,47 @@ impl Guard {
         self.rejected.load(Ordering::Relaxed)
     }
 
-    /// Whether a request may run now, and as what. With `claim`, the first request after
-    /// `open_for` becomes the probe and the circuit turns half-open; without, it is a look
-    /// that changes nothing.
+    /// Whether a request may run now, and as what. With `claim`, a request admitted as a
+    /// probe takes its place among the probes (turning an open circuit half-open); without,
+    /// it is a look that changes nothing.
     fn admit(&self, claim: bool) -> Result<Kind, Unavailable> {
         let now = Instant::now();
         let mut circuit = self.lock();
-        let kind = match circuit.state {
-            State::Closed { .. } => Kind::Normal {
-                epoch: circuit.epoch,
-            },
-            State::Open { since } if now.duration_since(since) < self.config.open_for => {
+        let epoch = circuit.epoch;
+        match circuit.state {
+            State::Closed { .. } => Ok(Kind::Normal { epoch }),
+            State::Open { until } if now < until => {
                 drop(circuit);
                 let why = format!("circuit to {} is open after repeated failures", self.name);
-                return Err(self.refuse(UnavailableKind::CircuitOpen, why));
+                Err(self.refuse(UnavailableKind::CircuitOpen, why))
             }
             State::Open { .. } => {
                 if claim {
-                    circuit.state = State::HalfOpen;
+                    circuit.state = State::HalfOpen {
+                        in_flight: 1,
+                        succeeded: 0,
+                    };
                 }
-                Kind::Probe
+                Ok(Kind::Probe { epoch })
             }
-            State::HalfOpen => {
+            State::HalfOpen {
+                in_flight,
+                succeeded,
+            } if in_flight < HALF_OPEN_PROBES => {
+                if claim {
+                    circuit.state = State::HalfOpen {
+                        in_flight: in_flight + 1,
+                        succeeded,
+                    };
+                }
+                Ok(Kind::Probe { epoch })
+            }
+            State::HalfOpen { .. } => {
                 drop(circuit);
-                let why = format!("circuit to {} is open; a probe is in flight", self.name);
-                return Err(self.refuse(UnavailableKind::CircuitOpen, why));
+                let why = format!("circuit to {} is open; probes are in flight", self.name);
+                Err(self.refuse(UnavailableKind::CircuitOpen, why))
             }
-        };
-        Ok(kind)
+        }
     }
 
     fn refuse(&self, kind: UnavailableKind, why: String) -> Unavailable {
@@ -233,40 +298,62 @@ impl Guard {
         let transition = {
             let mut circuit = self.lock();
             match (kind, circuit.state) {
-                (Kind::Probe, State::HalfOpen) if ok => {
-                    circuit.state = State::Closed { failures: 0 };
-                    Transition::Closed
+                // Only the probes of this half-open period leave it, and a request admitted
+                // before the circuit last opened says nothing about the identity provider now.
+                (Kind::Probe { epoch }, _) | (Kind::Normal { epoch }, _)
+                    if epoch != circuit.epoch =>
+                {
+                    Transition::Unchanged
                 }
-                (Kind::Probe, State::HalfOpen) => {
-                    circuit.open(now);
-                    Transition::Reopened
+                (
+                    Kind::Probe { .. },
+                    State::HalfOpen {
+                        in_flight,
+                        succeeded,
+                    },
+                ) if ok => {
+                    let succeeded = succeeded + 1;
+                    if succeeded >= HALF_OPEN_PROBES {
+                        let outage = circuit.close(now);
+                        Transition::Closed(outage)
+                    } else {
+                        circuit.state = State::HalfOpen {
+                            in_flight: in_flight.saturating_sub(1),
+                            succeeded,
+                        };
+                        Transition::Unchanged
+                    }
                 }
-                (Kind::Normal { epoch }, State::Closed { failures }) if epoch == circuit.epoch => {
+                (Kind::Probe { .. }, State::HalfOpen { .. }) => {
+                    Transition::Reopened(circuit.open(now, &self.config))
+                }
+                (Kind::Normal { .. }, State::Closed { failures }) => {
                     let failures = if ok { 0 } else { failures.saturating_add(1) };
                     if failures >= self.config.failure_threshold {
-                        circuit.open(now);
-                        Transition::Opened
+                        circuit.outage_since = Some(now);
+                        Transition::Opened(circuit.open(now, &self.config))
                     } else {
                         circuit.state = State::Closed { failures };
                         Transition::Unchanged
                     }
                 }
-                // Only the probe leaves HalfOpen, and a request admitted before the circuit
-                // last opened says nothing about the identity provider now.
                 _ => Transition::Unchanged,
             }
         };
-        let (name, open_for) = (&self.name, self.config.open_for);
+        let name = &self.name;
         match transition {
             Transition::Unchanged => {}
-            Transition::Opened => tracing::warn!(
-                "identity provider {name} unreachable; answering unavailable for {open_for:?}"
+            Transition::Opened(open) => tracing::warn!(
+                "identity provider {name} unreachable; answering unavailable, probing again in \
+                 {open:?}"
             ),
-            // Once per `open_for` for the whole outage: debug, the warning said it already.
-            Transition::Reopened => {
-                tracing::debug!("identity provider {name} still unreachable; probe failed")
+            // Many times in a long outage: debug, the warning said it already.
+            Transition::Reopened(open) => tracing::debug!(
+                "identity provider {name} still unreachable; probe failed, next in {open:?}"
+            ),
+            Transition::Closed(outage) => {
+                tracing::info!("identity provider {name} is back after {outage:?}")
             }
-            Transition::Closed => tracing::info!("identity provider {name} is back"),
         }
     }
 
@@ -278,9 +365,23 @@ impl Guard {
 }
 
 impl Circuit {
-    fn open(&mut self, now: Instant) {
-        self.state = State::Open { since: now };
+    /// Opens for the open time the outage's age calls for, and returns that time.
+    fn open(&mut self, now: Instant, config: &GuardConfig) -> Duration {
+        let outage = self
+            .outage_since
+            .map_or(Duration::ZERO, |since| now.duration_since(since));
+        let open = config.open_time(outage);
+        self.state = State::Open { until: now + open };
         self.epoch = self.epoch.wrapping_add(1);
+        open
+    }
+
+    /// Closes and ends the outage; returns how long it lasted.
+    fn close(&mut self, now: Instant) -> Duration {
+        self.state = State::Closed { failures: 0 };
+        self.outage_since
+            .take()
+            .map_or(Duration::ZERO, |since| now.duration_since(since))
     }
 }
 
@@ -288,13 +389,14 @@ impl Circuit {
 enum Kind {
     /// Admitted while closed, in the given epoch.
     Normal { epoch: u64 },
-    /// The single request of a half-open circuit.
-    Probe,
+    /// One of the requests of a half-open circuit, in the given epoch.
+    Probe { epoch: u64 },
 }
 
 /// A running request's place in the circuit. Dropped unsettled (its future was cancelled or
-/// panicked), a probe counts as failed: otherwise the circuit would stay half-open, refusing
-/// everything, forever. A dropped normal request counts as nothing: it proves nothing.
+/// panicked), a probe counts as failed: a provider that hangs past our callers' patience is
+/// not back, and the probe's place must be freed. A dropped normal request counts as
+/// nothing: it proves nothing.
 #[derive(Debug)]
 struct Ticket<'a> {
     guard: &'a Guard,
@@ -311,243 +413,11 @@ impl Ticket<'_> {
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
-        if let Some(Kind::Probe) = self.kind.take() {
-            self.guard.record(Kind::Probe, false);
+        if let Some(kind @ Kind::Probe { .. }) = self.kind.take() {
+            self.guard.record(kind, false);
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::AtomicUsize;
-    use std::sync::Arc;
-
-    use tokio::sync::oneshot;
-    use tokio::task::JoinHandle;
-    use tokio::time::advance;
-
-    use super::*;
-
-    const OPEN_FOR: Duration = Duration::from_secs(10);
-    const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
-    const THRESHOLD: u32 = 3;
-
-    fn guard(max_concurrent: usize) -> Arc<Guard> {
-        let config = GuardConfig {
-            max_concurrent,
-            queue_timeout: QUEUE_TIMEOUT,
-            failure_threshold: THRESHOLD,
-            open_for: OPEN_FOR,
-        };
-        Arc::new(Guard::new("idp", config))
-    }
-
-    async fn succeed(guard: &Guard) -> Result<(), Unavailable> {
-        guard.run(async { Ok(()) }).await
-    }
-
-    async fn fail(guard: &Guard, times: u32) {
-        for _ in 0..times {
-            let refused = Unavailable::new(UnavailableKind::Unreachable, "refused");
-            let failed = guard.run(async { Err::<(), _>(refused.clone()) });
-            assert_eq!(failed.await, Err(refused));
-        }
-    }
-
-    /// A request that counts its runs, to prove that a refused one never ran.
-    async fn counted(guard: &Guard, calls: &AtomicUsize) -> Result<(), Unavailable> {
-        let request = async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Ok(())
-        };
-        guard.run(request).await
-    }
-
-    /// Spawns a request and returns once it runs; it then waits for `release`: `true`
-    /// makes it succeed, `false` fail.
-    async fn held(
-        guard: &Arc<Guard>,
-    ) -> (oneshot::Sender<bool>, JoinHandle<Result<(), Unavailable>>) {
-        let (started_tx, started_rx) = oneshot::channel();
-        let (release_tx, release_rx) = oneshot::channel();
-        let guard = Arc::clone(guard);
-        let task = tokio::spawn(async move {
-            let request = async {
-                let _ = started_tx.send(());
-                match release_rx.await {
-                    Ok(true) => Ok(()),
-                    _ => Err(Unavailable::new(UnavailableKind::BadAnswer, "failed")),
-                }
-            };
-            guard.run(request).await
-        });
-        started_rx.await.expect("held request started");
-        (release_tx, task)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn closed_passes_results_through() {
-        let guard = guard(4);
-        assert_eq!(guard.run(async { Ok(7) }).await, Ok(7));
-        fail(&guard, 1).await;
-        assert_eq!(guard.state(), CircuitState::Closed);
-        assert_eq!(guard.rejected(), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn threshold_consecutive_failures_open() {
-        let guard = guard(4);
-        fail(&guard, THRESHOLD - 1).await;
-        assert_eq!(guard.state(), CircuitState::Closed);
-        fail(&guard, 1).await;
-        assert_eq!(guard.state(), CircuitState::Open);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn success_resets_the_failure_count() {
-        let guard = guard(4);
-        fail(&guard, THRESHOLD - 1).await;
-        assert_eq!(succeed(&guard).await, Ok(()));
-        fail(&guard, THRESHOLD - 1).await;
-        assert_eq!(guard.state(), CircuitState::Closed);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn open_rejects_without_running_the_request() {
-        let (guard, calls) = (guard(4), AtomicUsize::new(0));
-        fail(&guard, THRESHOLD).await;
-        let refused = counted(&guard, &calls).await.expect_err("circuit is open");
-        assert!(
-            refused.detail.contains("circuit to idp is open"),
-            "{refused}"
-        );
-        assert_eq!(refused.kind, UnavailableKind::CircuitOpen);
-        advance(OPEN_FOR - Duration::from_millis(1)).await;
-        assert!(counted(&guard, &calls).await.is_err());
-        assert_eq!(calls.load(Ordering::SeqCst), 0);
-        assert_eq!(guard.rejected(), 2);
-        assert_eq!(guard.state(), CircuitState::Open);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn after_open_for_exactly_one_probe_runs_and_its_success_closes() {
-        let (guard, calls) = (guard(4), AtomicUsize::new(0));
-        fail(&guard, THRESHOLD).await;
-        advance(OPEN_FOR).await;
-        let (release, probe) = held(&guard).await;
-        assert_eq!(guard.state(), CircuitState::HalfOpen);
-        for _ in 0..3 {
-            let refused = counted(&guard, &calls).await.expect_err("probe in flight");
-            assert!(refused.detail.contains("probe"), "{refused}");
-        }
-        assert_eq!(calls.load(Ordering::SeqCst), 0);
-
-        release.send(true).expect("probe waiting");
-        assert_eq!(probe.await.expect("probe task"), Ok(()));
-        assert_eq!(guard.state(), CircuitState::Closed);
-        assert_eq!(counted(&guard, &calls).await, Ok(()));
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn probe_failure_reopens_for_open_for_again() {
-        let (guard, calls) = (guard(4), AtomicUsize::new(0));
-        fail(&guard, THRESHOLD).await;
-        advance(OPEN_FOR).await;
-        fail(&guard, 1).await;
-        assert_eq!(guard.state(), CircuitState::Open);
-        advance(OPEN_FOR - Duration::from_millis(1)).await;
-        assert!(counted(&guard, &calls).await.is_err());
-        assert_eq!(calls.load(Ordering::SeqCst), 0);
-        advance(Duration::from_millis(1)).await;
-        assert_eq!(counted(&guard, &calls).await, Ok(()));
-        assert_eq!(guard.state(), CircuitState::Closed);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn cancelled_probe_reopens() {
-        let guard = guard(4);
-        fail(&guard, THRESHOLD).await;
-        advance(OPEN_FOR).await;
-        let hung = guard.run(std::future::pending::<Result<(), Unavailable>>());
-        let cancelled = tokio::time::timeout(Duration::from_secs(1), hung).await;
-        assert!(cancelled.is_err());
-        assert_eq!(guard.state(), CircuitState::Open);
-        advance(OPEN_FOR).await;
-        assert_eq!(succeed(&guard).await, Ok(()));
-        assert_eq!(guard.state(), CircuitState::Closed);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn late_results_from_before_opening_are_ignored() {
-        let guard = guard(4);
-        let (release, slow) = held(&guard).await;
-        fail(&guard, THRESHOLD).await;
-        advance(OPEN_FOR).await;
-        assert_eq!(succeed(&guard).await, Ok(()));
-        // Its failure belongs to the outage that is over: it must not count towards the next.
-        release.send(false).expect("slow request waiting");
-        assert!(slow.await.expect("slow task").is_err());
-        fail(&guard, THRESHOLD - 1).await;
-        assert_eq!(guard.state(), CircuitState::Closed);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn at_most_max_concurrent_run_and_the_next_waits_for_queue_timeout() {
-        let (guard, calls) = (guard(2), AtomicUsize::new(0));
-        let (first, first_task) = held(&guard).await;
-        let (second, second_task) = held(&guard).await;
-        let queued = Instant::now();
-        let refused = counted(&guard, &calls).await.expect_err("no slot");
-        assert_eq!(queued.elapsed(), QUEUE_TIMEOUT);
-        assert!(
-            refused
-                .detail
-                .contains("too many requests in flight to idp")
-                && refused.kind == UnavailableKind::Overloaded,
-            "{refused}"
-        );
-        assert_eq!(calls.load(Ordering::SeqCst), 0);
-        assert_eq!(guard.rejected(), 1);
-        // A full queue is our load, not the identity provider failing.
-        assert_eq!(guard.state(), CircuitState::Closed);
-
-        // A waiting request gets the first slot that frees.
-        let waiter = {
-            let guard = Arc::clone(&guard);
-            tokio::spawn(async move { succeed(&guard).await })
-        };
-        advance(QUEUE_TIMEOUT / 2).await;
-        first.send(true).expect("first waiting");
-        assert_eq!(first_task.await.expect("first task"), Ok(()));
-        assert_eq!(waiter.await.expect("waiter task"), Ok(()));
-        second.send(true).expect("second waiting");
-        assert_eq!(second_task.await.expect("second task"), Ok(()));
-        assert_eq!(guard.rejected(), 1);
-    }
-
-    #[test]
-    fn validate_names_the_key() {
-        let key = |config: GuardConfig| match config.validate() {
-            Err(ConfigError::Invalid { key, .. }) => key,
-            other => panic!("{other:?}"),
-        };
-        let default = GuardConfig::default();
-        assert_eq!(default.validate(), Ok(()));
-        let zero_slots = GuardConfig {
-            max_concurrent: 0,
-            ..default
-        };
-        assert_eq!(key(zero_slots), "max_concurrent_requests");
-        let zero_threshold = GuardConfig {
-            failure_threshold: 0,
-            ..default
-        };
-        assert_eq!(key(zero_threshold), "failure_threshold");
-        let zero_open = GuardConfig {
-            open_for: Duration::ZERO,
-            ..default
-        };
-        assert_eq!(key(zero_open), "circuit_open_for");
-    }
-}
+mod tests;

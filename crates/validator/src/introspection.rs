@@ -2,7 +2,8 @@
 //! identity provider's JSON answer, or say why it could not be had.
 //!
 //! Everything that goes wrong here is the identity provider's fault or ours (wrong client
-//! credentials, wrong URL), never the client's: it all ends as `Unavailable`.
+//! credentials, wrong URL), never the client's: it all ends as `Unavailable`, and so does a
+//! 200 whose JSON is not a well-formed RFC 7662 answer ([`crate::shape`]).
 
 use std::error::Error as _;
 use std::fmt;
@@ -17,6 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{ClientAuth, IntrospectionConfig};
 use crate::error::ConfigError;
+use crate::shape;
 
 /// Largest introspection response read: 64 KiB is far above any real answer (a few hundred
 /// bytes) and keeps a broken or hostile endpoint from filling our memory.
@@ -139,7 +141,16 @@ impl IntrospectionClient {
             bytes.extend_from_slice(&chunk);
         }
         match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => Ok(map),
+            // A malformed answer is the provider failing, not the token being bad: it
+            // fails here, inside the guarded request, so that the breaker counts it.
+            Ok(Value::Object(map)) => match shape::introspection(&map) {
+                Ok(()) => Ok(map),
+                Err(why) => Err(self.unavailable(
+                    tag,
+                    UnavailableKind::BadAnswer,
+                    format!("answer is not an RFC 7662 answer: {why}"),
+                )),
+            },
             Ok(_) => Err(self.unavailable(
                 tag,
                 UnavailableKind::BadAnswer,

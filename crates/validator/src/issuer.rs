@@ -76,6 +76,11 @@ pub struct IssuerConfig {
     pub policy: Policy,
     /// Concurrency limit and circuit breaker for requests to this provider.
     pub guard: GuardConfig,
+    /// `keep_confirmed_tokens`: while this provider is unavailable, accept a token it
+    /// confirmed earlier until the token's own `exp` (never past it, never a token it
+    /// refused since). Off by default: a token revoked during the outage stays usable
+    /// until its `exp`, which an operator must choose knowingly.
+    pub keep_confirmed_tokens: bool,
     /// What a refused OAUTHBEARER client is told (RFC 7628 §3.2.2).
     pub discovery: Discovery,
     /// What reading the configuration left for [`IssuerConfig::validate`] and
@@ -91,6 +96,7 @@ impl IssuerConfig {
             source,
             policy: Policy::with_claim(crate::DEFAULT_USERNAME_CLAIM),
             guard: GuardConfig::default(),
+            keep_confirmed_tokens: false,
             discovery: Discovery::default(),
             notes: KeyNotes::default(),
         }
@@ -143,6 +149,8 @@ pub(crate) struct Issuer {
     pub name: String,
     pub policy: Policy,
     pub discovery: Discovery,
+    /// `keep_confirmed_tokens`.
+    pub keep_confirmed: bool,
     fetcher: Fetcher,
     /// Wraps requests that go to the provider for every token (introspection, userinfo).
     /// Not JWT: its JWKS fetches are rare, rate-limited, and keep the known keys when they
@@ -161,6 +169,28 @@ enum Fetcher {
     /// check on every login with the same token.
     Jwt(Box<JwtValidator>),
     Userinfo(UserinfoClient),
+    /// A provider played by a test, asked through the same guard and checks as
+    /// introspection: real HTTP cannot run under tokio's paused clock, which the tests of
+    /// flapping providers need to cover minutes in milliseconds.
+    #[cfg(test)]
+    Scripted(Script),
+}
+
+/// A test's provider: the token in, its introspection answer (or an outage) out.
+#[cfg(test)]
+#[derive(Clone)]
+pub(crate) struct Script(pub std::sync::Arc<Answering>);
+
+/// What a [`Script`] runs.
+#[cfg(test)]
+pub(crate) type Answering =
+    dyn Fn(&str) -> Result<Map<String, Value>, Unavailable> + Send + Sync + 'static;
+
+#[cfg(test)]
+impl std::fmt::Debug for Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Script")
+    }
 }
 
 impl Issuer {
@@ -180,8 +210,17 @@ impl Issuer {
             name: config.name,
             policy: config.policy,
             discovery: config.discovery,
+            keep_confirmed: config.keep_confirmed_tokens,
             fetcher,
         })
+    }
+
+    /// An issuer whose provider is `script` (see [`Fetcher::Scripted`]).
+    #[cfg(test)]
+    pub(crate) fn scripted(config: IssuerConfig, script: Script) -> Result<Self, ConfigError> {
+        let mut issuer = Self::new(config)?;
+        issuer.fetcher = Fetcher::Scripted(script);
+        Ok(issuer)
     }
 
     /// Whether this issuer checks JWTs whose `iss` is `iss`.
@@ -190,6 +229,8 @@ impl Issuer {
             Fetcher::Jwt(validator) => validator.issuer() == iss,
             Fetcher::Introspection { issuer, .. } => issuer.as_deref() == Some(iss),
             Fetcher::Userinfo(_) => false,
+            #[cfg(test)]
+            Fetcher::Scripted(_) => false,
         }
     }
 
@@ -214,6 +255,8 @@ impl Issuer {
             Fetcher::Introspection { client, .. } => client.requests(),
             Fetcher::Jwt(validator) => validator.jwks_requests(),
             Fetcher::Userinfo(client) => client.requests(),
+            #[cfg(test)]
+            Fetcher::Scripted(_) => 0,
         }
     }
 
@@ -249,6 +292,19 @@ impl Issuer {
                     .map(|exp| (claims, exp)),
                 Err(reason) => Err(reason),
             },
+            #[cfg(test)]
+            Fetcher::Scripted(Script(script)) => {
+                let asked = async {
+                    let answer = script(secrecy::ExposeSecret::expose_secret(token))?;
+                    crate::shape::introspection(&answer).map_err(|why| {
+                        Unavailable::new(crate::error::UnavailableKind::BadAnswer, why)
+                    })?;
+                    Ok(answer)
+                };
+                let answer = self.guard.run(asked).await?;
+                check_answer(&answer, AnswerRules::default(), SystemTime::now())
+                    .map(|exp| (answer, exp))
+            }
         };
         let (claims, expires_at) = match verified {
             Ok(verified) => verified,

@@ -334,6 +334,10 @@ impl JwksCache {
         };
         let mut map = HashMap::new();
         for raw in keys {
+            // RFC 7517 §5: a JWK Set's `keys` holds JWKs, which are JSON objects.
+            if !raw.is_object() {
+                return Err(bad_answer("JWKS \"keys\" holds a non-object".to_owned()));
+            }
             let Ok(jwk) = serde_json::from_value::<Jwk>(raw.clone()) else {
                 continue; // a key type we do not know: ignore it, as RFC 7517 §5 says
             };
@@ -355,6 +359,15 @@ impl JwksCache {
                 continue;
             };
             map.insert(kid, Arc::new(Key { jwk, decoding }));
+        }
+        // Storing an empty set would drop the known keys and refuse every token as signed
+        // by an unknown key ("wrong token") until the next fetch: a set without one usable
+        // key is a broken answer, and the known keys stay.
+        if map.is_empty() {
+            return Err(bad_answer(format!(
+                "JWKS has no usable signing key with a kid (of {})",
+                keys.len()
+            )));
         }
         Ok((map, max_age))
     }

@@ -7,7 +7,11 @@
 //! - a positive answer for `min(exp - now, cache_max_ttl)`, and never served past `exp`;
 //! - a negative answer ([`ValidationError::Invalid`]) for `negative_cache_ttl`;
 //! - [`ValidationError::Unavailable`] never;
-//! - concurrent validations of one uncached token share a single request (single-flight).
+//! - concurrent validations of one uncached token share a single request (single-flight);
+//! - for issuers with `keep_confirmed_tokens`, a positive answer is also kept until the
+//!   token's `exp`, and a validation the provider cannot answer gets it back instead of
+//!   "unavailable" (never past `exp`, never for a token refused since; see
+//!   `cache::Confirmed`).
 //!
 //! This is the only crate of bearergate that speaks HTTP.
 #![forbid(unsafe_code)]
@@ -17,6 +21,8 @@
 mod cache;
 mod config;
 mod error;
+#[cfg(test)]
+mod flapping_tests;
 #[doc(hidden)]
 pub mod fuzzing;
 mod guard;
@@ -27,6 +33,7 @@ mod jwt;
 mod load;
 mod local;
 mod policy;
+mod shape;
 mod userinfo;
 
 use std::fmt;
@@ -36,7 +43,7 @@ use std::time::SystemTime;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::cache::{Cached, Lifetimes, Outcome, TokenCache, TokenKey};
+use crate::cache::{Cached, Confirmed, Lifetimes, Outcome, TokenCache, TokenKey};
 use crate::issuer::{Issuer, Judgement};
 
 pub use crate::config::{
@@ -83,6 +90,8 @@ struct Inner {
     /// The built-in authorization server, when configured: judged in process, uncached.
     local: Option<LocalIssuer>,
     cache: TokenCache,
+    /// Identities kept for `keep_confirmed_tokens`; `None` when no issuer keeps any.
+    confirmed: Option<Confirmed>,
     lifetimes: Lifetimes,
     counters: Counters,
 }
@@ -101,6 +110,9 @@ pub struct ValidatorStats {
     pub invalid: u64,
     /// Validations that ended in [`ValidationError::Unavailable`].
     pub unavailable: u64,
+    /// Validations the identity provider could not answer that were answered with the
+    /// identity it had confirmed earlier (`keep_confirmed_tokens`).
+    pub kept_confirmed: u64,
 }
 
 /// One issuer's figures, for metrics.
@@ -116,12 +128,29 @@ pub struct IssuerStats {
     pub rejected: u64,
 }
 
+/// Where the answer for a token would come from now, told without asking anyone
+/// ([`Validator::answer_source`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerSource {
+    /// The cache holds a valid answer.
+    KnownValid,
+    /// The cache holds a refusal, or the token is refused on its face (empty, too long).
+    KnownInvalid,
+    /// The built-in authorization server, in process: no request, never cached.
+    InProcess,
+    /// An identity provider: a request, or the wait for one already in flight for it.
+    /// (A `jwt` issuer checks most tokens locally, but an unknown key id makes it fetch
+    /// its keys, so its tokens count here too.)
+    Provider,
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     invalid: AtomicU64,
     unavailable: AtomicU64,
+    kept_confirmed: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -144,25 +173,40 @@ impl Validator {
         Self::build(config, Some(local))
     }
 
-    fn build(config: ValidatorConfig, local: Option<LocalIssuer>) -> Result<Self, ConfigError> {
-        let issuers = config
-            .issuers
+    fn build(mut config: ValidatorConfig, local: Option<LocalIssuer>) -> Result<Self, ConfigError> {
+        let issuers = std::mem::take(&mut config.issuers)
             .into_iter()
             .map(Issuer::new)
             .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::assemble(&config, issuers, local))
+    }
+
+    /// A validator whose issuers are `issuers` (built by the tests, e.g. scripted ones).
+    #[cfg(test)]
+    pub(crate) fn with_issuers(config: &ValidatorConfig, issuers: Vec<Issuer>) -> Self {
+        Self::assemble(config, issuers, None)
+    }
+
+    fn assemble(
+        config: &ValidatorConfig,
+        issuers: Vec<Issuer>,
+        local: Option<LocalIssuer>,
+    ) -> Self {
+        let keeps = issuers.iter().any(|issuer| issuer.keep_confirmed);
         let inner = Inner {
             issuers,
             local,
             cache: cache::build(config.cache_capacity),
+            confirmed: keeps.then(|| Confirmed::new(config.cache_capacity)),
             lifetimes: Lifetimes {
                 max_ttl: config.cache_max_ttl,
                 negative_ttl: config.negative_cache_ttl,
             },
             counters: Counters::default(),
         };
-        Ok(Self {
+        Self {
             inner: Arc::new(inner),
-        })
+        }
     }
 
     /// The identity `token` stands for.
@@ -198,6 +242,28 @@ impl Validator {
         match self.inner.cache.get(&key).await {
             Some(entry) => cache::answer(&entry.outcome, SystemTime::now()).is_ok(),
             None => false,
+        }
+    }
+
+    /// Where [`Validator::validate`] would get its answer for `token` now, without asking
+    /// anyone: the proxy lets one client address cause only so many requests to identity
+    /// providers, and answers from the cache or the built-in issuer cost them nothing.
+    pub async fn answer_source(&self, token: &SecretString) -> AnswerSource {
+        let raw = token.expose_secret();
+        if raw.is_empty() || raw.len() > MAX_TOKEN_LEN {
+            return AnswerSource::KnownInvalid;
+        }
+        if let Some(local) = &self.inner.local {
+            if jwt::peek_issuer(raw).as_deref() == Some(local.tokens.issuer()) {
+                return AnswerSource::InProcess;
+            }
+        }
+        match self.inner.cache.get(&TokenKey::of(token)).await {
+            Some(entry) => match cache::answer(&entry.outcome, SystemTime::now()) {
+                Ok(_) => AnswerSource::KnownValid,
+                Err(_) => AnswerSource::KnownInvalid,
+            },
+            None => AnswerSource::Provider,
         }
     }
 
@@ -285,15 +351,13 @@ impl Validator {
         let fetch = async {
             bump(&inner.counters.cache_misses);
             let outcome = self.fetch(token, &tag).await?;
+            self.remember(key, &outcome).await;
             let ttl = inner.lifetimes.ttl(&outcome, SystemTime::now());
             Ok::<_, Unavailable>(Cached { outcome, ttl })
         };
         let entry = match inner.cache.entry(key).or_try_insert_with(fetch).await {
             Ok(entry) => entry,
-            Err(why) => {
-                tracing::debug!(token = %tag, "token validation unavailable");
-                return Err(ValidationError::Unavailable(Unavailable::clone(&why)));
-            }
+            Err(why) => return self.recall(&key, &tag, Unavailable::clone(&why)).await,
         };
 
         let fresh = entry.is_fresh();
@@ -312,6 +376,56 @@ impl Validator {
                 }
                 tracing::debug!(token = %tag, cached = !fresh, %reason, "token invalid");
                 Err(ValidationError::Invalid(reason))
+            }
+        }
+    }
+
+    /// Keeps a fresh answer for `keep_confirmed_tokens`: an identity its issuer confirmed,
+    /// if that issuer keeps them; a refusal (or an issuer that keeps nothing) removes any
+    /// earlier confirmation, so that a refused token is never accepted later.
+    async fn remember(&self, key: TokenKey, outcome: &Outcome) {
+        let Some(confirmed) = &self.inner.confirmed else {
+            return;
+        };
+        match outcome {
+            Outcome::Valid(identity) if self.keeps(&identity.issuer) => {
+                confirmed.keep(key, identity, SystemTime::now()).await;
+            }
+            _ => confirmed.forget(&key).await,
+        }
+    }
+
+    /// Whether the issuer named `name` has `keep_confirmed_tokens`.
+    fn keeps(&self, name: &str) -> bool {
+        let issuers = &self.inner.issuers;
+        issuers.iter().any(|i| i.name == name && i.keep_confirmed)
+    }
+
+    /// The answer when the provider could not say (`why`): the identity it confirmed
+    /// earlier, while the token's `exp` is ahead; else "unavailable".
+    async fn recall(
+        &self,
+        key: &TokenKey,
+        tag: &str,
+        why: Unavailable,
+    ) -> Result<Arc<Identity>, ValidationError> {
+        let kept = match &self.inner.confirmed {
+            Some(confirmed) => confirmed.recall(key, SystemTime::now()).await,
+            None => None,
+        };
+        match kept {
+            Some(Ok(identity)) => {
+                bump(&self.inner.counters.kept_confirmed);
+                tracing::debug!(token = %tag, user = %identity.user, issuer = %identity.issuer, %why, "identity provider unavailable; token valid as confirmed earlier");
+                Ok(identity)
+            }
+            Some(Err(reason)) => {
+                tracing::debug!(token = %tag, %reason, "token invalid (confirmed earlier)");
+                Err(ValidationError::Invalid(reason))
+            }
+            None => {
+                tracing::debug!(token = %tag, "token validation unavailable");
+                Err(ValidationError::Unavailable(why))
             }
         }
     }
@@ -389,6 +503,7 @@ impl Validator {
             introspection_requests: self.inner.issuers.iter().map(Issuer::requests).sum(),
             invalid: c.invalid.load(Ordering::Relaxed),
             unavailable: c.unavailable.load(Ordering::Relaxed),
+            kept_confirmed: c.kept_confirmed.load(Ordering::Relaxed),
         }
     }
 }
@@ -399,7 +514,95 @@ impl fmt::Debug for Validator {
             .field("issuers", &self.inner.issuers)
             .field("lifetimes", &self.inner.lifetimes)
             .field("cached_entries", &self.inner.cache.entry_count())
+            .field("confirmed", &self.inner.confirmed)
             .field("stats", &self.stats())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use base64::Engine;
+    use serde_json::{json, Map, Value};
+
+    use super::*;
+
+    /// An in-process issuer that is never asked: telling its tokens apart must not call it.
+    #[derive(Debug)]
+    struct Unasked;
+
+    impl LocalTokens for Unasked {
+        fn issuer(&self) -> &str {
+            "https://mail.example.test"
+        }
+
+        fn check(&self, _token: &str) -> Result<Map<String, Value>, LocalRefusal> {
+            panic!("answer_source must not judge the token")
+        }
+    }
+
+    #[tokio::test]
+    async fn answer_source_tells_cache_in_process_and_provider_apart() {
+        let local = LocalIssuer {
+            name: "builtin".into(),
+            tokens: Arc::new(Unasked),
+            policy: Policy::with_claim("sub"),
+            discovery: Discovery::default(),
+        };
+        let validator =
+            Validator::with_local(ValidatorConfig::several(Vec::new()), local).expect("validator");
+        let valid_until = |expires_at| {
+            let identity = Identity {
+                user: "alice".into(),
+                user_claim: "sub".into(),
+                backend_user: "alice".into(),
+                issuer: "idp".into(),
+                scopes: Vec::new(),
+                client_id: None,
+                expires_at,
+            };
+            Outcome::Valid(Arc::new(identity))
+        };
+        let past = SystemTime::now() - Duration::from_secs(1);
+        let cached = [
+            ("good", valid_until(None)),
+            ("bad", Outcome::Invalid(InvalidReason::Inactive)),
+            ("stale", valid_until(Some(past))),
+        ];
+        for (token, outcome) in cached {
+            let key = TokenKey::of(&SecretString::from(token));
+            let ttl = Duration::from_secs(60);
+            validator
+                .inner
+                .cache
+                .insert(key, Cached { outcome, ttl })
+                .await;
+        }
+        let jwt_from = |iss: &str| {
+            let claims = json!({ "iss": iss }).to_string();
+            let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims);
+            format!("eyJhbGciOiJFUzI1NiJ9.{payload}.c2ln")
+        };
+        let cases = [
+            ("good".to_owned(), AnswerSource::KnownValid),
+            ("bad".to_owned(), AnswerSource::KnownInvalid),
+            ("stale".to_owned(), AnswerSource::KnownInvalid),
+            (String::new(), AnswerSource::KnownInvalid),
+            ("a".repeat(MAX_TOKEN_LEN + 1), AnswerSource::KnownInvalid),
+            (
+                jwt_from("https://mail.example.test"),
+                AnswerSource::InProcess,
+            ),
+            (jwt_from("https://idp.example.test"), AnswerSource::Provider),
+            ("never-seen".to_owned(), AnswerSource::Provider),
+        ];
+        for (token, source) in cases {
+            let found = validator
+                .answer_source(&SecretString::from(token.clone()))
+                .await;
+            assert_eq!(found, source, "{:.20}", token);
+        }
     }
 }

@@ -12,7 +12,8 @@
 //! The status decides: 200 with a JSON object means the provider accepts the token;
 //! 400, 401 and 403 mean it does not (RFC 6750 §3.1: `invalid_request`, `invalid_token`,
 //! `insufficient_scope`; Google answers 400, Microsoft Graph 401); anything else, and any
-//! answer we cannot read, means it could not say. A misconfigured URL that answers 401 turns
+//! answer we cannot read — not JSON, or claims of the wrong types ([`crate::shape`]) —
+//! means it could not say. A misconfigured URL that answers 401 turns
 //! every user away as "invalid"; nothing on the wire tells that apart from a bad token.
 
 use std::fmt;
@@ -31,6 +32,7 @@ use crate::introspection::{
     describe, form_urlencode, http_client, transport_kind, Unavailable, UnavailableKind,
     MAX_RESPONSE_LEN,
 };
+use crate::shape;
 
 /// How the token is presented to the endpoint (`userinfo_request`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -218,6 +220,14 @@ impl UserinfoClient {
             }
         };
         normalise(&mut claims, SystemTime::now());
+        // Inside the guarded request, so that the breaker counts a malformed answer.
+        if let Err(why) = shape::userinfo(&claims) {
+            return Err(self.unavailable(
+                tag,
+                UnavailableKind::BadAnswer,
+                format!("answer is not a userinfo answer: {why}"),
+            ));
+        }
         Ok(Ok(claims))
     }
 
@@ -300,7 +310,8 @@ async fn read_bounded(
 ///   A member of that name in a userinfo answer would be a provider extension meaning
 ///   something else (an account flag, say), so it is overwritten, never read.
 ///
-/// Anything else that is malformed (`exp: "soon"`) is left for those checks to reject.
+/// Anything else that is malformed (`exp: "soon"`) is left for [`crate::shape::userinfo`]
+/// to report as a broken answer.
 pub(crate) fn normalise(claims: &mut Map<String, Value>, now: SystemTime) {
     if let Some(exp) = claims.get("exp").and_then(digit_string) {
         claims.insert("exp".to_owned(), Value::from(exp));
@@ -384,7 +395,7 @@ mod tests {
     fn normalisation_known_answers() {
         // (answer, the members normalisation sets besides `active: true`)
         let table = [
-            // exp: digits become a number; anything else is left for the shared checks.
+            // exp: digits become a number; anything else is left for the shape check.
             (json!({"exp": "0"}), json!({"exp": 0})),
             (json!({"exp": NOW_SECS}), json!({})),
             (json!({"exp": "+5"}), json!({})),
@@ -710,6 +721,23 @@ mod tests {
         assert!(why.detail.contains("not an object"), "{why}");
         let why = unavailable(answer(200, "application/json", "")).await;
         assert!(why.detail.contains("answer is not JSON"), "{why}");
+        // JSON, but not a userinfo answer: an outage, never "wrong token".
+        for (body, problem) in [
+            (json!({}), "empty object"),
+            (json!({"sub": 42}), "\"sub\" is not a string"),
+            (
+                json!({"sub": "1", "exp": "soon"}),
+                "\"exp\" is not a NumericDate",
+            ),
+            (
+                json!({"email": "a@b", "email_verified": "yes"}),
+                "\"email_verified\"",
+            ),
+        ] {
+            let why = unavailable(json_answer(200, &body)).await;
+            assert_eq!(why.kind, UnavailableKind::BadAnswer, "{body}");
+            assert!(why.detail.contains(problem), "{body}: {why}");
+        }
     }
 
     #[tokio::test]

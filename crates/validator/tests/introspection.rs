@@ -139,6 +139,7 @@ async fn positive_answer_is_cached() {
             introspection_requests: 2,
             invalid: 0,
             unavailable: 0,
+            kept_confirmed: 0,
         }
     );
 }

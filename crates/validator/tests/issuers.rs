@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use validator::{
     ClientAuth, GuardConfig, IntrospectionConfig, InvalidReason, IssuerConfig, Policy, ScopeKey,
-    Source, ValidationError, Validator, ValidatorConfig,
+    Source, UnavailableKind, ValidationError, Validator, ValidatorConfig,
 };
 
 use support::{now_secs, FakeIdp, Reply, Request};
@@ -263,6 +263,47 @@ async fn an_open_circuit_answers_unavailable_without_asking() {
     }
     assert_eq!(down.count(), 2, "requests stop once the circuit opens");
     assert_eq!(validator.stats().unavailable, 5);
+}
+
+#[tokio::test]
+async fn malformed_200_answers_are_outages_that_open_the_circuit() {
+    let answers = [
+        "not json at all",
+        "[]",
+        "{}",
+        r#"{"username": "alice"}"#,
+        r#"{"active": "true", "username": "alice"}"#,
+        r#"{"active": 1}"#,
+        r#"{"active": true, "username": "alice", "exp": "tomorrow"}"#,
+        r#"{"active": true, "username": "alice", "scope": ["mail"]}"#,
+    ];
+    for body in answers {
+        let fake = FakeIdp::start(move |_: &Request| Reply::Json(200, body.to_owned())).await;
+        let mut issuer = introspection("idp", &fake.url);
+        issuer.guard = GuardConfig {
+            failure_threshold: 2,
+            open_for: Duration::from_secs(3600),
+            ..GuardConfig::default()
+        };
+        let validator = Validator::new(ValidatorConfig::single(issuer)).unwrap();
+        for i in 0..4 {
+            match validator.validate(&token(&format!("t{i}"))).await {
+                Err(ValidationError::Unavailable(why)) if i < 2 => {
+                    assert_eq!(why.kind, UnavailableKind::BadAnswer, "{body}: {why}");
+                }
+                Err(ValidationError::Unavailable(why)) => {
+                    assert_eq!(why.kind, UnavailableKind::CircuitOpen, "{body}: {why}");
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            fake.count(),
+            2,
+            "{body}: the breaker counted the bad answers"
+        );
+        assert_eq!(validator.stats().invalid, 0, "{body}");
+    }
 }
 
 #[tokio::test]

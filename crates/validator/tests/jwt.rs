@@ -12,7 +12,7 @@ use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ED25519};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
-use validator::{InvalidReason, JwtConfig, JwtValidator, ValidationError};
+use validator::{InvalidReason, JwtConfig, JwtValidator, UnavailableKind, ValidationError};
 
 use support::{now_secs, FakeIdp, Reply};
 
@@ -444,6 +444,55 @@ async fn failed_refetch_keeps_known_keys() {
         .await
         .unwrap();
     assert_eq!(fake.count(), 2);
+}
+
+#[tokio::test]
+async fn a_malformed_jwks_is_an_outage_and_keeps_the_known_keys() {
+    let old = TestKey::ec("k1");
+    let (fake, jwks, issuer) = serve(&[&old]).await;
+    let mut config = config(&issuer);
+    config.jwks_refetch_interval = Duration::ZERO;
+    let validator = JwtValidator::new(config).unwrap();
+    let malformed = [
+        json!({"keys": "k1"}),
+        json!({"keys": [7]}),
+        json!({"keys": []}),
+        json!({"keys": [{"kty": "unknown", "kid": "k1"}]}),
+        json!({"jwks": [old.jwk()]}),
+    ];
+    // At first use: "try again later", never "wrong token".
+    for body in &malformed {
+        jwks.lock().unwrap().1 = body.clone();
+        let result = validator.verify(&secret(old.sign(&claims(&issuer)))).await;
+        match result {
+            Err(ValidationError::Unavailable(why)) => {
+                assert_eq!(why.kind, UnavailableKind::BadAnswer, "{body}: {why}");
+            }
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+    jwks.lock().unwrap().1 = json!({"keys": [old.jwk()]});
+    validator
+        .verify(&secret(old.sign(&claims(&issuer))))
+        .await
+        .unwrap();
+    // Once keys are known, a malformed refetch (for an unknown kid) keeps them.
+    let fetched = fake.count();
+    for body in malformed {
+        jwks.lock().unwrap().1 = body.clone();
+        let result = validator
+            .verify(&secret(old.sign_as("k9", &claims(&issuer))))
+            .await;
+        assert!(
+            result.as_ref().is_err_and(ValidationError::is_unavailable),
+            "{body}: {result:?}"
+        );
+        validator
+            .verify(&secret(old.sign(&claims(&issuer))))
+            .await
+            .unwrap();
+    }
+    assert_eq!(fake.count(), fetched + 5);
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,6 +28,26 @@ pub enum IdpMode {
     Unavailable,
     /// Accept and read the request, never answer (for the proxy's timeout).
     Stall,
+    /// From `since`, [`IdpMode::Normal`] for `up`, then `500 Internal Server Error` for
+    /// `down`, over and over: a flapping provider on a schedule the IdP keeps itself.
+    Flapping {
+        up: Duration,
+        down: Duration,
+        since: Instant,
+    },
+    /// `200 OK` with JSON that is not an RFC 7662 answer (`{"active": "yes"}`).
+    Malformed,
+}
+
+impl IdpMode {
+    /// Flapping from now on; see [`IdpMode::Flapping`].
+    pub fn flapping(up: Duration, down: Duration) -> Self {
+        Self::Flapping {
+            up,
+            down,
+            since: Instant::now(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -214,7 +234,16 @@ async fn handle(
             "503 Service Unavailable",
             json!({"error": "temporarily_unavailable"}),
         ),
-        IdpMode::Normal => {
+        IdpMode::Flapping { up, down, since }
+            if since.elapsed().as_nanos() % (up + down).as_nanos() >= up.as_nanos() =>
+        {
+            (
+                "500 Internal Server Error",
+                json!({"error": "server_error"}),
+            )
+        }
+        IdpMode::Malformed => ("200 OK", json!({"active": "yes"})),
+        IdpMode::Normal | IdpMode::Flapping { .. } => {
             let mut state = state.lock().expect("IdP state lock poisoned");
             match check_request(&head, &body) {
                 Err(problem) => {

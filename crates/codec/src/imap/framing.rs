@@ -17,6 +17,11 @@
 //!   literal that is its octets and the rest of the command. For a synchronizing literal the
 //!   client sends nothing more once it sees `BAD` instead of `+`, so nothing is skipped.
 //!   Nothing is ever truncated.
+//! - **A literal too large to skip ends the stream.** A non-synchronizing literal larger
+//!   than [`Limits::max_command`] (`{4294967296+}`) would take the framer that many octets
+//!   to get back in step, and reading them as commands instead would run the client's data
+//!   as commands; so it is reported as [`FramingError::LiteralTooLargeToSkip`], after which
+//!   the framer drops everything and the session closes the connection.
 //! - **No buffer of its own**: the caller's [`BytesMut`] holds the partial command; the
 //!   framer remembers offsets into it, so an idle framer is a few words.
 
@@ -78,6 +83,17 @@ pub enum FramingError {
         /// Best-effort tag of the command, for the `BAD` reply.
         tag: Option<Bytes>,
     },
+    /// A non-synchronizing literal larger than [`Limits::max_command`]: too large to skip,
+    /// so the framer cannot find the next command. It drops all input from here on; the
+    /// session closes the connection. Reported on its own, or after the error of a command
+    /// already being discarded whose last line announces it (then without a tag).
+    #[error("literal of {len} octets too large to skip")]
+    LiteralTooLargeToSkip {
+        /// Best-effort tag of the command, for the `BAD` reply.
+        tag: Option<Bytes>,
+        /// The announced length, saturating at `u64::MAX`.
+        len: u64,
+    },
 }
 
 impl FramingError {
@@ -86,7 +102,8 @@ impl FramingError {
         match self {
             Self::LineTooLong { tag }
             | Self::LiteralTooLarge { tag, .. }
-            | Self::CommandTooLong { tag } => tag.as_ref(),
+            | Self::CommandTooLong { tag }
+            | Self::LiteralTooLargeToSkip { tag, .. } => tag.as_ref(),
         }
     }
 }
@@ -102,6 +119,10 @@ enum State {
     DiscardLine { raw: bool },
     /// Dropping the octets of a non-synchronizing literal of a command already reported.
     DiscardLiteral { remaining: u64 },
+    /// A line being discarded announced a literal too large to skip: to be reported.
+    SkipRefused { len: u64 },
+    /// After a literal too large to skip: all input is dropped.
+    Abandoned,
 }
 
 /// Splits client input into whole commands. See the [module docs](self).
@@ -193,6 +214,7 @@ impl CommandFramer {
                         return Ok(None);
                     }
                 }
+                State::SkipRefused { .. } | State::Abandoned => return self.abandoned(buf),
                 State::Literal { remaining } => {
                     let available = (buf.len() - self.framed) as u64;
                     if available < remaining {
@@ -231,6 +253,14 @@ impl CommandFramer {
                         let tag = self.best_effort_tag(buf);
                         buf.advance(end);
                         self.reset();
+                        if !literal.sync && literal.len > self.limits.max_command as u64 {
+                            self.state = State::Abandoned;
+                            buf.clear();
+                            return Err(FramingError::LiteralTooLargeToSkip {
+                                tag,
+                                len: literal.len,
+                            });
+                        }
                         if !literal.sync {
                             self.state = State::DiscardLiteral {
                                 remaining: literal.len,
@@ -276,6 +306,9 @@ impl CommandFramer {
                         return Ok(None);
                     }
                 }
+                State::SkipRefused { .. } | State::Abandoned => {
+                    return self.abandoned(buf).map(|_| None)
+                }
                 State::Literal { .. } => self.reset(),
                 State::Line => {
                     if self.framed != 0 {
@@ -295,6 +328,20 @@ impl CommandFramer {
                     return Ok(Some(line.slice(..content)));
                 }
             }
+        }
+    }
+
+    /// After a literal too large to skip: report it if that is still to be done, and drop
+    /// whatever arrived.
+    fn abandoned(&mut self, buf: &mut BytesMut) -> Result<Option<FramedCommand>, FramingError> {
+        buf.clear();
+        self.framed = 0;
+        self.scanned = 0;
+        match std::mem::replace(&mut self.state, State::Abandoned) {
+            State::SkipRefused { len } => {
+                Err(FramingError::LiteralTooLargeToSkip { tag: None, len })
+            }
+            _ => Ok(None),
         }
     }
 
@@ -433,12 +480,21 @@ impl CommandFramer {
                     match literal {
                         // The client waits for a `+` that will not come: the command ends.
                         Some(Announcement { sync: true, .. }) | None => return true,
+                        Some(Announcement { len, sync: false })
+                            if len > self.limits.max_command as u64 =>
+                        {
+                            self.state = State::SkipRefused { len };
+                            return true;
+                        }
                         Some(Announcement { len, sync: false }) => {
                             self.state = State::DiscardLiteral { remaining: len };
                         }
                     }
                 }
-                State::Line | State::Literal { .. } => return true,
+                State::Line
+                | State::Literal { .. }
+                | State::SkipRefused { .. }
+                | State::Abandoned => return true,
             }
         }
     }

@@ -193,6 +193,61 @@ fn oversized_non_sync_literal_is_discarded_with_the_rest_of_its_command() {
 }
 
 #[test]
+fn non_sync_literal_up_to_the_command_limit_is_skipped_a_larger_one_ends_the_stream() {
+    // 64 octets (max_command): skipped, and the session stays in step.
+    let input = format!("a1 X {{64+}}\r\n{}\r\na2 NOOP\r\n", "y".repeat(64));
+    check(
+        input.as_bytes(),
+        &[
+            err(FramingError::LiteralTooLarge {
+                tag: tag("a1"),
+                len: 64,
+            }),
+            cmd(b"a2 NOOP\r\n"),
+        ],
+    );
+    // One more is not skipped: everything after it is dropped, however it arrives.
+    for len in ["65", "4294967296", "99999999999999999999999"] {
+        let input = format!("a1 X {{{len}+}}\r\na2 NOOP\r\na3 NOOP\r\n");
+        let len = len.parse().unwrap_or(u64::MAX);
+        check(
+            input.as_bytes(),
+            &[err(FramingError::LiteralTooLargeToSkip {
+                tag: tag("a1"),
+                len,
+            })],
+        );
+    }
+    // Behind a line being discarded: both are told, in order.
+    let input = [
+        b"a1 X ".as_slice(),
+        &[b'x'; 40],
+        b" {4294967296+}\r\na2 NOOP\r\n",
+    ]
+    .concat();
+    check(
+        &input,
+        &[
+            err(FramingError::LineTooLong { tag: tag("a1") }),
+            err(FramingError::LiteralTooLargeToSkip {
+                tag: None,
+                len: 4_294_967_296,
+            }),
+        ],
+    );
+    // decode_line after it reads nothing either.
+    let mut framer = CommandFramer::new(LIMITS);
+    let mut buf = BytesMut::from(&b"a1 X {4294967296+}\r\nAQ==\r\n"[..]);
+    assert!(matches!(
+        framer.decode(&mut buf),
+        Err(FramingError::LiteralTooLargeToSkip { .. })
+    ));
+    buf.extend_from_slice(b"AQ==\r\n");
+    assert_eq!(framer.decode_line(&mut buf), Ok(None));
+    assert!(buf.is_empty() && !framer.is_idle());
+}
+
+#[test]
 fn command_too_long_across_literals() {
     let lit = [b'z'; 16];
     let input = [
@@ -245,31 +300,40 @@ fn command_too_long_across_literals() {
 }
 
 #[test]
-fn default_limits_fit_a_4_kib_jwt_in_an_authenticate_line() {
-    // 4 KiB token in an XOAUTH2 response, base64'd: ~5.5 KiB, well inside 16 KiB.
-    let b64_len = (4_096_usize + 64).div_ceil(3) * 4;
-    let input = [
-        b"a1 AUTHENTICATE XOAUTH2 ".as_slice(),
-        &vec![b'Q'; b64_len],
-        b"\r\n",
-    ]
-    .concat();
-    let events = frame_chunks(Limits::default(), input.chunks(1_500));
-    assert_eq!(events, vec![cmd(&input)]);
-    // Past 16 KiB it is refused, once.
-    let input = [
-        b"a1 AUTHENTICATE XOAUTH2 ".as_slice(),
-        &vec![b'Q'; 16_384],
+fn default_limits_fit_a_16_kib_token_in_an_authenticate_line() {
+    use crate::limits::MAX_AUTH_LINE;
+    // A 16 KiB token in an OAUTHBEARER response, base64'd, is at most 23,212 octets; the
+    // line may be 24,236 with the command around it, exactly.
+    let command = b"a1 AUTHENTICATE OAUTHBEARER ".as_slice();
+    let at_limit = [command, &vec![b'Q'; MAX_AUTH_LINE - command.len()], b"\r\n"].concat();
+    let events = frame_chunks(Limits::default(), at_limit.chunks(1_500));
+    assert_eq!(events, vec![cmd(&at_limit)]);
+    // One octet more is refused, once, and the next command is read.
+    let over = [
+        command,
+        &vec![b'Q'; MAX_AUTH_LINE + 1 - command.len()],
         b"\r\na2 NOOP\r\n",
     ]
     .concat();
-    let events = frame_chunks(Limits::default(), input.chunks(1_500));
+    let events = frame_chunks(Limits::default(), over.chunks(1_500));
     assert_eq!(
         events,
         vec![
             err(FramingError::LineTooLong { tag: tag("a1") }),
             cmd(b"a2 NOOP\r\n")
         ]
+    );
+    // A continuation line (after `+ `) has the same bound.
+    let line = vec![b'Q'; MAX_AUTH_LINE];
+    let input = [&line[..], b"\r\n"].concat();
+    assert_eq!(
+        lines(Limits::default(), &input),
+        vec![Ok(Bytes::from(line))]
+    );
+    let input = [&vec![b'Q'; MAX_AUTH_LINE + 1][..], b"\r\n"].concat();
+    assert_eq!(
+        lines(Limits::default(), &input),
+        vec![Err(FramingError::LineTooLong { tag: None })]
     );
 }
 

@@ -96,11 +96,15 @@ mod tests {
 
     #[test]
     fn a_16_kib_token_line_fits_the_default_limit() {
-        // `AUTH XOAUTH2 ` and 21,848 octets of base64: the longest initial response.
-        let line = format!("AUTH XOAUTH2 {}\r\n", "A".repeat(21_848));
+        // `AUTH XOAUTH2 ` and 23,212 octets of base64: the longest initial response.
+        let line = format!("AUTH XOAUTH2 {}\r\n", "A".repeat(23_212));
         let out = frame_lines(DEFAULT_MAX_LINE, [line.as_bytes()]);
         assert_eq!(out.len(), 1);
         assert!(out[0].is_ok());
+        // Exactly the limit: one line.
+        let line = format!("{}\r\n", "A".repeat(DEFAULT_MAX_LINE));
+        let out = frame_lines(DEFAULT_MAX_LINE, line.as_bytes().chunks(1_000));
+        assert_eq!(out, vec![Ok(line.trim_end().to_owned().into())]);
         let long = format!("{}\r\nQUIT\r\n", "A".repeat(DEFAULT_MAX_LINE + 1));
         let out = frame_lines(DEFAULT_MAX_LINE, long.as_bytes().chunks(1_000));
         assert_eq!(

@@ -37,18 +37,19 @@ pub use self::response::{
 /// SASL-IR (RFC 4959), hence the same type; its `Debug` redacts the text.
 pub use crate::imap::InitialResponse;
 
-/// Default longest client line, in octets, not counting its CRLF: 22,872.
+/// Default longest client line, in octets, not counting its CRLF: 24,236
+/// ([`MAX_AUTH_LINE`](crate::limits::MAX_AUTH_LINE)).
 ///
 /// RFC 2449 §4 limits POP3 command lines to 255 octets, and RFC 5034 §4 keeps the AUTH
-/// command to that, but a bearer token does not fit: a 16 KiB token (the SASL layer's
-/// `sasl::MAX_RESPONSE_LEN`) is 21,848 octets of base64 (`sasl::MAX_ENCODED_RESPONSE_LEN`),
+/// command to that, but a bearer token does not fit: a 16 KiB token (`sasl::MAX_TOKEN_LEN`)
+/// in a client response is up to 23,212 octets of base64 (`sasl::MAX_ENCODED_RESPONSE_LEN`),
 /// which an AUTH continuation line must carry, and clients send it as an initial response
 /// too. So every line may be that long plus 1,024 octets for the command around it, the
-/// bound the IMAP and ManageSieve sessions use (the session crate checks the sum). Every
-/// other command fits in far less, and one limit for all lines keeps the framer simple. A
+/// bound of every protocol's AUTH lines (the session crate checks the sum). Every other
+/// command fits in far less, and one limit for all lines keeps the framer simple. A
 /// longer line is refused whole (`-ERR`), never truncated: a truncated token fails in
 /// baffling ways.
-pub const DEFAULT_MAX_LINE: usize = 21_848 + 1_024;
+pub const DEFAULT_MAX_LINE: usize = crate::limits::MAX_AUTH_LINE;
 
 /// RFC 2449 §4 raises the longest command line to 255 octets, CRLF included (RFC 1939's
 /// keyword and 40-octet argument were less). The limit the proxy keeps to for the commands

@@ -18,6 +18,12 @@
 //!   (STYLE.md habit 3): the rest of the line, the octets of any literal it announces
 //!   (whatever its form: the client sends them without waiting), and the lines after.
 //!   Nothing is ever truncated.
+//! - **A literal too large to skip ends the stream.** One larger than
+//!   [`Limits::max_command`] (`{4294967296}`, `{4294967296+}`) would take the framer that
+//!   many octets to get back in step, leaving the session deaf meanwhile, and reading them
+//!   as commands instead would run the client's data as commands; so it is reported as
+//!   [`FramingError::LiteralTooLargeToSkip`], after which the framer drops everything and
+//!   the session closes the connection.
 //! - **No buffer of its own**: the caller's [`BytesMut`] holds the partial command; the
 //!   framer remembers offsets into it, so an idle framer is a few words.
 //! - **The result does not depend on how the input was split into reads**: a limit is
@@ -54,6 +60,15 @@ pub enum FramingError {
     /// The whole command, literals included, is longer than [`Limits::max_command`].
     #[error("command too long")]
     CommandTooLong,
+    /// A literal larger than [`Limits::max_command`]: too large to skip, so the framer
+    /// cannot find the next command. It drops all input from here on; the session closes
+    /// the connection. Reported on its own, or after the error of a command already being
+    /// discarded whose last line announces it.
+    #[error("literal of {len} octets too large to skip")]
+    LiteralTooLargeToSkip {
+        /// The announced length, saturating at `u64::MAX`.
+        len: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +81,10 @@ enum State {
     DiscardLine,
     /// Dropping the octets of a literal of a command already reported.
     DiscardLiteral { remaining: u64 },
+    /// A line being discarded announced a literal too large to skip: to be reported.
+    SkipRefused { len: u64 },
+    /// After a literal too large to skip: all input is dropped.
+    Abandoned,
 }
 
 /// Which limit a line broke.
@@ -148,6 +167,17 @@ impl Framer {
                         return Ok(None);
                     }
                 }
+                State::SkipRefused { .. } | State::Abandoned => {
+                    buf.clear();
+                    self.framed = 0;
+                    self.scanned = 0;
+                    return match std::mem::replace(&mut self.state, State::Abandoned) {
+                        State::SkipRefused { len } => {
+                            Err(FramingError::LiteralTooLargeToSkip { len })
+                        }
+                        _ => Ok(None),
+                    };
+                }
                 State::Literal { remaining } => {
                     let available = (buf.len() - self.framed) as u64;
                     if available < remaining {
@@ -187,6 +217,11 @@ impl Framer {
                     if too_large || too_long {
                         buf.advance(end);
                         self.reset();
+                        if len > self.limits.max_command as u64 {
+                            self.state = State::Abandoned;
+                            buf.clear();
+                            return Err(FramingError::LiteralTooLargeToSkip { len });
+                        }
                         self.state = State::DiscardLiteral { remaining: len };
                         return Err(if too_large {
                             FramingError::LiteralTooLarge { len }
@@ -292,10 +327,17 @@ impl Framer {
                     self.reset();
                     match literal {
                         None => return true,
+                        Some(len) if len > self.limits.max_command as u64 => {
+                            self.state = State::SkipRefused { len };
+                            return true;
+                        }
                         Some(len) => self.state = State::DiscardLiteral { remaining: len },
                     }
                 }
-                State::Line | State::Literal { .. } => return true,
+                State::Line
+                | State::Literal { .. }
+                | State::SkipRefused { .. }
+                | State::Abandoned => return true,
             }
         }
     }

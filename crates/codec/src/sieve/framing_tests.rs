@@ -110,10 +110,62 @@ fn over_large_literal_is_skipped_whatever_its_form() {
             ],
         );
     }
+}
+
+#[test]
+fn literal_up_to_the_command_limit_is_skipped_a_larger_one_ends_the_stream() {
+    for announce in ["+", ""] {
+        // 64 octets (max_command): skipped, and the session stays in step.
+        let input = format!(
+            "PUTSCRIPT {{64{announce}}}\r\n{}\r\nNOOP\r\n",
+            "y".repeat(64)
+        );
+        check(
+            input.as_bytes(),
+            &[
+                Err(FramingError::LiteralTooLarge { len: 64 }),
+                cmd(b"NOOP\r\n"),
+            ],
+        );
+        // One more: not skipped; everything after it is dropped, however it arrives.
+        for len in ["65", "4294967296", "99999999999999999999999"] {
+            let input = format!("X {{{len}{announce}}}\r\nNOOP\r\nNOOP\r\n");
+            let len = len.parse().unwrap_or(u64::MAX);
+            check(
+                input.as_bytes(),
+                &[Err(FramingError::LiteralTooLargeToSkip { len })],
+            );
+        }
+    }
+}
+
+#[test]
+fn literal_too_large_to_skip_behind_a_discarded_line_is_reported_too() {
+    // The line is over max_line and ends announcing 4 GiB: both are told, in order.
+    let mut input = b"X ".to_vec();
+    input.extend([b'x'; 40]);
+    input.extend_from_slice(b" {4294967296+}\r\nNOOP\r\n");
     check(
-        b"X {99999999999999999999999+}\r\nNOOP\r\n",
-        &[Err(FramingError::LiteralTooLarge { len: u64::MAX })],
+        &input,
+        &[
+            Err(FramingError::LineTooLong),
+            Err(FramingError::LiteralTooLargeToSkip { len: 4_294_967_296 }),
+        ],
     );
+}
+
+#[test]
+fn after_a_literal_too_large_to_skip_the_framer_holds_nothing() {
+    let mut framer = Framer::new(LIMITS);
+    let mut buf = bytes::BytesMut::from(&b"X {4294967296}\r\nNOOP\r\n"[..]);
+    assert_eq!(
+        framer.decode(&mut buf),
+        Err(FramingError::LiteralTooLargeToSkip { len: 4_294_967_296 })
+    );
+    assert!(buf.is_empty() && !framer.is_idle());
+    buf.extend_from_slice(b"NOOP\r\n");
+    assert_eq!(framer.decode(&mut buf), Ok(None));
+    assert!(buf.is_empty());
 }
 
 #[test]

@@ -3,6 +3,12 @@
 //! Every SMTP command is one line (RFC 5321 §2.3.8), and so is every client response of
 //! the AUTH exchange (RFC 4954 §4), so one bounded line reader serves both.
 //!
+//! Two bounds ([`LineLimits`]): an AUTH command line and an AUTH response line may carry a
+//! bearer token and get [`LineLimits::max_auth_line`]; every other command keeps
+//! [`LineLimits::max_line`]. Whether a line is an AUTH command is told by its first five
+//! octets (`AUTH` and a space, any case), which arrive long before either bound is
+//! reached, so the answer does not depend on read sizes.
+//!
 //! Decisions:
 //! - **Bare LF ends a line** as CRLF does, like the IMAP framer and like Postfix. Rejecting
 //!   it would break sloppy clients and buy nothing before authentication: no message data
@@ -18,23 +24,73 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::limits::MAX_AUTH_LINE;
+
+/// Size limits for SMTP client lines, not counting the CRLF (or LF).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineLimits {
+    /// Longest command line other than AUTH. Default 12,288
+    /// ([`DEFAULT_MAX_LINE`](super::DEFAULT_MAX_LINE)): RFC 4954 §4's minimum for AUTH lines,
+    /// far more than any other command needs (RFC 5321 §4.5.3.1.4 says 512).
+    pub max_line: usize,
+    /// Longest AUTH command line (with its initial response) and AUTH response line.
+    /// Default 24,236 ([`MAX_AUTH_LINE`]): a 16 KiB token, base64-encoded, with the command
+    /// around it. RFC 4954 §4's 12,288 octets is a minimum: a server "MUST" accept that
+    /// much, and a token over 9 KiB (an Entra ID token with its groups is about 12 KiB) does
+    /// not fit in it.
+    pub max_auth_line: usize,
+}
+
+impl LineLimits {
+    /// Default [`LineLimits::max_line`]: 12,288.
+    pub const DEFAULT_MAX_LINE: usize = super::DEFAULT_MAX_LINE;
+    /// Default [`LineLimits::max_auth_line`]: 24,236.
+    pub const DEFAULT_MAX_AUTH_LINE: usize = MAX_AUTH_LINE;
+
+    /// One bound for every line (POP3, and a backend's replies).
+    pub fn uniform(max_line: usize) -> Self {
+        Self {
+            max_line,
+            max_auth_line: max_line,
+        }
+    }
+}
+
+impl Default for LineLimits {
+    fn default() -> Self {
+        Self {
+            max_line: Self::DEFAULT_MAX_LINE,
+            max_auth_line: Self::DEFAULT_MAX_AUTH_LINE,
+        }
+    }
+}
+
 /// Client input over the line limit. Reported once per offending line; the framer then
 /// discards up to the line's end by itself and carries on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FramingError {
-    /// A line is longer than the framer's `max_line` (its CRLF not counted).
+    /// A line is longer than its limit (its CRLF not counted).
     #[error("line longer than {max} octets")]
     LineTooLong {
-        /// The limit that was broken.
+        /// The limit that was broken: [`LineLimits::max_auth_line`] for an AUTH line or
+        /// response, else [`LineLimits::max_line`].
         max: usize,
     },
 }
 
-/// Splits client input into lines of at most `max_line` octets. See the
-/// [module docs](self).
+/// What the next line is, which decides its bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A command: AUTH gets the AUTH bound, anything else the command bound.
+    Command,
+    /// A client response of the AUTH exchange.
+    AuthResponse,
+}
+
+/// Splits client input into lines within [`LineLimits`]. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct LineFramer {
-    max_line: usize,
+    limits: LineLimits,
     /// Offset up to which the buffer has been searched for LF, so that a line arriving in
     /// many small reads is scanned once.
     scanned: usize,
@@ -49,19 +105,30 @@ pub(crate) fn strip_eol(line: &[u8]) -> &[u8] {
 }
 
 impl LineFramer {
-    /// A framer for lines of at most `max_line` octets, not counting the CRLF (or LF). For
-    /// client input use [`DEFAULT_MAX_LINE`](super::DEFAULT_MAX_LINE), RFC 4954's 12,288.
+    /// A framer for lines of at most `max_line` octets each, AUTH lines included, not
+    /// counting the CRLF (or LF): for POP3 and a backend's replies. For SMTP client input
+    /// use [`LineFramer::with_limits`] and [`LineLimits::default`].
     pub fn new(max_line: usize) -> Self {
+        Self::with_limits(LineLimits::uniform(max_line))
+    }
+
+    /// A framer for SMTP client input, AUTH lines with their own bound.
+    pub fn with_limits(limits: LineLimits) -> Self {
         Self {
-            max_line,
+            limits,
             scanned: 0,
             discarding: false,
         }
     }
 
-    /// The limit this framer enforces.
+    /// The bound of lines other than AUTH.
     pub fn max_line(&self) -> usize {
-        self.max_line
+        self.limits.max_line
+    }
+
+    /// The limits this framer enforces.
+    pub fn limits(&self) -> LineLimits {
+        self.limits
     }
 
     /// Whether the framer is dropping the rest of an over-long line.
@@ -69,10 +136,38 @@ impl LineFramer {
         self.discarding
     }
 
-    /// The next line, without its CRLF (or LF), consumed from `buf`. `Ok(None)`: more bytes
-    /// are needed (a partial line stays in `buf`, which then holds at most `max_line + 1`
-    /// octets of it plus whatever the last read added).
+    /// The next command line, without its CRLF (or LF), consumed from `buf`: an AUTH command
+    /// may be [`LineLimits::max_auth_line`] long, any other [`LineLimits::max_line`].
+    /// `Ok(None)`: more bytes are needed (a partial line stays in `buf`, which then holds at
+    /// most its bound + 1 octets of it plus whatever the last read added).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FramingError> {
+        self.decode_kind(buf, Kind::Command)
+    }
+
+    /// The next client response line of the AUTH exchange (after `334 `), bounded by
+    /// [`LineLimits::max_auth_line`]; otherwise as [`decode`](Self::decode).
+    pub fn decode_auth_response(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<Bytes>, FramingError> {
+        self.decode_kind(buf, Kind::AuthResponse)
+    }
+
+    /// The bound of a line that starts with `start` (all of it, or what has arrived).
+    fn bound(&self, kind: Kind, start: &[u8]) -> usize {
+        let auth = self.limits.max_auth_line.max(self.limits.max_line);
+        match kind {
+            Kind::AuthResponse => self.limits.max_auth_line,
+            Kind::Command if may_be_auth(start) => auth,
+            Kind::Command => self.limits.max_line,
+        }
+    }
+
+    fn decode_kind(
+        &mut self,
+        buf: &mut BytesMut,
+        kind: Kind,
+    ) -> Result<Option<Bytes>, FramingError> {
         // A caller that shrank the buffer behind our back must not make us index past it.
         if self.scanned > buf.len() {
             self.scanned = 0;
@@ -87,11 +182,12 @@ impl LineFramer {
                 self.scanned = buf.len();
                 // A trailing CR may be the start of the CRLF: not counted yet.
                 let content = buf.len() - usize::from(buf.ends_with(b"\r"));
-                if content > self.max_line {
+                let max = self.bound(kind, buf);
+                if content > max {
                     self.discarding = true;
                     buf.clear();
                     self.scanned = 0;
-                    return Err(self.too_long());
+                    return Err(FramingError::LineTooLong { max });
                 }
                 return Ok(None);
             };
@@ -104,8 +200,9 @@ impl LineFramer {
             }
             let line = buf.split_to(end).freeze();
             let content = strip_eol(&line).len();
-            if content > self.max_line {
-                return Err(self.too_long());
+            let max = self.bound(kind, &line);
+            if content > max {
+                return Err(FramingError::LineTooLong { max });
             }
             return Ok(Some(line.slice(..content)));
         }
@@ -135,10 +232,14 @@ impl LineFramer {
             }
         }
     }
+}
 
-    fn too_long(&self) -> FramingError {
-        FramingError::LineTooLong { max: self.max_line }
-    }
+/// Whether a line starting with `start` is, or may still turn out to be, an AUTH command:
+/// `AUTH` and a space, in any case.
+pub(crate) fn may_be_auth(start: &[u8]) -> bool {
+    const AUTH: &[u8] = b"AUTH ";
+    let n = start.len().min(AUTH.len());
+    start[..n].eq_ignore_ascii_case(&AUTH[..n])
 }
 
 #[cfg(test)]
@@ -251,5 +352,79 @@ mod tests {
         buf.clear();
         buf.extend_from_slice(b"Q\n");
         assert_eq!(framer.decode(&mut buf), Ok(Some("Q".into())));
+    }
+
+    /// Lines of exactly `len` octets: `start` padded with `x`.
+    fn line_of(start: &str, len: usize) -> Vec<u8> {
+        let mut line = start.as_bytes().to_vec();
+        line.resize(len, b'x');
+        line
+    }
+
+    #[test]
+    fn default_limits_at_and_just_over_each_bound() {
+        let limits = LineLimits::default();
+        assert_eq!((limits.max_line, limits.max_auth_line), (12_288, 24_236));
+        let max = limits.max_line;
+        let auth = limits.max_auth_line;
+        // An AUTH command (any case) with its initial response may be the AUTH bound long;
+        // any other command only the command bound.
+        for (start, bound) in [
+            ("AUTH XOAUTH2 ", auth),
+            ("auth oauthbearer ", auth),
+            ("NOOP ", max),
+            ("AUTHX ", max),
+        ] {
+            for (len, ok) in [(bound, true), (bound + 1, false)] {
+                let line = line_of(start, len);
+                for chunk in [len + 2, 1_000, 7] {
+                    let mut framer = LineFramer::with_limits(limits);
+                    let mut buf = BytesMut::new();
+                    let mut out = Vec::new();
+                    let input = [&line[..], b"\r\nQUIT\r\n"].concat();
+                    for piece in input.chunks(chunk) {
+                        buf.extend_from_slice(piece);
+                        while let Some(got) = framer.decode(&mut buf).transpose() {
+                            out.push(got);
+                        }
+                    }
+                    let first = if ok {
+                        Ok(Bytes::from(line.clone()))
+                    } else {
+                        Err(FramingError::LineTooLong { max: bound })
+                    };
+                    assert_eq!(out, vec![first, Ok("QUIT".into())], "{start} {len}/{chunk}");
+                }
+            }
+        }
+        // A response line of the AUTH exchange gets the AUTH bound, whatever it starts with.
+        for (len, ok) in [(auth, true), (auth + 1, false)] {
+            let mut framer = LineFramer::with_limits(limits);
+            let line = line_of("", len);
+            let mut buf = BytesMut::from(&[&line[..], b"\r\n"].concat()[..]);
+            let want = if ok {
+                Ok(Some(Bytes::from(line)))
+            } else {
+                Err(FramingError::LineTooLong { max: auth })
+            };
+            assert_eq!(framer.decode_auth_response(&mut buf), want, "{len}");
+        }
+    }
+
+    #[test]
+    fn an_over_long_line_other_than_auth_is_told_before_its_end() {
+        let limits = LineLimits::default();
+        let mut framer = LineFramer::with_limits(limits);
+        let mut buf = BytesMut::from(&line_of("NOOP ", limits.max_line + 1)[..]);
+        assert_eq!(
+            framer.decode(&mut buf),
+            Err(FramingError::LineTooLong {
+                max: limits.max_line
+            })
+        );
+        // An AUTH line of that length is still being read.
+        let mut framer = LineFramer::with_limits(limits);
+        let mut buf = BytesMut::from(&line_of("AUTH XOAUTH2 ", limits.max_line + 1)[..]);
+        assert_eq!(framer.decode(&mut buf), Ok(None));
     }
 }

@@ -7,13 +7,21 @@
 use bytes::{Bytes, BytesMut};
 
 use super::client::{write_auth, write_ehlo};
+use super::framing::may_be_auth;
 use super::{
-    parse_command, Command, FramingError, InitialResponse, LineFramer, Reply, ReplyError,
-    ReplyFramer, ReplyLimits, Response,
+    parse_command, Command, FramingError, InitialResponse, LineFramer, LineLimits, Reply,
+    ReplyError, ReplyFramer, ReplyLimits, Response,
 };
 
 /// A small line limit, so that random input hits it often.
 pub const FUZZ_MAX_LINE: usize = 64;
+
+/// Small client line limits, AUTH lines with a larger one as by default, so that random
+/// input hits both often.
+pub const FUZZ_LIMITS: LineLimits = LineLimits {
+    max_line: FUZZ_MAX_LINE,
+    max_auth_line: 96,
+};
 
 /// Small reply limits, so that random input hits them often.
 pub const FUZZ_REPLY_LIMITS: ReplyLimits = ReplyLimits {
@@ -22,30 +30,60 @@ pub const FUZZ_REPLY_LIMITS: ReplyLimits = ReplyLimits {
     max_reply: 160,
 };
 
-/// Feed `chunks` to a fresh [`LineFramer`], decoding after each until it needs more bytes,
-/// and collect what it produced. Asserts that what it leaves buffered stays bounded.
+/// Feed `chunks` to a fresh [`LineFramer`] with one bound for every line, decoding after
+/// each until it needs more bytes, and collect what it produced. Asserts that what it
+/// leaves buffered stays bounded.
 pub fn frame_lines<'a>(
     max_line: usize,
     chunks: impl IntoIterator<Item = &'a [u8]>,
 ) -> Vec<Result<Bytes, FramingError>> {
-    let mut framer = LineFramer::new(max_line);
+    frame_smtp_lines(LineLimits::uniform(max_line), chunks)
+}
+
+/// Like [`frame_lines`] with SMTP's two bounds: the line after an AUTH command is read as
+/// the AUTH exchange's response, as a session would. Every line must be within its own
+/// bound.
+pub fn frame_smtp_lines<'a>(
+    limits: LineLimits,
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+) -> Vec<Result<Bytes, FramingError>> {
+    let mut framer = LineFramer::with_limits(limits);
     let mut buf = BytesMut::new();
     let mut events = Vec::new();
+    let auth_bound = limits.max_line.max(limits.max_auth_line);
+    let mut response_next = false;
     for chunk in chunks {
         buf.extend_from_slice(chunk);
         loop {
-            match framer.decode(&mut buf) {
+            let decoded = if response_next {
+                framer.decode_auth_response(&mut buf)
+            } else {
+                framer.decode(&mut buf)
+            };
+            match decoded {
                 Ok(None) => break,
                 Ok(Some(line)) => {
-                    assert!(line.len() <= max_line, "line over the limit");
+                    let bound = if response_next {
+                        limits.max_auth_line
+                    } else if may_be_auth(&line) {
+                        auth_bound
+                    } else {
+                        limits.max_line
+                    };
+                    assert!(line.len() <= bound, "line over the limit");
                     assert!(!line.contains(&b'\n'), "LF inside a line");
+                    response_next =
+                        !response_next && matches!(parse_command(&line), Ok(Command::Auth { .. }));
                     events.push(Ok(line));
                 }
-                Err(e) => events.push(Err(e)),
+                Err(e) => {
+                    response_next = false;
+                    events.push(Err(e));
+                }
             }
         }
         assert!(
-            buf.len() <= max_line.saturating_add(1),
+            buf.len() <= auth_bound.saturating_add(1),
             "framer holds {} octets",
             buf.len()
         );
@@ -56,16 +94,16 @@ pub fn frame_lines<'a>(
 /// Frame `data` whole, one octet at a time, and in chunks sized by the data's first octet:
 /// the results must be identical, and every line must go through the parser unharmed.
 pub fn smtp_framer(data: &[u8]) {
-    let whole = frame_lines(FUZZ_MAX_LINE, [data]);
+    let whole = frame_smtp_lines(FUZZ_LIMITS, [data]);
     assert_eq!(
         whole,
-        frame_lines(FUZZ_MAX_LINE, data.chunks(1)),
+        frame_smtp_lines(FUZZ_LIMITS, data.chunks(1)),
         "byte-at-a-time framing differs"
     );
     let size = usize::from(data.first().copied().unwrap_or(7) % 16) + 2;
     assert_eq!(
         whole,
-        frame_lines(FUZZ_MAX_LINE, data.chunks(size)),
+        frame_smtp_lines(FUZZ_LIMITS, data.chunks(size)),
         "chunked framing differs"
     );
     for line in whole.iter().flatten() {

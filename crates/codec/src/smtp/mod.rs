@@ -22,7 +22,7 @@ pub mod reply;
 
 pub use self::client::{xtext_decode, xtext_encode, WriteError};
 pub use self::command::{parse_command, Command, ParseError};
-pub use self::framing::{FramingError, LineFramer};
+pub use self::framing::{FramingError, LineFramer, LineLimits};
 pub use self::reply::{
     ehlo_keywords, is_reply_code, parse_reply_line, EnhancedCode, Reply, ReplyError, ReplyFramer,
     ReplyLimits, ReplyLine, Response,
@@ -31,16 +31,17 @@ pub use self::reply::{
 /// SASL-IR (RFC 4959), hence the same type; its `Debug` redacts the text.
 pub use crate::imap::InitialResponse;
 
-/// Default longest client line, in octets, not counting its CRLF: 12,288.
+/// Default longest client command line other than AUTH, in octets, not counting its CRLF:
+/// 12,288 ([`LineLimits::max_line`]).
 ///
 /// RFC 4954 §4 (AUTH) lifts RFC 5321's 512-octet command line limit for the AUTH exchange:
-/// a server must accept AUTH command lines and client response lines of at least 12,288
-/// octets (Postfix's `smtpd_sasl_response_limit` has the same default). Every other
-/// command fits in far less, and one limit for all lines keeps the framer simple. A longer
-/// line is refused whole (`500 5.5.2`), never truncated: a truncated token fails in
-/// baffling ways. A client whose initial response would not fit must send `AUTH mech`
-/// alone and the response on its own line (RFC 4954 §4), which then has 12,288 octets of
-/// base64 (a 9,216-octet SASL message) to itself.
+/// a server must accept AUTH command lines and client response lines of *at least* 12,288
+/// octets (Postfix's `smtpd_sasl_response_limit` has the same default). That minimum is
+/// this bound for every other command, which fits in far less; AUTH lines get
+/// [`LineLimits::max_auth_line`] (24,236, a 16 KiB token base64-encoded), since 12,288
+/// octets of base64 carry a token of only about 9 KiB. A longer line is refused whole
+/// (`500 5.5.2`, `500 5.5.6` in the AUTH exchange), never truncated: a truncated token
+/// fails in baffling ways.
 pub const DEFAULT_MAX_LINE: usize = 12_288;
 
 /// RFC 5321 §4.5.3.1.4: "The maximum total length of a command line including the command

@@ -82,6 +82,12 @@ impl Config {
                     "must be at least 1",
                 ));
             }
+            if listener.max_prelogin_per_address == 0 {
+                errors.push(ConfigError::new(
+                    key("max_prelogin_per_address"),
+                    "must be at least 1",
+                ));
+            }
             let duplicate = self.listeners[..i]
                 .iter()
                 .any(|other| other.listen == listener.listen);
@@ -93,11 +99,34 @@ impl Config {
             }
         }
         let limits = &self.auth_limits;
-        if limits.address_failures == 0 {
-            errors.push(ConfigError::new(
-                "auth_limits.address_failures",
-                "must be at least 1",
-            ));
+        let budgets = [
+            ("address_failures", limits.address_failures),
+            ("user_failures", limits.user_failures),
+            ("address_idp_requests", limits.address_idp_requests),
+        ];
+        for (key, burst) in budgets {
+            if burst == 0 {
+                errors.push(ConfigError::new(
+                    format!("auth_limits.{key}"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        let refills = [
+            ("address_failure_refill", limits.address_failure_refill),
+            ("user_failure_refill", limits.user_failure_refill),
+            (
+                "address_idp_request_refill",
+                limits.address_idp_request_refill,
+            ),
+        ];
+        for (key, refill) in refills {
+            if refill.is_zero() {
+                errors.push(ConfigError::new(
+                    format!("auth_limits.{key}"),
+                    "must be longer than 0s (a zero refill would be no limit at all)",
+                ));
+            }
         }
         if limits.max_failure_delay < limits.failure_delay {
             errors.push(ConfigError::new(

@@ -385,11 +385,18 @@ fn password_fallback_towards_an_xclient_backend_is_refused() {
 fn auth_limits_have_safe_defaults_and_are_checked() {
     let config = Config::parse(MINIMAL).expect("parses");
     let limits = config.auth_limits.limits();
+    assert_eq!(limits, crate::throttle::AuthLimits::default());
     assert_eq!(limits.failure_delay, Duration::from_secs(2));
     assert_eq!(limits.address_failures, 10);
+    assert_eq!(limits.user_failures, 10);
+    assert_eq!(limits.user_failure_refill, Duration::from_secs(60));
+    assert_eq!(limits.address_idp_requests, 30);
+    assert_eq!(limits.address_idp_request_refill, Duration::from_secs(2));
     assert!(config.listeners[0].error_challenge);
     let text = format!(
-        "[auth_limits]\nfailure_delay = \"5s\"\nmax_failure_delay = \"1s\"\naddress_failures = 0\n{MINIMAL}"
+        "[auth_limits]\nfailure_delay = \"5s\"\nmax_failure_delay = \"1s\"\naddress_failures = 0\n\
+         user_failures = 0\naddress_idp_requests = 0\nuser_failure_refill = \"0s\"\n\
+         address_idp_request_refill = \"0s\"\n{MINIMAL}"
     );
     let config = Config::parse(&text).expect("parses");
     let errors = config.validate(Path::new("."));
@@ -397,9 +404,16 @@ fn auth_limits_have_safe_defaults_and_are_checked() {
         keys(&errors),
         [
             "auth_limits.address_failures",
+            "auth_limits.user_failures",
+            "auth_limits.address_idp_requests",
+            "auth_limits.user_failure_refill",
+            "auth_limits.address_idp_request_refill",
             "auth_limits.max_failure_delay"
         ]
     );
+    let text = format!("[auth_limits]\nuser_failure_refill = \"soon\"\n{MINIMAL}");
+    let error = Config::parse(&text).expect_err("not a duration");
+    assert_eq!(error.key, "auth_limits.user_failure_refill");
 }
 
 #[test]
@@ -568,4 +582,17 @@ fn issuer_rules_name_their_keys() {
     }
     let unknown = Config::parse(&issuer_only("bogus = 1")).expect_err("unknown key");
     assert_eq!(unknown.key, "issuer.bogus");
+}
+
+#[test]
+fn prelogin_per_address_defaults_to_20_and_refuses_zero() {
+    let config = Config::parse(MINIMAL).expect("parses");
+    assert_eq!(config.listeners[0].max_prelogin_per_address, 20);
+    let text = MINIMAL.replace(
+        "tls = \"none\"",
+        "tls = \"none\"\nmax_prelogin_per_address = 0",
+    );
+    let config = Config::parse(&text).expect("parses");
+    let errors = config.validate(Path::new("."));
+    assert_eq!(keys(&errors), ["listeners[0].max_prelogin_per_address"]);
 }

@@ -322,6 +322,7 @@ impl BackendLogin for SieveLogin {
                 Err(
                     FramingError::LineTooLong
                     | FramingError::LiteralTooLarge { .. }
+                    | FramingError::LiteralTooLargeToSkip { .. }
                     | FramingError::CommandTooLong,
                 ) => {
                     let error = LoginError::protocol(self.stage(), ProtocolError::TooLong);

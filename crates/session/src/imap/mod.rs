@@ -18,7 +18,7 @@ use codec::imap::{
 };
 use sasl::{Mechanism, PasswordMechanism};
 
-use crate::auth::{Auth, AuthHost, AuthSettings, Outcome};
+use crate::auth::{is_too_long, Auth, AuthHost, AuthSettings, Outcome};
 pub use crate::{Action, Discovery, Refusal, Session, Verdict, WrongState};
 pub use capability::filter_backend_capabilities;
 use reply::{Code, Status};
@@ -61,11 +61,8 @@ impl Default for ImapSessionConfig {
             password_fallback: false,
             error_challenge: true,
             max_auth_failures: 3,
-            limits: codec::Limits {
-                // A 16 KiB token, base64-encoded, plus the command around it.
-                max_line: sasl::MAX_ENCODED_RESPONSE_LEN + 1_024,
-                ..codec::Limits::default()
-            },
+            // Lines of 24,236 octets: a 16 KiB token, base64-encoded, plus the command.
+            limits: codec::Limits::default(),
             discovery: Discovery::default(),
             // "BAD, then close if it repeats": the second over-long input closes.
             max_oversized_inputs: 2,
@@ -327,9 +324,16 @@ impl ImapSession {
                 return None;
             }
         };
-        let Ok(initial) = crate::initial_message(initial_response) else {
-            self.bad_input(Some(&tag), None, "Invalid base64 in initial response.");
-            return None;
+        let initial = match crate::initial_message(initial_response) {
+            Ok(initial) => initial,
+            Err(error) if is_too_long(&error) => {
+                self.bad_input(Some(&tag), Some(Code::TooBig), "SASL response too long.");
+                return None;
+            }
+            Err(_) => {
+                self.bad_input(Some(&tag), None, "Invalid base64 in initial response.");
+                return None;
+            }
         };
         let step = auth.start(&mut self.output, initial);
         self.after_auth(tag, auth, step)
@@ -339,16 +343,24 @@ impl ImapSession {
         let line = match self.framer.decode_line(input) {
             Ok(None) => return Some(Action::NeedInput),
             Ok(Some(line)) => Ok(line),
-            Err(_) => Err(()),
+            Err(error) => Err(error),
         };
         let State::Auth { tag, mut auth } = std::mem::replace(&mut self.state, State::Commands)
         else {
             return None;
         };
-        let Ok(line) = line else {
-            auth.abandon();
-            self.bad_input(Some(&tag), Some(Code::TooBig), "SASL response too long.");
-            return None;
+        let line = match line {
+            Ok(line) => line,
+            Err(FramingError::LineTooLong { .. }) => {
+                auth.abandon();
+                self.bad_input(Some(&tag), Some(Code::TooBig), "SASL response too long.");
+                return None;
+            }
+            Err(error) => {
+                auth.abandon();
+                self.framing_error(&error);
+                return None;
+            }
         };
         let step = auth.line(&mut self.output, &line);
         self.after_auth(tag, auth, step)
@@ -376,6 +388,9 @@ impl ImapSession {
             ),
             Outcome::BadBase64 => {
                 self.bad_input(Some(tag), None, "Invalid base64 in SASL response.");
+            }
+            Outcome::TooLong => {
+                self.bad_input(Some(tag), Some(Code::TooBig), "SASL response too long.");
             }
             Outcome::Unavailable => reply::tagged(
                 &mut self.output,
@@ -409,11 +424,20 @@ impl ImapSession {
     fn framing_error(&mut self, error: &FramingError) {
         let tag = error.tag().map(|t| String::from_utf8_lossy(t).into_owned());
         let text = match error {
-            FramingError::LiteralTooLarge { .. } => "Literal too large.",
+            FramingError::LiteralTooLarge { .. } | FramingError::LiteralTooLargeToSkip { .. } => {
+                "Literal too large."
+            }
             FramingError::LineTooLong { .. } => "Command line too long.",
             FramingError::CommandTooLong { .. } => "Command too long.",
         };
         self.bad_input(tag.as_deref(), Some(Code::TooBig), text);
+        if matches!(error, FramingError::LiteralTooLargeToSkip { .. })
+            && !matches!(self.state, State::Closed)
+        {
+            // Its octets would take too long to skip, and must not be read as commands.
+            reply::bye(&mut self.output, "Literal too large to skip; closing.");
+            self.close("literal-too-large");
+        }
     }
 
     fn bad_input(&mut self, tag: Option<&str>, code: Option<Code<'_>>, text: &str) {
@@ -511,7 +535,23 @@ impl Session for ImapSession {
         self.close("idle-timeout");
     }
 
+    /// `* BYE [UNAVAILABLE]`: an untagged BYE may come at any time (RFC 3501 §7.1.5).
+    fn shutting_down(&mut self) {
+        if matches!(self.state, State::Closed | State::LoggedIn) {
+            return;
+        }
+        reply::shutting_down(&mut self.output);
+        self.close("drained");
+    }
+
     fn close_reason(&self) -> &'static str {
         self.close_reason
     }
+}
+
+/// What a client that cannot be served now is told before the connection closes.
+pub fn refusal(why: crate::Busy) -> Vec<u8> {
+    let mut out = Vec::new();
+    reply::busy(&mut out, why);
+    out
 }

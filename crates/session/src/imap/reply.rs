@@ -55,6 +55,29 @@ pub(crate) fn bye(out: &mut Vec<u8>, text: &str) {
     .write_to(out);
 }
 
+/// `* BYE [UNAVAILABLE] ...` instead of a greeting (RFC 3501 §7.1.5 allows BYE as the
+/// greeting; RFC 5530's UNAVAILABLE says "try again later").
+pub(crate) fn busy(out: &mut Vec<u8>, why: crate::Busy) {
+    let text = match why {
+        crate::Busy::ListenerFull => "Too many connections, try again later.",
+        crate::Busy::AddressLimit => "Too many connections from your address, try again later.",
+    };
+    unavailable_bye(out, text);
+}
+
+/// `* BYE [UNAVAILABLE] Server shutting down.`: the drain is over.
+pub(crate) fn shutting_down(out: &mut Vec<u8>) {
+    unavailable_bye(out, "Server shutting down.");
+}
+
+fn unavailable_bye(out: &mut Vec<u8>, text: &str) {
+    Reply::Bye {
+        code: Some(WireCode::Unavailable),
+        text: text.to_owned(),
+    }
+    .write_to(out);
+}
+
 pub(crate) fn capability(out: &mut Vec<u8>, list: &[&str]) {
     Reply::Capability(list.iter().map(|c| (*c).to_owned()).collect()).write_to(out);
 }

@@ -531,5 +531,5 @@ fn transcript_files() {
             ..ImapSessionConfig::default()
         })
     });
-    assert!(ran >= 5, "{ran} transcripts");
+    assert!(ran >= 7, "{ran} transcripts");
 }

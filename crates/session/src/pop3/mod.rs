@@ -20,7 +20,9 @@
 //! - Every line, commands and AUTH responses alike, is bounded by
 //!   [`Pop3SessionConfig::max_line`]: a 16 KiB token, base64-encoded, plus 1 KiB, although
 //!   RFC 2449 §4 says 255 octets for a command. A longer line is refused whole (`-ERR`),
-//!   never truncated, and the connection closed when it repeats.
+//!   never truncated, and the connection closed when it repeats; so is a response or token
+//!   over the SASL layer's limits (`-ERR Authentication line too long.`, never "invalid
+//!   base64").
 //!
 //! Replies follow DESIGN.md's table: a refused token gets the mechanism's error challenge,
 //! then `-ERR [AUTH] Authentication failed.` after the client's dummy answer; an
@@ -39,7 +41,7 @@ use bytes::BytesMut;
 use codec::pop3::{parse_command, Command, InitialResponse, LineFramer, ParseError};
 use sasl::{Mechanism, PasswordMechanism, SecretString};
 
-use crate::auth::{Auth, AuthHost, AuthSettings, Outcome};
+use crate::auth::{is_too_long, Auth, AuthHost, AuthSettings, Outcome};
 pub use crate::{Action, Discovery, Refusal, Session, Verdict, WrongState};
 
 /// How a session is set up.
@@ -61,9 +63,9 @@ pub struct Pop3SessionConfig {
     /// Failed authentications before the connection is closed.
     pub max_auth_failures: u32,
     /// Longest line, commands and AUTH responses alike, not counting its CRLF. Default
-    /// 22,872 ([`codec::pop3::DEFAULT_MAX_LINE`]): a 16 KiB token base64-encoded
-    /// ([`sasl::MAX_ENCODED_RESPONSE_LEN`]) and 1 KiB for the command around it, as the
-    /// IMAP and ManageSieve sessions allow.
+    /// 24,236 ([`codec::pop3::DEFAULT_MAX_LINE`]): a 16 KiB token in a client response,
+    /// base64-encoded ([`sasl::MAX_ENCODED_RESPONSE_LEN`]), and 1 KiB for the command
+    /// around it, as every protocol allows its AUTH lines.
     pub max_line: usize,
     /// What the session's own error challenges (for unusable credentials) tell the client;
     /// a refused token's challenge says what its [`Verdict::TokenRefused`] carries.
@@ -260,9 +262,16 @@ impl Pop3Session {
                 return None;
             }
         };
-        let Ok(initial) = crate::initial_message(initial_response) else {
-            self.refuse(reply::bad_base64);
-            return None;
+        let initial = match crate::initial_message(initial_response) {
+            Ok(initial) => initial,
+            Err(error) if is_too_long(&error) => {
+                self.line_too_long(reply::auth_line_too_long);
+                return None;
+            }
+            Err(_) => {
+                self.refuse(reply::bad_base64);
+                return None;
+            }
         };
         let step = auth.start(&mut self.output, initial);
         self.after_auth((), auth, step)
@@ -335,6 +344,7 @@ impl Pop3Session {
             }
             Outcome::Cancelled => reply::auth_cancelled(&mut self.output),
             Outcome::BadBase64 => self.refuse(reply::bad_base64),
+            Outcome::TooLong => self.line_too_long(reply::auth_line_too_long),
             Outcome::Unavailable => reply::temporary_failure(&mut self.output),
             Outcome::LoggedIn(_) => {
                 reply::logged_in(&mut self.output);
@@ -467,7 +477,27 @@ impl Session for Pop3Session {
         self.close("idle-timeout");
     }
 
+    /// `-ERR [SYS/TEMP] Server shutting down.`, then close. Unlike the idle timeout the
+    /// client did nothing wrong and should come back, so it is told (Dovecot's pop3-login
+    /// also says `-ERR` when it shuts down); the line reads as the `-ERR` of whatever
+    /// command it sends next.
+    fn shutting_down(&mut self) {
+        if matches!(self.state, State::Closed | State::LoggedIn) {
+            return;
+        }
+        reply::shutting_down(&mut self.output);
+        self.close("drained");
+    }
+
     fn close_reason(&self) -> &'static str {
         self.close_reason
     }
+}
+
+/// What a client that cannot be served now is told instead of the greeting, before the
+/// connection closes.
+pub fn refusal(why: crate::Busy) -> Vec<u8> {
+    let mut out = Vec::new();
+    reply::busy(&mut out, why);
+    out
 }

@@ -121,6 +121,21 @@ pub(crate) fn temporary_failure(out: &mut Vec<u8>) {
     );
 }
 
+/// `-ERR [SYS/TEMP] ...` instead of the greeting (RFC 3206: a temporary condition; the
+/// client should try again later).
+pub(crate) fn busy(out: &mut Vec<u8>, why: crate::Busy) {
+    let text = match why {
+        crate::Busy::ListenerFull => "Too many connections, try again later.",
+        crate::Busy::AddressLimit => "Too many connections from your address, try again later.",
+    };
+    err(out, Some(Code::SysTemp), text);
+}
+
+/// `-ERR [SYS/TEMP] Server shutting down.`: the drain is over.
+pub(crate) fn shutting_down(out: &mut Vec<u8>) {
+    err(out, Some(Code::SysTemp), "Server shutting down.");
+}
+
 /// `-ERR Authentication cancelled.` (RFC 5034 §4: a `*` gets `-ERR`). Not the
 /// credentials' fault, so no `[AUTH]`.
 pub(crate) fn auth_cancelled(out: &mut Vec<u8>) {
@@ -152,8 +167,9 @@ pub(crate) fn line_too_long(out: &mut Vec<u8>) {
     err(out, None, "Line too long.");
 }
 
-/// `-ERR Authentication line too long.`: a client response of the AUTH exchange over the
-/// limit; the exchange is over.
+/// `-ERR Authentication line too long.`: a client response of the AUTH exchange (initial
+/// response or continuation line), or the token in it, over the limit; the exchange is
+/// over.
 pub(crate) fn auth_line_too_long(out: &mut Vec<u8>) {
     err(out, None, "Authentication line too long.");
 }

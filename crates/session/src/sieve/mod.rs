@@ -19,6 +19,12 @@
 //!   [`codec::sieve::framing`]). Quoted strings are accepted beyond RFC 5804's 1024 octets,
 //!   up to the line limit, because sievelib sends the OAUTHBEARER token as one quoted
 //!   string whatever its length.
+//! - Over-large input gets `NO "..."` and the session reads on from the end of the
+//!   offending command (an over-large literal's octets are skipped); the second closes with
+//!   `BYE`. A literal too large to skip (over 128 KiB, say `{4294967296}`) closes at once
+//!   with `BYE "Literal too large."`: skipping it would leave the session deaf, and its
+//!   octets must not be read as commands. A response or token over the SASL layer's
+//!   limits gets `NO "SASL response too long."`, never "invalid base64".
 //!
 //! Replies (DESIGN.md's table): a refused token gets the mechanism's error challenge, then
 //! `NO "Authentication failed."` after the client's dummy answer; an unreachable identity
@@ -41,7 +47,7 @@ use codec::sieve::{
 };
 use sasl::{ClientMessage, Mechanism};
 
-use crate::auth::{Auth, AuthHost, AuthSettings, Outcome};
+use crate::auth::{is_too_long, Auth, AuthHost, AuthSettings, Outcome};
 /// [`Action::PasswordLogin`] is never returned: this session has no password fallback.
 pub use crate::{Action, Discovery, Refusal, Session, Verdict, WrongState};
 
@@ -59,8 +65,8 @@ pub struct SieveSessionConfig {
     /// A refused token gets the mechanism's error challenge before the final `NO` (RFC
     /// 7628). Off: the `NO` comes at once, for clients that never answer the challenge.
     pub error_challenge: bool,
-    /// Framing limits for commands before login. The default line limit fits a 16 KiB
-    /// token, base64-encoded, in a quoted string.
+    /// Framing limits for commands before login. The default line limit (24,236) fits a
+    /// 16 KiB token, base64-encoded, in a quoted string.
     pub limits: codec::Limits,
     /// What the session's own error challenges (for unusable credentials) tell the client;
     /// a refused token's challenge says what its [`Verdict::TokenRefused`] carries.
@@ -89,11 +95,8 @@ impl Default for SieveSessionConfig {
             allow_plaintext_auth: false,
             max_auth_failures: 3,
             error_challenge: true,
-            limits: codec::Limits {
-                // A 16 KiB token, base64-encoded, plus the command around it.
-                max_line: sasl::MAX_ENCODED_RESPONSE_LEN + 1_024,
-                ..codec::Limits::default()
-            },
+            // Lines of 24,236 octets: a 16 KiB token, base64-encoded, plus the command.
+            limits: codec::Limits::default(),
             discovery: Discovery::default(),
             backend_capabilities: None,
             // "NO, then close if it repeats": the second over-long input closes.
@@ -272,6 +275,10 @@ impl SieveSession {
             None | Some(InitialResponse::Empty) => ClientMessage::Empty,
             Some(InitialResponse::Base64(text)) => match ClientMessage::from_line(&text) {
                 Ok(message) => message,
+                Err(error) if is_too_long(&error) => {
+                    self.too_large("SASL response too long.");
+                    return None;
+                }
                 Err(_) => {
                     reply::no(
                         &mut self.output,
@@ -331,6 +338,7 @@ impl SieveSession {
             Outcome::BadBase64 => {
                 reply::no(&mut self.output, None, "Invalid base64 in SASL response.");
             }
+            Outcome::TooLong => self.too_large("SASL response too long."),
             Outcome::Unavailable => reply::no(
                 &mut self.output,
                 Some(Code::TryLater),
@@ -354,17 +362,29 @@ impl SieveSession {
     }
 
     fn framing_error(&mut self, error: &FramingError) {
+        let text = match error {
+            FramingError::LineTooLong => "Line too long.",
+            FramingError::LiteralTooLarge { .. } => "Literal too large.",
+            FramingError::CommandTooLong => "Command too long.",
+            FramingError::LiteralTooLargeToSkip { .. } => {
+                // The framer drops all input from here: answering anything more would be a
+                // lie, so the `BYE` is the command's answer and the connection closes.
+                reply::bye(&mut self.output, "Literal too large.");
+                self.close("literal-too-large");
+                return;
+            }
+        };
+        self.too_large(text);
+    }
+
+    /// Over-large input: `NO "text"`, or `BYE` and close when it repeats.
+    fn too_large(&mut self, text: &str) {
         self.oversized_inputs += 1;
         if self.oversized_inputs >= self.config.max_oversized_inputs {
             reply::bye(&mut self.output, "Too many invalid commands.");
             self.close("too-many-bad-commands");
             return;
         }
-        let text = match error {
-            FramingError::LineTooLong => "Line too long.",
-            FramingError::LiteralTooLarge { .. } => "Literal too large.",
-            FramingError::CommandTooLong => "Command too long.",
-        };
         reply::no(&mut self.output, None, text);
     }
 
@@ -463,7 +483,24 @@ impl Session for SieveSession {
         self.close("idle-timeout");
     }
 
+    /// `BYE (TRYLATER)`, then close.
+    fn shutting_down(&mut self) {
+        if matches!(self.state, State::Closed | State::LoggedIn) {
+            return;
+        }
+        reply::shutting_down(&mut self.output);
+        self.close("drained");
+    }
+
     fn close_reason(&self) -> &'static str {
         self.close_reason
     }
+}
+
+/// What a client that cannot be served now is told instead of the greeting, before the
+/// connection closes.
+pub fn refusal(why: crate::Busy) -> Vec<u8> {
+    let mut out = Vec::new();
+    reply::busy(&mut out, why);
+    out
 }

@@ -83,6 +83,25 @@ pub(crate) fn bye(out: &mut Vec<u8>, text: &str) {
     Response::Completion(Completion::new(Status::Bye, None, text)).write_to(out);
 }
 
+/// `BYE (TRYLATER) "..."` instead of the greeting: RFC 5804 §1.3 lets a server that will
+/// not serve the client say BYE at once, and TRYLATER (§1.3) says why not to give up.
+pub(crate) fn busy(out: &mut Vec<u8>, why: crate::Busy) {
+    let text = match why {
+        crate::Busy::ListenerFull => "Too many connections, try again later.",
+        crate::Busy::AddressLimit => "Too many connections from your address, try again later.",
+    };
+    try_later_bye(out, text);
+}
+
+/// `BYE (TRYLATER) "Server shutting down."`: the drain is over.
+pub(crate) fn shutting_down(out: &mut Vec<u8>) {
+    try_later_bye(out, "Server shutting down.");
+}
+
+fn try_later_bye(out: &mut Vec<u8>, text: &str) {
+    Response::Completion(Completion::new(Status::Bye, Some(Code::TryLater), text)).write_to(out);
+}
+
 /// A SASL challenge: its base64 as a string on its own line (`""` when empty).
 pub(crate) fn challenge(out: &mut Vec<u8>, base64: String) {
     Response::Challenge(base64.into_bytes().into()).write_to(out);

@@ -796,5 +796,5 @@ fn transcript_files() {
             ..SieveSessionConfig::default()
         })
     });
-    assert!(ran >= 2, "{ran} transcripts");
+    assert!(ran >= 4, "{ran} transcripts");
 }

@@ -15,9 +15,12 @@
 //!   STARTTLS command and returns [`Action::StartTls`]; the driver must discard every byte
 //!   still in its buffer before the handshake (RFC 3207 §4.2, CVE-2011-0411), and
 //!   [`SmtpSession::tls_started`] starts framing afresh and forgets the client's EHLO.
-//! - Every line, commands and AUTH responses alike, is bounded by
-//!   [`SmtpSessionConfig::max_line`]: RFC 4954 §4's 12,288 octets by default. A longer
-//!   line is refused whole, never truncated.
+//! - Every line is bounded by [`SmtpSessionConfig::limits`]: an AUTH command (with its
+//!   initial response) and an AUTH response line by 24,236 octets, a 16 KiB token
+//!   base64-encoded (RFC 4954 §4's 12,288 is a minimum, and carries a token of only about
+//!   9 KiB); every other command by 12,288. A longer line is refused whole, never
+//!   truncated: `500 5.5.2 Line too long`, or `500 5.5.6` in the AUTH exchange (also for a
+//!   response or token over the SASL layer's limits), and the second closes the connection.
 //!
 //! [`Action`] and [`Refusal`] are the crate's, shared with IMAP. With the password
 //! fallback, AUTH PLAIN and AUTH LOGIN are run by the session like the OAuth mechanisms and
@@ -30,10 +33,10 @@ mod reply;
 mod tests;
 
 use bytes::BytesMut;
-use codec::smtp::{parse_command, Command, InitialResponse, LineFramer, ParseError};
+use codec::smtp::{parse_command, Command, InitialResponse, LineFramer, LineLimits, ParseError};
 use sasl::{Mechanism, PasswordMechanism};
 
-use crate::auth::{Auth, AuthHost, AuthSettings, Outcome};
+use crate::auth::{is_too_long, Auth, AuthHost, AuthSettings, Outcome};
 pub use crate::{Action, Discovery, Refusal, Session, Verdict, WrongState};
 
 /// How a session is set up.
@@ -55,9 +58,10 @@ pub struct SmtpSessionConfig {
     pub max_auth_failures: u32,
     /// The proxy's name in the greeting, the EHLO reply and `421` replies.
     pub hostname: String,
-    /// Longest line, commands and AUTH responses alike, not counting its CRLF. Default
-    /// 12,288: RFC 4954 §4 ([`codec::smtp::DEFAULT_MAX_LINE`]).
-    pub max_line: usize,
+    /// Longest lines, not counting the CRLF: AUTH commands and AUTH responses 24,236 (a
+    /// 16 KiB token, base64-encoded, and the command), every other command 12,288 (RFC
+    /// 4954 §4). See [`LineLimits`].
+    pub limits: LineLimits,
     /// What the session's own error challenges (for unusable credentials) tell the client;
     /// a refused token's challenge says what its [`Verdict::TokenRefused`] carries.
     pub discovery: Discovery,
@@ -86,7 +90,7 @@ impl Default for SmtpSessionConfig {
             error_challenge: true,
             max_auth_failures: 3,
             hostname: "localhost".to_owned(),
-            max_line: codec::smtp::DEFAULT_MAX_LINE,
+            limits: LineLimits::default(),
             discovery: Discovery::default(),
             // Dovecot closes after 20 bad commands; a client that needs ten is broken.
             max_bad_commands: 10,
@@ -141,7 +145,7 @@ impl SmtpSession {
     /// A new session; its greeting `220 <hostname> ESMTP bearergate ready` is already in
     /// the output.
     pub fn new(config: SmtpSessionConfig) -> Self {
-        let framer = LineFramer::new(config.max_line);
+        let framer = LineFramer::with_limits(config.limits);
         let mut session = Self {
             config,
             framer,
@@ -274,16 +278,23 @@ impl SmtpSession {
                 return None;
             }
         };
-        let Ok(initial) = crate::initial_message(initial_response) else {
-            self.refuse(reply::bad_base64);
-            return None;
+        let initial = match crate::initial_message(initial_response) {
+            Ok(initial) => initial,
+            Err(error) if is_too_long(&error) => {
+                self.line_too_long(reply::auth_line_too_long);
+                return None;
+            }
+            Err(_) => {
+                self.refuse(reply::bad_base64);
+                return None;
+            }
         };
         let step = auth.start(&mut self.output, initial);
         self.after_auth((), auth, step)
     }
 
     fn next_auth_line(&mut self, input: &mut BytesMut) -> Option<Action> {
-        let line = match self.framer.decode(input) {
+        let line = match self.framer.decode_auth_response(input) {
             Ok(None) => return Some(Action::NeedInput),
             Ok(Some(line)) => Ok(line),
             Err(_) => Err(()),
@@ -313,6 +324,7 @@ impl SmtpSession {
             }
             Outcome::Cancelled => reply::auth_cancelled(&mut self.output),
             Outcome::BadBase64 => self.refuse(reply::bad_base64),
+            Outcome::TooLong => self.line_too_long(reply::auth_line_too_long),
             Outcome::Unavailable => reply::temporary_failure(&mut self.output),
             Outcome::LoggedIn(_) => {
                 reply::authenticated(&mut self.output);
@@ -426,7 +438,7 @@ impl Session for SmtpSession {
             return Err(WrongState::new("tls_started", self.state.name(), ()));
         }
         self.config.tls_active = true;
-        self.framer = LineFramer::new(self.config.max_line);
+        self.framer = LineFramer::with_limits(self.config.limits);
         self.ehlo = None;
         self.state = State::Commands;
         Ok(())
@@ -442,6 +454,16 @@ impl Session for SmtpSession {
         self.close("idle-timeout");
     }
 
+    /// `421 4.3.2 <host> Service shutting down` (RFC 5321 §3.8: a server that must shut
+    /// down answers 421 and closes).
+    fn shutting_down(&mut self) {
+        if matches!(self.state, State::Closed | State::LoggedIn) {
+            return;
+        }
+        reply::shutting_down(&mut self.output, &self.config.hostname);
+        self.close("drained");
+    }
+
     fn close_reason(&self) -> &'static str {
         self.close_reason
     }
@@ -449,4 +471,12 @@ impl Session for SmtpSession {
     fn client_name(&self) -> Option<&str> {
         self.client_ehlo()
     }
+}
+
+/// What a client that cannot be served now is told instead of the greeting, with the
+/// listener's `hostname`, before the connection closes.
+pub fn refusal(why: crate::Busy, hostname: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    reply::busy(&mut out, hostname, why);
+    out
 }

@@ -146,7 +146,8 @@ pub(crate) fn line_too_long(out: &mut Vec<u8>) {
 }
 
 /// `500 5.5.6 Authentication Exchange line is too long` (RFC 4954 §6): a client response
-/// line of the AUTH exchange over the limit.
+/// of the AUTH exchange (initial response or continuation line), or the token in it, over
+/// the limit.
 pub(crate) fn auth_line_too_long(out: &mut Vec<u8>) {
     write(
         out,
@@ -178,6 +179,27 @@ pub(crate) fn too_many_long_lines(out: &mut Vec<u8>) {
         421,
         (4, 7, 0),
         "Too many long lines, closing connection",
+    );
+}
+
+/// `421 4.7.0 <host> Too many connections...` instead of the greeting (RFC 5321 §3.1: a
+/// server that cannot serve the client answers 421 and closes).
+pub(crate) fn busy(out: &mut Vec<u8>, hostname: &str, why: crate::Busy) {
+    let text = match why {
+        crate::Busy::ListenerFull => "Too many connections, try again later",
+        crate::Busy::AddressLimit => "Too many connections from your address, try again later",
+    };
+    write(out, 421, (4, 7, 0), &format!("{hostname} {text}"));
+}
+
+/// `421 4.3.2 <host> Service shutting down` (RFC 3463: 4.3.2 "system not accepting network
+/// messages"), as Postfix says it.
+pub(crate) fn shutting_down(out: &mut Vec<u8>, hostname: &str) {
+    write(
+        out,
+        421,
+        (4, 3, 2),
+        &format!("{hostname} Service shutting down"),
     );
 }
 

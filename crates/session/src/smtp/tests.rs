@@ -1,5 +1,7 @@
 //! Transcript tests: client bytes in, exact server bytes out.
 
+use sasl::ExposeSecret;
+
 use super::*;
 use crate::testing::{feed, refused, take, xoauth2};
 
@@ -46,17 +48,6 @@ fn ready_session(buffer: &mut BytesMut) -> SmtpSession {
     let (_, out) = feed(&mut session, buffer, b"EHLO client.example.org\r\n");
     assert_eq!(out, EHLO_TLS);
     session
-}
-
-/// An XOAUTH2 response whose unpadded base64 is exactly `encoded_len` octets
-/// (`encoded_len % 4 != 1`).
-fn xoauth2_of_len(encoded_len: usize) -> String {
-    let decoded_len = encoded_len * 3 / 4;
-    let overhead = "user=alice\x01auth=Bearer \x01\x01".len();
-    let token = "t".repeat(decoded_len - overhead);
-    let encoded = xoauth2("alice", &token).trim_end_matches('=').to_owned();
-    assert_eq!(encoded.len(), encoded_len);
-    encoded
 }
 
 #[test]
@@ -571,39 +562,48 @@ fn ehlo_syntax_errors() {
 }
 
 #[test]
-fn auth_line_of_12288_octets_is_accepted_12289_refused() {
-    assert_eq!(SmtpSessionConfig::default().max_line, 12_288);
+fn auth_line_carries_a_16_kib_token_other_commands_keep_12288() {
+    assert_eq!(
+        SmtpSessionConfig::default().limits,
+        codec::smtp::LineLimits {
+            max_line: 12_288,
+            max_auth_line: 24_236
+        }
+    );
     let mut buffer = BytesMut::new();
     let mut session = ready_session(&mut buffer);
-    let long = format!("AUTH XOAUTH2 {}\r\n", "A".repeat(12_289 - 13));
-    assert_eq!(long.len(), 12_289 + 2);
+    // One octet over the AUTH bound: refused by the framer.
+    let long = format!("AUTH XOAUTH2 {}\r\n", "A".repeat(24_237 - 13));
+    assert_eq!(long.len(), 24_237 + 2);
     let (action, out) = feed(&mut session, &mut buffer, long.as_bytes());
     assert!(matches!(action, Action::NeedInput));
     assert_eq!(out, "500 5.5.2 Line too long\r\n");
     assert!(buffer.is_empty());
 
-    let line = format!("AUTH XOAUTH2 {}\r\n", xoauth2_of_len(12_288 - 13));
-    assert_eq!(line.len(), 12_288 + 2);
+    // The largest token, as RFC 4954 §4's 12,288 octets could not carry it.
+    let line = format!("AUTH XOAUTH2 {}\r\n", xoauth2("alice", &"t".repeat(16_384)));
+    assert!(line.len() > 12_288 + 2);
     let (action, out) = feed(&mut session, &mut buffer, line.as_bytes());
     assert_eq!(out, "");
     let Action::Authenticate(credentials) = action else {
         panic!("expected Authenticate, got {action:?}");
     };
     assert_eq!(credentials.authzid.as_deref(), Some("alice"));
+    assert_eq!(credentials.token.expose_secret().len(), 16_384);
 }
 
 #[test]
-fn auth_response_line_of_12288_octets_is_accepted_12289_refused() {
+fn auth_response_line_carries_a_16_kib_token_a_longer_line_is_refused() {
     let mut buffer = BytesMut::new();
     let mut session = ready_session(&mut buffer);
     let (_, out) = feed(&mut session, &mut buffer, b"AUTH XOAUTH2\r\n");
     assert_eq!(out, "334 \r\n");
     // Arriving in pieces: refused as soon as it is certain to be too long.
-    let long = "A".repeat(12_289);
-    let (action, out) = feed(&mut session, &mut buffer, &long.as_bytes()[..6_000]);
+    let long = "A".repeat(24_237);
+    let (action, out) = feed(&mut session, &mut buffer, &long.as_bytes()[..12_000]);
     assert!(matches!(action, Action::NeedInput));
     assert_eq!(out, "");
-    let (_, out) = feed(&mut session, &mut buffer, &long.as_bytes()[6_000..]);
+    let (_, out) = feed(&mut session, &mut buffer, &long.as_bytes()[12_000..]);
     assert_eq!(
         out,
         "500 5.5.6 Authentication Exchange line is too long\r\n"
@@ -614,7 +614,7 @@ fn auth_response_line_of_12288_octets_is_accepted_12289_refused() {
 
     let (_, out) = feed(&mut session, &mut buffer, b"AUTH XOAUTH2\r\n");
     assert_eq!(out, "334 \r\n");
-    let response = xoauth2_of_len(12_288);
+    let response = xoauth2("alice", &"t".repeat(16_384));
     let (action, _) = feed(
         &mut session,
         &mut buffer,

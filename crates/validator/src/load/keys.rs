@@ -90,6 +90,7 @@ pub(crate) enum IssuerKey {
     MaxConcurrentRequests,
     FailureThreshold,
     CircuitOpenFor,
+    KeepConfirmedTokens,
     OpenidConfiguration,
     ChallengeScope,
 }
@@ -103,7 +104,7 @@ const JWT_OR_INTROSPECTION: &[Kind] = &[Kind::Jwt, Kind::Introspection];
 
 /// Every issuer key: its name and the kinds it applies to. README's identity-provider table
 /// and proxy.toml document them.
-const KEYS: [(IssuerKey, &str, &[Kind]); 34] = [
+const KEYS: [(IssuerKey, &str, &[Kind]); 35] = [
     (IssuerKey::Name, "name", ANY),
     (IssuerKey::Kind, "kind", ANY),
     (
@@ -148,6 +149,7 @@ const KEYS: [(IssuerKey, &str, &[Kind]); 34] = [
     ),
     (IssuerKey::FailureThreshold, "failure_threshold", ANY),
     (IssuerKey::CircuitOpenFor, "circuit_open_for", ANY),
+    (IssuerKey::KeepConfirmedTokens, "keep_confirmed_tokens", ANY),
     (IssuerKey::OpenidConfiguration, "openid_configuration", ANY),
     (IssuerKey::ChallengeScope, "challenge_scope", ANY),
 ];
@@ -213,6 +215,7 @@ pub(crate) struct IssuerBuilder {
     username_claims: Vec<String>,
     policy: Policy,
     guard: GuardConfig,
+    keep_confirmed_tokens: bool,
     discovery: Discovery,
     secret_files: Vec<(SecretSlot, PathBuf)>,
 }
@@ -230,6 +233,7 @@ impl Default for IssuerBuilder {
             username_claims: Vec::new(),
             policy: Policy::default(),
             guard: GuardConfig::default(),
+            keep_confirmed_tokens: false,
             discovery: Discovery::default(),
             secret_files: Vec::new(),
         }
@@ -332,6 +336,7 @@ impl IssuerBuilder {
             K::MaxConcurrentRequests => self.guard.max_concurrent = map.next_value()?,
             K::FailureThreshold => self.guard.failure_threshold = map.next_value()?,
             K::CircuitOpenFor => self.guard.open_for = map.next_value::<HumanDuration>()?.0,
+            K::KeepConfirmedTokens => self.keep_confirmed_tokens = map.next_value()?,
             K::OpenidConfiguration => {
                 self.discovery.openid_configuration = Some(map.next_value()?);
             }
@@ -405,6 +410,7 @@ impl IssuerBuilder {
             source,
             policy,
             guard: self.guard,
+            keep_confirmed_tokens: self.keep_confirmed_tokens,
             discovery,
             notes,
         };

@@ -88,6 +88,7 @@ protocol_scopes = { smtp = "mail.send" }
 max_concurrent_requests = 8
 failure_threshold = 3
 circuit_open_for = "30s"
+keep_confirmed_tokens = true
 openid_configuration = "https://idp.example/.well-known/openid-configuration"
 cache_max_ttl = "2m"
 negative_cache_ttl = "0s"
@@ -131,6 +132,7 @@ fn an_introspection_issuer_written_in_validator_itself() {
     assert_eq!(issuer.guard.max_concurrent, 8);
     assert_eq!(issuer.guard.failure_threshold, 3);
     assert_eq!(issuer.guard.open_for, Duration::from_secs(30));
+    assert!(issuer.keep_confirmed_tokens);
     assert_eq!(
         issuer.guard.queue_timeout,
         Duration::from_secs(3),
@@ -164,6 +166,7 @@ fn defaults_fill_what_is_left_out() {
     assert_eq!(issuer.policy.username_claims, ["username"]);
     assert!(issuer.policy.protocol_scopes.is_empty());
     assert_eq!(issuer.guard, crate::GuardConfig::default());
+    assert!(!issuer.keep_confirmed_tokens);
     assert_eq!(issuer.discovery.scope, None);
 }
 
@@ -317,6 +320,14 @@ fn wrong_values_are_refused_with_their_path() {
         (
             LISTED.replace("audience = [\"bearergate\"]", "audience = \"bearergate\""),
             "validator.issuers[0].audience",
+            "invalid type",
+        ),
+        (
+            INTROSPECTION.replace(
+                "keep_confirmed_tokens = true",
+                "keep_confirmed_tokens = \"yes\"",
+            ),
+            "validator.keep_confirmed_tokens",
             "invalid type",
         ),
         (

@@ -290,11 +290,10 @@ fn cancel_bad_base64_and_unknown_mechanisms() {
 
 #[test]
 fn a_16_kib_token_is_accepted_and_a_longer_line_refused_whole() {
-    // The largest XOAUTH2 message the SASL layer takes: 16 KiB, 21,848 octets of base64.
-    let overhead = "user=alice\x01auth=Bearer \x01\x01".len();
-    let token = "t".repeat(sasl::MAX_RESPONSE_LEN - overhead);
+    // The largest token the SASL layer takes: 16 KiB, in 21,880 octets of base64.
+    let token = "t".repeat(sasl::MAX_TOKEN_LEN);
     let encoded = xoauth2("alice", &token);
-    assert_eq!(encoded.len(), sasl::MAX_ENCODED_RESPONSE_LEN);
+    assert_eq!(encoded.len(), 21_880);
 
     // As an initial response.
     let mut session = start(tls());
@@ -313,7 +312,18 @@ fn a_16_kib_token_is_accepted_and_a_longer_line_refused_whole() {
     let (action, _) = feed(&mut session, &mut buffer, &line.as_bytes()[10_000..]);
     assert_eq!(expect_authenticate(action).token.expose_secret(), token);
 
-    // One octet over the limit: refused whole, nothing of it read as commands.
+    // One octet more of token: too long, not invalid base64, on either path.
+    let longer = xoauth2("alice", &"t".repeat(sasl::MAX_TOKEN_LEN + 1));
+    let mut session = start(tls());
+    let line = format!("AUTH XOAUTH2 {longer}\r\nAUTH XOAUTH2\r\n{longer}\r\n");
+    let (action, out) = feed(&mut session, &mut buffer, line.as_bytes());
+    assert!(matches!(action, Action::Close));
+    assert_eq!(
+        out,
+        "-ERR Authentication line too long.\r\n+ \r\n-ERR Authentication line too long.\r\n"
+    );
+
+    // One octet over the line limit: refused whole, nothing of it read as commands.
     let max = Pop3SessionConfig::default().max_line;
     let mut session = start(tls());
     let mut buffer = BytesMut::new();
