@@ -97,6 +97,41 @@ async fn openid_client_discovers_registers_and_completes_the_code_flow() {
     );
 }
 
+/// `[issuer]` beside `[validator]`: the built-in issuer's JWTs are judged in process and the
+/// external provider's opaque tokens by introspection, on the same listener; each issuer's
+/// token opens the mailbox, and the built-in token never costs the provider a request.
+#[tokio::test]
+async fn built_in_and_external_issuers_serve_side_by_side() {
+    let options = IssuerOptions {
+        external_validator: true,
+        ..IssuerOptions::default()
+    };
+    let (env, proxy, key) = start("issuer-beside-external", options);
+    let delivered = env
+        .env
+        .dovecot
+        .deliver(USER, &test_message("two issuers", 2 * 1024));
+
+    let report = env.flows(&key, &["register", "code"], &[]);
+    report.assert_success();
+    let built_in = report.field("code", "access_token");
+    let before = env.env.idp.requests();
+    assert!(fetch_first(&env.env, &proxy, USER, &built_in).await == delivered);
+    assert_eq!(
+        env.env.idp.requests(),
+        before,
+        "a built-in token was sent to the external provider"
+    );
+
+    let external = env.env.idp.issue(USER);
+    assert!(fetch_first(&env.env, &proxy, USER, &external).await == delivered);
+    assert_eq!(
+        env.env.idp.requests(),
+        before + 1,
+        "one introspection request"
+    );
+}
+
 #[tokio::test]
 async fn refresh_tokens_rotate_and_a_reused_one_kills_the_family() {
     let (env, proxy, key) = start("issuer-refresh", IssuerOptions::default());

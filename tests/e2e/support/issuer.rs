@@ -52,6 +52,9 @@ pub struct IssuerOptions {
     pub anonymous_registration: bool,
     /// Raw `key = value` lines added to `[issuer]`.
     pub extra: Vec<String>,
+    /// Keep the harness's `[validator]` (introspection at its fake identity provider)
+    /// beside the built-in issuer.
+    pub external_validator: bool,
 }
 
 impl Default for IssuerOptions {
@@ -63,6 +66,7 @@ impl Default for IssuerOptions {
             user_code_lifetime: None,
             anonymous_registration: false,
             extra: Vec::new(),
+            external_validator: false,
         }
     }
 }
@@ -113,8 +117,10 @@ impl IssuerEnv {
                 ..imap_backend
             },
         ];
-        // No [validator]: the built-in issuer alone vouches for tokens.
-        config.validator.raw = Some(String::new());
+        // No [validator]: the built-in issuer alone vouches for tokens (unless asked).
+        if !options.external_validator {
+            config.validator.raw = Some(String::new());
+        }
         config.extra_toml = issuer_table(&env, port, &url, &state_dir, &options);
         Self {
             env,
