@@ -56,7 +56,7 @@ impl AuthServer {
         scope: &str,
         now: UnixTime,
     ) -> Result<String, StoreError> {
-        let claims = AccessTokenClaims {
+        let claims = std::sync::Arc::new(AccessTokenClaims {
             iss: self.settings.public_url.clone(),
             sub: grant.user.clone(),
             aud: self.settings.public_url.clone(),
@@ -66,14 +66,17 @@ impl AuthServer {
             exp: now.saturating_add(self.access_lifetime()),
             jti: tokens::random_id(&self.rng)?,
             gid: grant.id.clone(),
-        };
-        self.keys.sign(
+        });
+        let token = self.keys.sign(
             self.store.as_ref(),
             &self.rng,
             now,
             ACCESS_TOKEN_TYPE,
-            &claims,
-        )
+            claims.as_ref(),
+        )?;
+        // Signed here, so known good: its first login skips the signature check too.
+        self.verified.insert(&token, claims, now);
+        Ok(token)
     }
 
     /// Mints an ID token for `grant`; `auth_time` is when the user approved (as near as we
@@ -103,12 +106,17 @@ impl AuthServer {
         token: &str,
         now: UnixTime,
     ) -> Result<AccessTokenClaims, TokenRejection> {
+        if let Some(known) = self.verified.get(token) {
+            return Ok(AccessTokenClaims::clone(&known));
+        }
         let claims: AccessTokenClaims =
             self.keys
                 .verify(self.store.as_ref(), now, token, ACCESS_TOKEN_TYPE)?;
         if claims.iss != self.settings.public_url || claims.aud != self.settings.public_url {
             return Err(TokenRejection::NotOurs);
         }
+        self.verified
+            .insert(token, std::sync::Arc::new(claims.clone()), now);
         Ok(claims)
     }
 

@@ -543,8 +543,15 @@ mod tests {
             published.contains(&new_kid),
             "retired at rotation, still live"
         );
+        // Refused: expired (this server remembers it verified it once) and, for any other
+        // instance, signed by a key no longer published.
         assert_eq!(
             h.server.check_access_token(&before.access_token),
+            Err(TokenRejection::Expired)
+        );
+        let other = h.second_server("signing_key_lifetime = \"10m\"\n");
+        assert_eq!(
+            other.check_access_token(&before.access_token),
             Err(TokenRejection::NotOurs)
         );
     }

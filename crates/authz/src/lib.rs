@@ -42,6 +42,7 @@ mod server;
 #[cfg(test)]
 mod testing;
 mod tokens;
+mod verified;
 
 pub use crate::error::{AuthorizeError, ErrorCode, OAuthError};
 pub use crate::server::AuthServer;

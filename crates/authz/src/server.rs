@@ -27,6 +27,8 @@ pub struct AuthServer {
     /// The signing keys, parsed (module `keys`).
     pub(crate) keys: KeyRing,
     pub(crate) rng: SystemRandom,
+    /// Access tokens whose signature is known good (module `verified`).
+    pub(crate) verified: crate::verified::VerifiedTokens,
 }
 
 /// The system clock in Unix seconds (0 if the system clock is before 1970).
@@ -60,6 +62,7 @@ impl AuthServer {
             clock,
             keys,
             rng,
+            verified: crate::verified::VerifiedTokens::default(),
         })
     }
 

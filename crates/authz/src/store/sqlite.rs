@@ -51,6 +51,24 @@ impl SqliteStore {
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// The one row `sql` selects by a single key, through the connection's statement cache:
+    /// these lookups run on every mail login (`grant`) and token request, and preparing
+    /// their SQL each time was a third of their cost.
+    fn lookup<T>(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        key: &str,
+        row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let conn = self.conn();
+        let mut statement = conn.prepare_cached(sql).map_err(db(operation))?;
+        statement
+            .query_row([key], row)
+            .optional()
+            .map_err(db(operation))
+    }
 }
 
 impl fmt::Debug for SqliteStore {
@@ -112,10 +130,7 @@ impl Store for SqliteStore {
 
     fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
         let sql = format!("SELECT {} FROM clients WHERE id = ?1", rows::CLIENT);
-        self.conn()
-            .query_row(&sql, [id], rows::client)
-            .optional()
-            .map_err(db("client"))
+        self.lookup("client", &sql, id, rows::client)
     }
 
     fn clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
@@ -170,10 +185,7 @@ impl Store for SqliteStore {
 
     fn api_key(&self, hash: &TokenHash) -> Result<Option<ApiKeyRecord>, StoreError> {
         let sql = format!("SELECT {} FROM api_keys WHERE hash = ?1", rows::API_KEY);
-        self.conn()
-            .query_row(&sql, [&hash.0], rows::api_key)
-            .optional()
-            .map_err(db("api_key"))
+        self.lookup("api_key", &sql, &hash.0, rows::api_key)
     }
 
     fn insert_grant(&self, grant: &GrantRecord) -> Result<(), StoreError> {
@@ -196,10 +208,7 @@ impl Store for SqliteStore {
 
     fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError> {
         let sql = format!("SELECT {} FROM grants WHERE id = ?1", rows::GRANT);
-        self.conn()
-            .query_row(&sql, [id], rows::grant)
-            .optional()
-            .map_err(db("grant"))
+        self.lookup("grant", &sql, id, rows::grant)
     }
 
     fn revoke_grant(&self, id: &str, now: UnixTime) -> Result<bool, StoreError> {
@@ -237,10 +246,7 @@ impl Store for SqliteStore {
 
     fn code(&self, hash: &TokenHash) -> Result<Option<CodeRecord>, StoreError> {
         let sql = format!("SELECT {} FROM codes WHERE hash = ?1", rows::CODE);
-        self.conn()
-            .query_row(&sql, [&hash.0], rows::code)
-            .optional()
-            .map_err(db("code"))
+        self.lookup("code", &sql, &hash.0, rows::code)
     }
 
     /// 0 when there is no such code.
@@ -300,10 +306,7 @@ impl Store for SqliteStore {
             "SELECT {} FROM refresh_tokens WHERE hash = ?1",
             rows::REFRESH
         );
-        self.conn()
-            .query_row(&sql, [&hash.0], rows::refresh)
-            .optional()
-            .map_err(db("refresh"))
+        self.lookup("refresh", &sql, &hash.0, rows::refresh)
     }
 
     /// `false` too when `old` does not exist. Expiry and revocation are the caller's to
@@ -370,18 +373,12 @@ impl Store for SqliteStore {
             "SELECT {} FROM devices WHERE device_hash = ?1",
             rows::DEVICE
         );
-        self.conn()
-            .query_row(&sql, [&hash.0], rows::device)
-            .optional()
-            .map_err(db("device"))
+        self.lookup("device", &sql, &hash.0, rows::device)
     }
 
     fn device_by_user_code(&self, user_code: &str) -> Result<Option<DeviceRecord>, StoreError> {
         let sql = format!("SELECT {} FROM devices WHERE user_code = ?1", rows::DEVICE);
-        self.conn()
-            .query_row(&sql, [user_code], rows::device)
-            .optional()
-            .map_err(db("device_by_user_code"))
+        self.lookup("device_by_user_code", &sql, user_code, rows::device)
     }
 
     fn device_polled(

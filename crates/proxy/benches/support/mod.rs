@@ -1,10 +1,16 @@
 //! The bench's peers: a fake identity provider and a fake IMAP backend (tokio, in this
 //! process), a blocking IMAP client, and the `bearergate` binary run as a child process so its
-//! memory and CPU can be read from `/proc`.
+//! memory and CPU can be read from `/proc`; for the built-in issuer's bench, a blocking
+//! HTTP/1.1 client and an authorization server in this process over the proxy's store.
 
 pub mod backend;
 pub mod client;
+// HTTP load and the built-in issuer: only benches/issuer.rs uses them.
+#[allow(dead_code)]
+pub mod http;
 pub mod idp;
+#[allow(dead_code)]
+pub mod issuer;
 pub mod process;
 
 use std::error::Error;

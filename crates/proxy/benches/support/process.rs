@@ -35,11 +35,19 @@ pub struct ProxyProcess {
 
 impl ProxyProcess {
     pub fn start(setup: &ProxySetup) -> BenchResult<Self> {
+        Self::start_with(setup, "proxy", "")
+    }
+
+    /// Like [`ProxyProcess::start`], with `extra` appended to the configuration (an
+    /// `[issuer]` table, say). `name` keeps the configuration directories of proxies that
+    /// run side by side or one after another apart.
+    pub fn start_with(setup: &ProxySetup, name: &str, extra: &str) -> BenchResult<Self> {
         let listen = free_local_addr()?;
-        let dir = std::env::temp_dir().join(format!("bearergate-bench-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("bearergate-bench-{}-{name}", std::process::id()));
         fs::create_dir_all(&dir)?;
         let config = dir.join("proxy.toml");
-        fs::write(&config, render_config(setup, listen))?;
+        fs::write(&config, render_config(setup, listen) + extra)?;
         let mut child = Command::new(env!("CARGO_BIN_EXE_bearergate"))
             .arg("--config")
             .arg(&config)
@@ -84,12 +92,17 @@ impl ProxyProcess {
 
     /// Resident set size in KiB (`VmRSS` in `/proc/PID/status`).
     pub fn rss_kib(&self) -> BenchResult<u64> {
+        self.status_kib("VmRSS")
+    }
+
+    /// A `kB` line of `/proc/PID/status` (`VmRSS`, `RssAnon`, `RssFile` …), in KiB.
+    pub fn status_kib(&self, field: &str) -> BenchResult<u64> {
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
         status
             .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| "no VmRSS in /proc/PID/status".into())
+            .ok_or_else(|| format!("no {field} in /proc/PID/status").into())
     }
 
     /// User plus system CPU time of all the proxy's threads so far.
@@ -156,7 +169,8 @@ pub fn open_files_limit() -> Option<u64> {
         .ok()
 }
 
-fn free_local_addr() -> BenchResult<SocketAddr> {
+/// A loopback address with a port nobody listens on.
+pub fn free_local_addr() -> BenchResult<SocketAddr> {
     // Bound and released at once; nothing else on a bench machine races for the port.
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
