@@ -18,7 +18,8 @@
 //!   and changing nothing;
 //! - after the login the success reply is all it writes, and it never consumes another
 //!   byte: whatever the client pipelined stays in the buffer for the backend;
-//! - the idle timeout closes the session, with the protocol's goodbye (POP3: none);
+//! - the idle timeout closes the session, with the protocol's goodbye (POP3: none); the
+//!   end of a drain and the pre-login deadline close it with their goodbyes (POP3 too);
 //! - a session that asks to close says why (`close_reason`).
 
 use std::fmt::Debug;
@@ -85,25 +86,31 @@ pub fn drive<S: Session + Debug>(mut session: S, setup: Setup, mut script: Scrip
                 );
                 assert_refuses_stray_calls(&mut session);
                 if idle_pending {
-                    // The same pause ends either way: the idle timer, or the end of a
-                    // SIGTERM drain (odd-length reads), which always says goodbye.
-                    let drained = seen.len() % 2 == 1;
-                    if drained {
-                        session.shutting_down();
-                    } else {
-                        session.idle_timeout();
+                    // The same pause ends one of three ways, by what the client sent so
+                    // far: the idle timer, the end of a SIGTERM drain or the pre-login
+                    // deadline; the last two always say goodbye.
+                    let end = seen.len() % 3;
+                    match end {
+                        0 => session.idle_timeout(),
+                        1 => session.shutting_down(),
+                        _ => session.deadline_passed(),
                     }
                     let kinds = flush(&mut session, setup.wire);
                     assert_eq!(
                         !kinds.is_empty(),
-                        drained || setup.wire.says_goodbye_when_idle(),
-                        "the goodbye at the idle timeout or the drain's end"
+                        end != 0 || setup.wire.says_goodbye_when_idle(),
+                        "the goodbye at the idle timeout, the drain's end or the deadline"
                     );
                     assert!(matches!(session.advance(&mut input), Action::Close));
-                    assert_ne!(session.close_reason(), "closed");
-                    if drained {
-                        assert_eq!(session.close_reason(), "drained");
+                    let reason = session.close_reason();
+                    match end {
+                        0 => assert_ne!(reason, "closed"),
+                        1 => assert_eq!(reason, "drained"),
+                        _ => assert_eq!(reason, "prelogin-deadline"),
                     }
+                    // A second call says nothing more.
+                    session.deadline_passed();
+                    assert!(session.output().is_empty(), "a goodbye after the close");
                     return;
                 }
                 let Some(read) = reads.next() else {

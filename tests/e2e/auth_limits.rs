@@ -1,7 +1,9 @@
 //! `[auth_limits]` against the real peers: the budgets per claimed user (guesses from many
 //! addresses at one account, by token and by password against Dovecot) and the ceiling on
 //! identity-provider requests per address (counted at the fake IdP), with the exceptions
-//! that keep working tokens working: one the cache knows, and the built-in issuer's.
+//! that keep working tokens working: one the cache knows, and the built-in issuer's. And
+//! that the budgets count failures, not logins: many good logins at once from one address,
+//! as one user, all log in, while guesses in parallel still reach no further than the budget.
 //!
 //! Client addresses other than 127.0.0.1 are other addresses of the loopback network
 //! (`127.0.0.2`, …), which Linux routes to the same interface.
@@ -383,4 +385,104 @@ async fn the_built_in_issuers_tokens_cost_no_identity_provider_requests() {
     assert_eq!(tally(&outcomes), (2, 1));
     assert_eq!(env.idp.requests(), 2);
     assert_eq!(limited(metrics, "idp_requests"), 1.0);
+}
+
+/// One user's many devices behind one NAT address (or a webmail server) logging in at once:
+/// thirty-six logins, tokens the proxy has not seen and passwords, against budgets of ten
+/// per address, per user and for the provider. Every unit an attempt holds while Dovecot
+/// and the provider are asked comes back when it logs in, so the others wait moments for
+/// one instead of being told to try later. Guesses from the same address afterwards still
+/// get exactly the budget past the proxy: the good logins spent none of it.
+#[tokio::test]
+async fn many_good_logins_at_once_from_one_address_all_log_in() {
+    let env = TestEnv::with_dovecot("limits-many-good", |b| b.config(NO_PENALTY));
+    let (proxy, metrics) = start(
+        &env,
+        &[
+            "address_failures = 10",
+            "address_failure_refill = \"1h\"",
+            "user_failures = 10",
+            "user_failure_refill = \"1h\"",
+            "address_idp_requests = 10",
+            "address_idp_request_refill = \"1h\"",
+        ],
+        |c| {
+            c.each_listener(|l| {
+                l.extra.push("password_fallback = true".into());
+                l.extra.push("max_prelogin_per_address = 100".into());
+            })
+        },
+    );
+    let nat = [127, 0, 0, 1];
+    let mut clients = Vec::new();
+    for n in 0..36 {
+        let login = if n % 3 == 2 {
+            None
+        } else {
+            Some(env.idp.issue("alice"))
+        };
+        clients.push((connect_from(&proxy, nat).await, login));
+    }
+    let logins: Vec<_> = clients
+        .into_iter()
+        .map(|(mut client, token)| {
+            tokio::spawn(async move {
+                let status = match token {
+                    Some(token) => {
+                        let response = xoauth2_b64("alice", &token);
+                        let outcome = client.authenticate("a", "XOAUTH2", &response, true).await;
+                        assert!(outcome.challenge.is_none(), "{outcome:?}");
+                        outcome.tagged
+                    }
+                    None => last_status(&client.command("a", "LOGIN alice alicepass").await),
+                };
+                if status.kind != "OK" {
+                    return Err(status);
+                }
+                // Logged in to Dovecot itself: the relay answers.
+                let selected = last_status(&client.command("s", "SELECT INBOX").await);
+                assert_eq!(selected.kind, "OK", "SELECT after login: {selected:?}");
+                Ok(())
+            })
+        })
+        .collect();
+    let mut refused = Vec::new();
+    for login in logins {
+        if let Err(status) = login.await.expect("login task") {
+            refused.push(status);
+        }
+    }
+    assert!(refused.is_empty(), "good logins refused: {refused:?}");
+    assert_eq!(env.idp.requests(), 24, "each new token asked about once");
+    for limit in ["address", "user", "idp_requests"] {
+        assert_eq!(limited(metrics, limit), 0.0, "refused by {limit}");
+    }
+
+    // Twelve wrong passwords at once from the same address: ten reach Dovecot, the other
+    // two wait for them and are told to try later.
+    let mut guessers = Vec::new();
+    for _ in 0..12 {
+        guessers.push(connect_from(&proxy, nat).await);
+    }
+    let guesses: Vec<_> = guessers
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(
+                async move { last_status(&client.command("p", "LOGIN alice wrongpass").await) },
+            )
+        })
+        .collect();
+    let (mut failed, mut throttled) = (0, 0);
+    for guess in guesses {
+        let status = guess.await.expect("guess task");
+        if status.is("NO", Some("AUTHENTICATIONFAILED")) {
+            failed += 1;
+        } else if status.is("NO", Some("UNAVAILABLE")) {
+            throttled += 1;
+        } else {
+            panic!("unexpected reply to a guess: {status:?}");
+        }
+    }
+    assert_eq!((failed, throttled), (10, 2));
+    assert_eq!(limited(metrics, "address"), 2.0);
 }

@@ -83,8 +83,9 @@ async fn a_busy_client_is_still_cut_at_the_prelogin_deadline() {
             l.extra.push("preauth_deadline = \"1s\"".into());
         })
     });
-    let (mut client, _) = connect(&env, &proxy, TlsMode::Implicit).await;
+    // The deadline counts from the connection, the TLS handshake included.
     let started = std::time::Instant::now();
+    let (mut client, _) = connect(&env, &proxy, TlsMode::Implicit).await;
     // Busy all the time: each NOOP is answered at once, so the idle timer never runs out;
     // only the deadline ends the connection.
     let mut rounds = 0u32;

@@ -15,15 +15,20 @@
 //! socket's empty send buffer and the connection is closed at once. A flood therefore costs
 //! descriptors only for the instant of accept and close, and memory for no more than the
 //! refusals in flight.
+//!
+//! What a new connection is served with ([`Served`]: context, limits, refusal lines) sits in
+//! a [`ListenerSlot`] that a reload ([`crate::reload`]) replaces while the socket stays; the
+//! loop reads it once per accepted connection, and a connection keeps what it was accepted
+//! with until it ends.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use session::Busy;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -46,48 +51,44 @@ pub const REFUSAL_TIME: Duration = Duration::from_secs(2);
 /// a flood of refusals must not become a flood of log lines.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// A bound listener with its limits, ready for [`accept_loop`].
+/// A bound listener, ready for [`accept_loop`].
 #[derive(Debug)]
 pub struct Listening {
     /// The socket.
     pub listener: TcpListener,
-    /// What its connections share.
-    pub context: Arc<ListenerContext>,
-    /// `max_connections`.
-    pub max_connections: usize,
-    /// `max_prelogin_per_address`.
-    pub max_prelogin_per_address: u32,
+    /// What new connections are served with; a reload replaces its content.
+    pub slot: Arc<ListenerSlot>,
+    /// Cancelled when the process shuts down or a reload removes the listener: the loop
+    /// returns and closes the socket; its sessions go on.
+    pub stop: CancellationToken,
 }
 
-/// Accepts until `shutdown`; each admitted connection is served on `tracker`.
-pub async fn accept_loop(listening: Listening, tracker: TaskTracker, shutdown: CancellationToken) {
+/// Accepts until `stop`; each admitted connection is served on `tracker`.
+pub async fn accept_loop(listening: Listening, tracker: TaskTracker) {
     let Listening {
         listener,
-        context,
-        max_connections,
-        max_prelogin_per_address,
+        slot,
+        stop,
     } = listening;
-    let slots = Arc::new(Semaphore::new(max_connections));
-    let prelogin = PreloginLimit::new(max_prelogin_per_address);
-    let mut refuser = Refuser::new(&context);
+    let mut refuser = Refuser::new();
     let mut backoff = AcceptBackoff::new();
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = stop.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(pair) => {
-                backoff.recovered(&context);
+                backoff.recovered(&slot.current().context);
                 pair
             }
             Err(e) if is_exhaustion(&e) => {
                 // Out of descriptors (or memory): retrying at once would spin on the same
                 // error, starve the other listeners and flood the log. Pause, log once per
                 // burst, and let relaying sessions free what they hold.
-                let pause = backoff.failed(&context, &e);
+                let pause = backoff.failed(&slot.current().context, &e);
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(pause) => {}
                 }
                 continue;
@@ -98,25 +99,178 @@ pub async fn accept_loop(listening: Listening, tracker: TaskTracker, shutdown: C
                 continue;
             }
         };
+        let served = slot.current();
         // The address's own cap first: a source over it is told so, whether or not the
         // listener also happens to be full.
-        let Some(slot) = prelogin.admit(peer.ip()) else {
-            refuser.refuse(stream, peer, Busy::AddressLimit, &tracker);
+        let Some(prelogin) = served.limits.prelogin.admit(peer.ip()) else {
+            refuser.refuse(&served, stream, peer, Busy::AddressLimit, &tracker);
             continue;
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            drop(slot);
-            refuser.refuse(stream, peer, Busy::ListenerFull, &tracker);
+        let Some(permit) = served.limits.connections.take() else {
+            drop(prelogin);
+            refuser.refuse(&served, stream, peer, Busy::ListenerFull, &tracker);
             continue;
         };
-        let admission = Admission::new(slot, permit);
-        let context = context.clone();
+        let admission = Admission::new(prelogin, permit);
+        let context = served.context.clone();
         tracker.spawn(async move {
             // Login latency matters more than the few bytes Nagle would save.
             let _ = stream.set_nodelay(true);
             let _active = METRICS.session_started(context.protocol);
             crate::protocols::serve(stream, peer, context, admission).await;
         });
+    }
+}
+
+/// What one listener serves new connections with: built by the server at start and at each
+/// reload, read by the accept loop once per connection.
+pub struct Served {
+    /// What the connection's session shares with the others.
+    pub context: Arc<ListenerContext>,
+    /// `max_connections` and `max_prelogin_per_address`, with the connections they count.
+    pub limits: Arc<ListenerLimits>,
+    listener_full: Arc<[u8]>,
+    address_limit: Arc<[u8]>,
+    /// Implicit-TLS listeners only: refusals come after a handshake.
+    handshake: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Served {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Served")
+            .field("context", &self.context)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Served {
+    /// A listener's context with its limits, and the refusals written once for all.
+    pub fn new(context: Arc<ListenerContext>, limits: Arc<ListenerLimits>) -> Self {
+        let handshake = match context.tls_mode {
+            ListenerTls::Implicit => context.acceptor.clone(),
+            ListenerTls::Starttls | ListenerTls::None => None,
+        };
+        Self {
+            listener_full: crate::protocols::refusal(&context, Busy::ListenerFull).into(),
+            address_limit: crate::protocols::refusal(&context, Busy::AddressLimit).into(),
+            handshake,
+            context,
+            limits,
+        }
+    }
+}
+
+/// The [`Served`] in force on one listener. Read once per accepted connection, written
+/// once per reload: a lock held only to clone an `Arc`.
+#[derive(Debug)]
+pub struct ListenerSlot {
+    current: RwLock<Arc<Served>>,
+}
+
+impl ListenerSlot {
+    /// A slot serving `served`.
+    pub fn new(served: Served) -> Arc<Self> {
+        Arc::new(Self {
+            current: RwLock::new(Arc::new(served)),
+        })
+    }
+
+    /// What the next connection gets.
+    pub fn current(&self) -> Arc<Served> {
+        // Replacing an `Arc` cannot leave it half-written: a poisoned lock is still sound.
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Serves `served` from the next connection on; connections accepted before keep what
+    /// they were accepted with.
+    pub fn replace(&self, served: Served) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(served);
+    }
+}
+
+/// A listener's `max_connections` and `max_prelogin_per_address` with the connections they
+/// count. A reload that keeps the listener (same address, same protocol) keeps these and
+/// only changes the caps, so that the counts of open connections stay true: a lowered cap
+/// admits no one until enough connections have ended, and a raised one admits at once.
+#[derive(Debug)]
+pub struct ListenerLimits {
+    connections: ConnectionSlots,
+    prelogin: Arc<PreloginLimit>,
+}
+
+impl ListenerLimits {
+    /// Fresh counts with these caps.
+    pub fn new(max_connections: usize, max_prelogin_per_address: u32) -> Arc<Self> {
+        Arc::new(Self {
+            connections: ConnectionSlots::new(max_connections),
+            prelogin: PreloginLimit::new(max_prelogin_per_address),
+        })
+    }
+
+    /// New caps over the same counts.
+    pub fn resize(&self, max_connections: usize, max_prelogin_per_address: u32) {
+        self.connections.resize(max_connections);
+        self.prelogin.set_max_per_address(max_prelogin_per_address);
+    }
+}
+
+/// `max_connections` as permits of a semaphore, each held by an open connection, whose
+/// number a reload may change while connections hold them. Lowered below the connections
+/// open, the surplus is a debt paid by forgetting permits as they come back.
+#[derive(Debug)]
+struct ConnectionSlots {
+    permits: Arc<Semaphore>,
+    sizes: Mutex<SlotSizes>,
+}
+
+#[derive(Debug)]
+struct SlotSizes {
+    /// The cap in force.
+    limit: usize,
+    /// Permits still to forget when they come back.
+    owed: usize,
+}
+
+impl ConnectionSlots {
+    fn new(limit: usize) -> Self {
+        let limit = limit.min(Semaphore::MAX_PERMITS);
+        Self {
+            permits: Arc::new(Semaphore::new(limit)),
+            sizes: Mutex::new(SlotSizes { limit, owed: 0 }),
+        }
+    }
+
+    /// A place for one more connection, or `None` when the listener is full.
+    fn take(&self) -> Option<OwnedSemaphorePermit> {
+        let mut sizes = self.sizes.lock().unwrap_or_else(PoisonError::into_inner);
+        while sizes.owed > 0 {
+            let Ok(returned) = self.permits.try_acquire() else {
+                return None;
+            };
+            returned.forget();
+            sizes.owed -= 1;
+        }
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    fn resize(&self, limit: usize) {
+        let limit = limit.min(Semaphore::MAX_PERMITS);
+        let mut sizes = self.sizes.lock().unwrap_or_else(PoisonError::into_inner);
+        if limit >= sizes.limit {
+            let raise = limit - sizes.limit;
+            let forgiven = raise.min(sizes.owed);
+            sizes.owed -= forgiven;
+            self.permits.add_permits(raise - forgiven);
+        } else {
+            let cut = sizes.limit - limit;
+            let forgotten = self.permits.forget_permits(cut);
+            sizes.owed += cut - forgotten;
+        }
+        sizes.limit = limit;
     }
 }
 
@@ -130,46 +284,40 @@ pub async fn accept_loop(listening: Listening, tracker: TaskTracker, shutdown: C
 /// flight: beyond them an implicit-TLS connection is closed at once, so a flood buys no
 /// handshakes.
 struct Refuser {
-    context: Arc<ListenerContext>,
-    listener_full: Arc<[u8]>,
-    address_limit: Arc<[u8]>,
-    /// Implicit-TLS listeners only.
-    handshake: Option<TlsAcceptor>,
     in_flight: Arc<Semaphore>,
     logs: [RefusalLog; 2],
 }
 
 impl Refuser {
-    fn new(context: &Arc<ListenerContext>) -> Self {
-        let handshake = match context.tls_mode {
-            ListenerTls::Implicit => context.acceptor.clone(),
-            ListenerTls::Starttls | ListenerTls::None => None,
-        };
+    fn new() -> Self {
         Self {
-            context: context.clone(),
-            listener_full: crate::protocols::refusal(context, Busy::ListenerFull).into(),
-            address_limit: crate::protocols::refusal(context, Busy::AddressLimit).into(),
-            handshake,
             in_flight: Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT)),
             logs: [RefusalLog::default(), RefusalLog::default()],
         }
     }
 
-    fn refuse(&mut self, stream: TcpStream, peer: SocketAddr, why: Busy, tracker: &TaskTracker) {
-        METRICS.connection_refused(self.context.protocol, why);
-        self.log(peer, why);
+    fn refuse(
+        &mut self,
+        served: &Served,
+        stream: TcpStream,
+        peer: SocketAddr,
+        why: Busy,
+        tracker: &TaskTracker,
+    ) {
+        METRICS.connection_refused(served.context.protocol, why);
+        self.log(&served.context, peer, why);
         let line = match why {
-            Busy::ListenerFull => self.listener_full.clone(),
-            Busy::AddressLimit => self.address_limit.clone(),
+            Busy::ListenerFull => served.listener_full.clone(),
+            Busy::AddressLimit => served.address_limit.clone(),
         };
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-            if self.handshake.is_none() {
+            if served.handshake.is_none() {
                 // A new socket's send buffer is empty: the line fits without waiting.
                 let _ = stream.try_write(&line);
             }
             return;
         };
-        let handshake = self.handshake.clone();
+        let handshake = served.handshake.clone();
         tracker.spawn(async move {
             let refusal = refuse_politely(stream, &line, handshake);
             if let Err(e) = tokio::time::timeout(REFUSAL_TIME, refusal).await {
@@ -179,7 +327,7 @@ impl Refuser {
         });
     }
 
-    fn log(&mut self, peer: SocketAddr, why: Busy) {
+    fn log(&mut self, context: &ListenerContext, peer: SocketAddr, why: Busy) {
         let (log, reason) = match why {
             Busy::ListenerFull => (&mut self.logs[0], "max_connections"),
             Busy::AddressLimit => (&mut self.logs[1], "per_address"),
@@ -187,7 +335,7 @@ impl Refuser {
         let Some(refused) = log.note(Instant::now()) else {
             return;
         };
-        let protocol = self.context.protocol.name();
+        let protocol = context.protocol.name();
         match why {
             Busy::ListenerFull => warn!(
                 protocol,
@@ -325,6 +473,44 @@ mod tests {
             "the next line counts the five unlogged and itself"
         );
         assert_eq!(log.note(start + LOG_EVERY), None);
+    }
+
+    #[test]
+    fn a_lowered_max_connections_waits_for_enough_connections_to_end() {
+        let slots = ConnectionSlots::new(3);
+        let mut open: Vec<_> = (0..3).map(|_| slots.take().expect("under 3")).collect();
+        assert!(slots.take().is_none(), "full at 3");
+        slots.resize(1);
+        open.pop();
+        assert!(slots.take().is_none(), "two still open, the cap is one");
+        open.pop();
+        assert!(slots.take().is_none(), "one still open, the cap is one");
+        open.pop();
+        let only = slots.take().expect("none open: room for one");
+        assert!(slots.take().is_none(), "and only one");
+        drop(only);
+        assert!(slots.take().is_some());
+    }
+
+    #[test]
+    fn a_raised_max_connections_admits_at_once_and_forgives_a_debt() {
+        let slots = ConnectionSlots::new(2);
+        let open: Vec<_> = (0..2).map(|_| slots.take().expect("under 2")).collect();
+        slots.resize(4);
+        let more: Vec<_> = (0..2).map(|_| slots.take().expect("raised to 4")).collect();
+        assert!(slots.take().is_none(), "full at 4");
+        // Lowered below what is open, then raised again before anything ended: the cap
+        // in force is the last one, with the open connections counted once.
+        slots.resize(1);
+        slots.resize(5);
+        let fifth = slots.take().expect("four open, cap five");
+        assert!(slots.take().is_none(), "full at 5");
+        drop((open, more, fifth));
+        let all: Vec<_> = (0..5)
+            .map(|_| slots.take().expect("empty, cap 5"))
+            .collect();
+        assert!(slots.take().is_none());
+        drop(all);
     }
 
     #[tokio::test]

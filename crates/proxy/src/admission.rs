@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::OwnedSemaphorePermit;
@@ -50,7 +51,8 @@ impl Admission {
 /// One listener's count of connections before login, per address group.
 #[derive(Debug)]
 pub struct PreloginLimit {
-    max_per_address: u32,
+    /// Changed by a reload ([`PreloginLimit::set_max_per_address`]) while the counts go on.
+    max_per_address: AtomicU32,
     counts: Mutex<HashMap<IpAddr, u32>>,
 }
 
@@ -68,7 +70,7 @@ impl PreloginLimit {
     /// group (at least one).
     pub fn new(max_per_address: u32) -> Arc<Self> {
         Arc::new(Self {
-            max_per_address: max_per_address.max(1),
+            max_per_address: AtomicU32::new(max_per_address.max(1)),
             counts: Mutex::new(HashMap::new()),
         })
     }
@@ -79,7 +81,7 @@ impl PreloginLimit {
         let key = crate::throttle::group(address);
         let mut counts = self.lock();
         let count = counts.entry(key).or_insert(0);
-        if *count >= self.max_per_address {
+        if *count >= self.max_per_address.load(Ordering::Relaxed) {
             return None;
         }
         *count += 1;
@@ -87,6 +89,13 @@ impl PreloginLimit {
             limit: Arc::clone(self),
             key,
         })
+    }
+
+    /// A reload changed `max_per_address` (at least one): the counts stay true, and an
+    /// address over a lowered cap gets no new connection until it is under it again.
+    pub fn set_max_per_address(&self, max_per_address: u32) {
+        self.max_per_address
+            .store(max_per_address.max(1), Ordering::Relaxed);
     }
 
     /// Connections before login that `address`'s group holds now.
@@ -194,6 +203,24 @@ mod tests {
         assert!(limit.admit(ip("192.0.2.3")).is_none());
         drop(held);
         assert_eq!(limit.tracked(), 0);
+    }
+
+    #[test]
+    fn a_changed_cap_applies_to_the_next_connection_and_keeps_the_counts() {
+        let limit = PreloginLimit::new(3);
+        let held: Vec<PreloginSlot> = (0..3)
+            .map(|_| limit.admit(ip("192.0.2.4")).expect("under the cap"))
+            .collect();
+        limit.set_max_per_address(2);
+        assert!(
+            limit.admit(ip("192.0.2.4")).is_none(),
+            "over the lowered cap"
+        );
+        assert_eq!(limit.held(ip("192.0.2.4")), 3, "the open ones still count");
+        limit.set_max_per_address(4);
+        let fourth = limit.admit(ip("192.0.2.4"));
+        assert!(fourth.is_some(), "room under the raised cap");
+        drop(held);
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub struct Config {
 }
 
 /// `[log]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// `text` for people, `json` for log shippers.
@@ -243,8 +243,8 @@ pub enum ListenerTls {
     None,
 }
 
-/// `[[listeners]]`.
-#[derive(Debug, Deserialize)]
+/// `[[listeners]]`. Compared by a reload, to tell a changed listener from a kept one.
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Protocol spoken on this port.

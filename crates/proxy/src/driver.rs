@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use session::{Action, Session, Verdict};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, info_span, Instrument};
 
 use crate::auth::{self, AuthError, Refused};
@@ -19,8 +20,8 @@ use crate::failure::LoginFailure;
 use crate::listener::{next_session_id, ListenerContext};
 use crate::metrics::{Credential, LoginOutcome, METRICS};
 use crate::relay;
-use crate::stream::ClientStream;
-use crate::throttle::{Charge, Cost, Limit, Throttle};
+use crate::stream::{self, ClientStream};
+use crate::throttle::{Charge, Cost, Limit};
 
 /// Pre-login reads: small, since commands are small; a long AUTHENTICATE line grows the
 /// buffer up to the framer's limit.
@@ -121,6 +122,15 @@ struct Handoff {
     pipelined: BytesMut,
 }
 
+/// The pre-login phase, bounded by the listener's `preauth_deadline` counted from accept:
+/// every TLS handshake (implicit or STARTTLS), read and write before login ends when it
+/// passes, and the session then says the deadline's goodbye as far as the socket takes it
+/// at once. A login already asked of the identity provider or the backend is not cut: it
+/// ends within its own timeouts (the validator's, the backend's `login_timeout`), a
+/// success is the login the deadline asks for, and a failure's reply is followed by the
+/// deadline's goodbye. Cutting it would leave the provider and the backend half-done work
+/// for a client that at worst stays `login_timeout` longer; the success reply's write is
+/// the logged-in session's, unbounded like the relay.
 async fn run<S: Session>(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -128,38 +138,45 @@ async fn run<S: Session>(
     session_id: &str,
     new_session: impl FnOnce(bool) -> S,
 ) -> std::io::Result<PreLoginEnd> {
+    let deadline = tokio::time::Instant::now() + context.preauth_deadline;
     let mut client = match (&context.tls_mode, &context.acceptor) {
         (ListenerTls::Implicit, Some(acceptor)) => {
-            match tokio::time::timeout(context.preauth_idle_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => ClientStream::Tls(Box::new(tls)),
-                Ok(Err(e)) => {
-                    debug!(error = %e, "TLS handshake failed");
-                    return Ok(PreLoginEnd::Closed("tls-handshake-failed"));
-                }
-                Err(_) => return Ok(PreLoginEnd::Closed("tls-handshake-timeout")),
+            match handshake(acceptor, tcp, context, deadline, "TLS").await {
+                Ok(tls) => tls,
+                Err(reason) => return Ok(PreLoginEnd::Closed(reason)),
             }
         }
         _ => ClientStream::Plain(tcp),
     };
-    let deadline = Instant::now() + context.preauth_deadline;
     let mut session = new_session(client.is_tls());
     let mut input = BytesMut::new();
     // Failed logins on this connection, for the growing failure delay.
     let mut failures = 0u32;
     loop {
         let action = session.advance(&mut input);
-        flush_output(&mut session, &mut client).await?;
+        if let Some(end) = flush_until(&mut session, &mut client, deadline).await? {
+            return Ok(end);
+        }
+        // Past the deadline nothing more is read, and no login or handshake started. Not
+        // left to the timeouts alone: a read with bytes ready gets through one whose time
+        // is up, so a client that always has some would never wait on one; and a login
+        // in flight may end after the deadline.
+        if !matches!(action, Action::Close) && tokio::time::Instant::now() >= deadline {
+            return Ok(deadline_goodbye(&mut session, &mut client, 0).await);
+        }
         match action {
             Action::NeedInput => {
                 if input.capacity() - input.len() < READ_CHUNK {
                     input.reserve(READ_CHUNK);
                 }
-                // Each read is bounded by the idle timeout and by what is left of the
-                // pre-login deadline, which no amount of activity moves.
-                let left = deadline.saturating_duration_since(Instant::now());
-                let wait = context.preauth_idle_timeout.min(left);
+                // Each read is bounded by the idle timeout and by the pre-login deadline,
+                // which no amount of activity moves.
+                let idle_end = tokio::time::Instant::now() + context.preauth_idle_timeout;
                 let read = tokio::select! {
-                    read = tokio::time::timeout(wait, client.read_buf(&mut input)) => read,
+                    read = tokio::time::timeout_at(
+                        idle_end.min(deadline),
+                        client.read_buf(&mut input),
+                    ) => read,
                     () = context.drain_over.cancelled() => {
                         return Ok(say_goodbye(&mut session, &mut client).await);
                     }
@@ -168,20 +185,21 @@ async fn run<S: Session>(
                     Ok(Ok(0)) => return Ok(PreLoginEnd::Closed("client-closed")),
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Err(e),
+                    Err(_) if deadline <= idle_end => {
+                        return Ok(deadline_goodbye(&mut session, &mut client, 0).await);
+                    }
                     Err(_) => {
                         session.idle_timeout();
-                        flush_output(&mut session, &mut client).await?;
-                        let reason = if Instant::now() >= deadline {
-                            "prelogin-deadline"
-                        } else {
-                            "idle-timeout"
-                        };
-                        return Ok(PreLoginEnd::Closed(reason));
+                        if let Some(end) = flush_until(&mut session, &mut client, deadline).await? {
+                            return Ok(end);
+                        }
+                        return Ok(PreLoginEnd::Closed("idle-timeout"));
                     }
                 }
             }
             Action::Close => {
-                let _ = client.shutdown().await;
+                // Polite, but not something a client that does not read can stretch.
+                let _ = tokio::time::timeout_at(deadline, client.shutdown()).await;
                 return Ok(PreLoginEnd::Closed(session.close_reason()));
             }
             Action::StartTls => {
@@ -191,15 +209,10 @@ async fn run<S: Session>(
                 let (ClientStream::Plain(tcp), Some(acceptor)) = (client, &context.acceptor) else {
                     return Ok(PreLoginEnd::Closed("starttls-unavailable"));
                 };
-                match tokio::time::timeout(context.preauth_idle_timeout, acceptor.accept(tcp)).await
-                {
-                    Ok(Ok(tls)) => client = ClientStream::Tls(Box::new(tls)),
-                    Ok(Err(e)) => {
-                        debug!(error = %e, "STARTTLS handshake failed");
-                        return Ok(PreLoginEnd::Closed("tls-handshake-failed"));
-                    }
-                    Err(_) => return Ok(PreLoginEnd::Closed("tls-handshake-timeout")),
-                }
+                client = match handshake(acceptor, tcp, context, deadline, "STARTTLS").await {
+                    Ok(tls) => tls,
+                    Err(reason) => return Ok(PreLoginEnd::Closed(reason)),
+                };
                 session.tls_started().map_err(session_bug)?;
             }
             Action::PasswordLogin(credentials) => {
@@ -247,8 +260,9 @@ struct Attempt<'a> {
     peer: SocketAddr,
     credential: Credential,
     mechanism: &'static str,
-    /// What the attempt took from the `[auth_limits]` budgets ([`Throttle::begin`]).
-    charge: Mutex<Charge>,
+    /// What the attempt holds of the `[auth_limits]` budgets
+    /// ([`crate::throttle::Throttle::begin`]).
+    charge: Mutex<Charge<'a>>,
 }
 
 impl<'a> Attempt<'a> {
@@ -263,20 +277,32 @@ impl<'a> Attempt<'a> {
             peer,
             credential,
             mechanism,
-            charge: Mutex::new(Charge::new(peer.ip())),
+            charge: Mutex::new(context.throttle.charge(peer.ip())),
         }
     }
 
     /// Applies `settle` to the attempt's charge. (The lock is never held across an await.)
-    fn settle<T>(&self, settle: impl FnOnce(&Throttle, &mut Charge, Instant) -> T) -> T {
+    fn settle<T>(&self, settle: impl FnOnce(&mut Charge<'a>, Instant) -> T) -> T {
         let mut charge = self.charge.lock().unwrap_or_else(PoisonError::into_inner);
-        settle(&self.context.throttle, &mut charge, Instant::now())
+        settle(&mut charge, Instant::now())
     }
 
-    /// Takes the attempt's units of the budgets before anyone is asked, or names the limit
-    /// that refuses it.
-    fn begin(&self, user: Option<&str>, cost: Cost) -> Result<(), Limit> {
-        self.settle(|throttle, charge, now| throttle.begin(charge, user, cost, now))
+    /// Holds the attempt's units of the budgets before anyone is asked, or names the limit
+    /// that refuses it. Where attempts in flight hold every unit, waits for one to come
+    /// back for as long as a backend login may take: they are mostly good logins, which
+    /// give their units back within moments.
+    async fn begin(&self, user: Option<&str>, cost: Cost) -> Result<(), Limit> {
+        let now = Instant::now();
+        // (An absurd timeout that overflows an `Instant`: no waiting at all.)
+        let deadline = now
+            .checked_add(self.context.backend.login_timeout)
+            .unwrap_or(now);
+        let throttle = &*self.context.throttle;
+        let charge = throttle
+            .begin(self.peer.ip(), user, cost, now, deadline)
+            .await?;
+        self.settle(|held, _| *held = charge);
+        Ok(())
     }
 
     /// Password fallback: the backend checks the password by logging in with it.
@@ -287,6 +313,7 @@ impl<'a> Attempt<'a> {
         session_id: &str,
     ) -> Result<LoggedIn, LoginFailure> {
         self.begin(Some(&credentials.user), Cost::NoIdpRequest)
+            .await
             .map_err(LoginFailure::Throttled)?;
         let backend = &self.context.backend;
         let names =
@@ -323,13 +350,14 @@ impl<'a> Attempt<'a> {
         // spare the identity provider guesses, they do not lock out working tokens.
         let cost = Cost::of_token(validator.answer_source(&credentials.token).await);
         self.begin(credentials.authzid.as_deref(), cost)
+            .await
             .map_err(LoginFailure::Throttled)?;
         let checked = auth::check(validator, credentials, &self.context.scope_key).await;
         if matches!(
             &checked,
             Ok(_) | Err(AuthError::Refused(Refused::WrongUser { .. }))
         ) {
-            self.settle(Throttle::token_accepted);
+            self.settle(|charge, _| charge.token_accepted());
         }
         let identity = match checked {
             Ok(identity) => identity,
@@ -366,14 +394,13 @@ impl<'a> Attempt<'a> {
         METRICS.login(self.context.protocol, self.credential, failure.outcome());
         failure.log(self.mechanism, user);
         if failure.is_guess() {
-            let delay =
-                self.settle(|throttle, charge, now| throttle.failed(charge, *failures, now));
+            let delay = self.settle(|charge, now| charge.failed(*failures, now));
             *failures += 1;
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
         } else {
-            self.settle(Throttle::refund);
+            self.settle(Charge::refund);
         }
         deliver(session, failure.verdict())
     }
@@ -392,7 +419,7 @@ impl<'a> Attempt<'a> {
             self.credential,
             LoginOutcome::Success,
         );
-        self.settle(Throttle::refund);
+        self.settle(Charge::refund);
         let capabilities = std::mem::take(&mut logged_in.capabilities);
         deliver(&mut session, Verdict::LoggedIn { capabilities })?;
         flush_output(&mut session, &mut client).await?;
@@ -449,6 +476,49 @@ async fn say_goodbye<S: Session>(session: &mut S, client: &mut ClientStream) -> 
     PreLoginEnd::Closed("drained")
 }
 
+/// A TLS handshake (implicit, or after STARTTLS), bounded as a whole by the idle timeout
+/// and by the pre-login deadline: a ClientHello trickled byte by byte resets neither. `Err`
+/// is the reason the connection closes.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    context: &ListenerContext,
+    deadline: tokio::time::Instant,
+    what: &'static str,
+) -> Result<ClientStream, &'static str> {
+    let idle_end = tokio::time::Instant::now() + context.preauth_idle_timeout;
+    match tokio::time::timeout_at(idle_end.min(deadline), acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Ok(ClientStream::Tls(Box::new(tls))),
+        Ok(Err(e)) => {
+            debug!(error = %e, "{what} handshake failed");
+            Err("tls-handshake-failed")
+        }
+        Err(_) if deadline <= idle_end => Err("prelogin-deadline"),
+        Err(_) => Err("tls-handshake-timeout"),
+    }
+}
+
+/// The pre-login deadline passed: the session's goodbye behind whatever of its output is
+/// still unwritten (`sent` octets of it were written), then close, all only as far as the
+/// socket takes it at once: a client that does not read its socket is owed nothing.
+async fn deadline_goodbye<S: Session>(
+    session: &mut S,
+    client: &mut ClientStream,
+    sent: usize,
+) -> PreLoginEnd {
+    session.deadline_passed();
+    let rest = session.output().get(sent..).unwrap_or_default();
+    let goodbye = async {
+        client.write_all(rest).await?;
+        client.flush().await?;
+        client.shutdown().await
+    };
+    if stream::at_once(goodbye).await.is_none() {
+        debug!("the socket did not take the goodbye at once");
+    }
+    PreLoginEnd::Closed("prelogin-deadline")
+}
+
 /// Reports a verdict to the session.
 fn deliver<S: Session>(session: &mut S, verdict: Verdict) -> std::io::Result<()> {
     session.verdict(verdict).map_err(session_bug)
@@ -474,6 +544,28 @@ fn session_bug<T: std::fmt::Debug>(wrong: session::WrongState<T>) -> std::io::Er
 /// nothing to truncate.)
 fn is_plain_close(error: &std::io::Error) -> bool {
     error.kind() == std::io::ErrorKind::UnexpectedEof
+}
+
+/// Writes the session's output unless the pre-login deadline passes first: then the
+/// deadline's goodbye follows what was written, and `Some` says how the connection ended.
+async fn flush_until<S: Session>(
+    session: &mut S,
+    client: &mut ClientStream,
+    deadline: tokio::time::Instant,
+) -> std::io::Result<Option<PreLoginEnd>> {
+    if session.output().is_empty() {
+        return Ok(None);
+    }
+    let mut sent = 0;
+    let write = stream::write_counting(client, session.output(), &mut sent);
+    match tokio::time::timeout_at(deadline, write).await {
+        Ok(Ok(())) => {
+            session.output_written();
+            Ok(None)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Ok(Some(deadline_goodbye(session, client, sent).await)),
+    }
 }
 
 async fn flush_output<S: Session>(

@@ -31,8 +31,9 @@ pub enum Fault {
 /// A login attempt that failed.
 #[derive(Debug)]
 pub enum LoginFailure {
-    /// An `[auth_limits]` budget is spent (the address's failures, the claimed user's, or
-    /// the address's identity-provider requests): nobody was asked.
+    /// An `[auth_limits]` budget had no unit for the attempt (the address's failures, the
+    /// claimed user's, or the address's identity-provider requests): spent, or held by
+    /// attempts in flight for longer than this one could wait. Nobody was asked.
     Throttled(Limit),
     /// A password login naming the proxy's master user: nobody was asked.
     MasterIdentity,

@@ -3,8 +3,9 @@
 //! is in the sans-I/O crates `codec`, `sasl` and `session` (both roles), and token checks in
 //! `validator`.
 //!
-//! Reading order: [`server`] (builds the shared parts, starts the services and listeners,
-//! handles signals) → [`accept`] (who gets a session, who is turned away) → [`protocols`] (the registry: a listener's protocol → its session) →
+//! Reading order: [`server`] (starts the services and listeners, handles signals) →
+//! [`reload`] (builds the shared parts and the services from a configuration, at start and
+//! at each SIGHUP) → [`accept`] (who gets a session, who is turned away) → [`protocols`] (the registry: a listener's protocol → its session) →
 //! [`driver`] (the one loop around any `session::Session`: read, feed, act on its requests,
 //! hand over) → [`backend`] (connect, TLS, the one loop around any backend-login machine) →
 //! [`relay`] (the plain byte copy). Beside them: [`listener`] (what a listener's connections
@@ -29,6 +30,7 @@ pub mod logging;
 pub mod metrics;
 pub mod protocols;
 pub mod relay;
+pub mod reload;
 pub mod server;
 pub mod stream;
 pub mod throttle;

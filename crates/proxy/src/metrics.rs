@@ -95,6 +95,8 @@ pub struct Metrics {
     auth_limited: [AtomicU64; 3],
     /// Keys each limit tracks now.
     auth_tracked: [AtomicU64; 3],
+    /// Configuration reloads (SIGHUP), applied and refused.
+    reloads: [AtomicU64; 2],
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -118,6 +120,7 @@ pub static METRICS: Metrics = Metrics {
     backend_bytes: [ZERO; 4],
     auth_limited: [ZERO; 3],
     auth_tracked: [ZERO; 3],
+    reloads: [ZERO; 2],
 };
 
 /// Counts a connection as active until dropped.
@@ -150,6 +153,11 @@ impl Metrics {
             .position(|(c, _)| *c == credential)
             .unwrap_or(0);
         self.logins[index(protocol)][row][column].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A SIGHUP reload was applied (`true`) or refused, the running configuration kept.
+    pub fn config_reload(&self, applied: bool) {
+        self.reloads[usize::from(!applied)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A relay ended after carrying these byte counts.
@@ -296,6 +304,16 @@ impl Metrics {
         }
         self.render_auth_limits(&mut out);
         render_issuers(&mut out, issuers);
+        let name = "bearergate_config_reloads_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Configuration reloads (SIGHUP): ok when applied, refused when the \
+             new configuration was invalid and the running one stayed.\n# TYPE {name} counter"
+        );
+        for (i, result) in ["ok", "refused"].into_iter().enumerate() {
+            let value = self.reloads[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{result=\"{result}\"}} {value}");
+        }
         out
     }
 }
@@ -347,11 +365,16 @@ impl Drop for ActiveSession {
     }
 }
 
+/// The token validator's figures for `/metrics`: asked at each scrape, since a reload
+/// replaces the validator (see [`crate::reload`]).
+pub type ValidatorFigures =
+    Arc<dyn Fn() -> (validator::ValidatorStats, Vec<validator::IssuerStats>) + Send + Sync>;
+
 /// Serves `/metrics` and `/healthz` until shutdown, through the process's HTTP service
 /// model ([`crate::http`]).
 pub async fn serve(
     listener: TcpListener,
-    validator: Arc<validator::Validator>,
+    validator: ValidatorFigures,
     shutdown: CancellationToken,
 ) {
     crate::http::serve(
@@ -372,17 +395,18 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// `GET /metrics` (Prometheus text format 0.0.4) and `GET /healthz` (liveness); anything
 /// else is axum's 404, or 405 for another method.
-pub fn router(validator: Arc<validator::Validator>) -> Router {
+pub fn router(validator: ValidatorFigures) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(validator)
 }
 
-async fn metrics(State(validator): State<Arc<validator::Validator>>) -> impl IntoResponse {
+async fn metrics(State(validator): State<ValidatorFigures>) -> impl IntoResponse {
+    let (stats, issuers) = validator();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        METRICS.render(&validator.stats(), &validator.issuer_stats()),
+        METRICS.render(&stats, &issuers),
     )
 }
 
@@ -454,6 +478,7 @@ mod tests {
             "bearergate_logins_total",
             "bearergate_relayed_bytes_total",
             "bearergate_token_cache_hits_total",
+            "bearergate_config_reloads_total",
         ] {
             assert_eq!(
                 text.matches(&format!("# TYPE {family} ")).count(),
@@ -480,6 +505,15 @@ mod tests {
             .and_then(|v| v.parse::<u64>().ok())
             .expect("per-address refusals of pop3");
         assert!(per_address >= 1);
+        METRICS.config_reload(false);
+        let text = METRICS.render(&validator::ValidatorStats::default(), &issuers);
+        let refused: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("bearergate_config_reloads_total{result=\"refused\"} "))
+            .and_then(|v| v.parse().ok())
+            .expect("refused reloads");
+        assert!(refused >= 1);
+        assert!(text.contains("bearergate_config_reloads_total{result=\"ok\"} "));
         let active: i64 = text
             .lines()
             .find_map(|l| l.strip_prefix("bearergate_sessions_active{protocol=\"imap\"} "))

@@ -23,10 +23,25 @@
 //! limits spare the provider and the backend guesses, they do not lock a user whose token
 //! works out of their mailbox because someone else guessed at it.
 //!
-//! Every attempt that could fail takes its units *before* anyone is asked
-//! ([`Throttle::begin`]) and gives them back when it turns out not to be a failure
-//! ([`Throttle::refund`]): otherwise a guesser with many connections in flight would pass
-//! the check with all of them while the budget still showed one failure left.
+//! The budgets' units are permits. Every attempt that could fail holds one unit of each
+//! budget it could spend *before* anyone is asked ([`Throttle::begin`]), spends them if it
+//! fails ([`Charge::failed`]) and gives them back otherwise ([`Charge::refund`]): so no
+//! more attempts are out asking than the budget has failures left, and a guesser with many
+//! connections in flight gets no more guesses past the identity provider or the backend
+//! than one with a single connection (checking first and charging after would let all of
+//! them through while the budget still showed one failure left). An attempt that finds
+//! every unit held by attempts in flight *waits* for one — until one of them succeeds and
+//! gives its unit back, the bucket refills, or the deadline the driver sets (the backend's
+//! `login_timeout`) passes — rather than being told to try later: the units in flight are
+//! not failures yet, and most are not failures at all. Thirty-six devices of one user
+//! behind one NAT, or a webmail server's users, logging in at once with a budget of ten
+//! then go ten at a time, each a unit's round trip behind the last, and all log in; sixty
+//! parallel guesses go ten at a time too, the ten fail and spend the budget, and the fifty
+//! waiting are refused the moment nothing is left in flight. Waiting is bounded everywhere:
+//! by the deadline, by 64 waiters per key (`MAX_WAITERS`; more are refused at once), and not
+//! at all where it cannot help (nothing in flight and no refill before the deadline: a key
+//! out of failures is refused at once). Waiters are served oldest first, and a unit that
+//! comes back goes to the oldest waiter rather than to whoever arrives next.
 //!
 //! Addresses are grouped as an attacker holds them: IPv4 by address, IPv6 by /56 (a
 //! customer's allocation; a /64 would hand every subnet of it a budget of its own). Each
@@ -34,16 +49,17 @@
 //! that is not enough, the eighth with the most budget left (the least suspicious) makes
 //! room — memory stays bounded whatever the number of sources or names, a new key is always
 //! limited, and a flood of new keys pays for one scan per eighth of the table, not per key.
+//! Entries whose units are held or awaited are never dropped (their attempts settle on them
+//! later); they are bounded by the attempts in flight, which the connection limits bound.
 //! User names are kept as keyed hashes, never as text.
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::metrics::METRICS;
+use table::Table;
 
 /// The `[auth_limits]` settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,32 +149,111 @@ impl Cost {
     }
 }
 
-/// What one attempt took from the budgets: kept when it fails, given back otherwise.
+/// What one attempt holds of the budgets: settled once its outcome is known — given back
+/// when it was no failure, spent when it was one. An attempt dropped before that (cut off by
+/// the drain) spends what it holds, as a failure would: it may have been a guess, and a
+/// path that forgot to settle must err on the side of the limit.
 #[derive(Debug)]
-pub struct Charge {
+pub struct Charge<'a> {
+    throttle: &'a Throttle,
     /// The address's group key.
     address: IpAddr,
     /// The claimed user's key, once [`Throttle::begin`] has seen it.
     user: Option<u64>,
-    took_address: bool,
-    took_user: bool,
-    took_idp: bool,
+    held_address: bool,
+    held_user: bool,
+    held_idp: bool,
 }
 
-impl Charge {
-    /// Nothing taken yet, for an attempt from `address`.
-    pub fn new(address: IpAddr) -> Self {
-        Self {
-            address: group(address),
-            user: None,
-            took_address: false,
-            took_user: false,
-            took_idp: false,
+impl Charge<'_> {
+    /// The identity provider accepted the token: its request unit goes back (whatever
+    /// becomes of the login).
+    pub fn token_accepted(&mut self) {
+        if std::mem::take(&mut self.held_idp) {
+            self.throttle.idp_requests.give_back(self.address);
+        }
+    }
+
+    /// The attempt was not a failure (a login, or an outage that is nobody's guess): its
+    /// failure units go back. An identity-provider request that was made stays counted.
+    pub fn refund(&mut self, now: Instant) {
+        let throttle = self.throttle;
+        if std::mem::take(&mut self.held_address) {
+            throttle.addresses.give_back(self.address);
+        }
+        if std::mem::take(&mut self.held_user) {
+            if let Some(key) = self.user {
+                throttle.users.give_back(key);
+            }
+        }
+        if std::mem::take(&mut self.held_idp) {
+            throttle.idp_requests.spend(self.address, now);
+        }
+    }
+
+    /// The attempt failed: its units are spent (a trusted one spends them now, where budget
+    /// is left), and the answer is how long to wait before the refusal, given the failures
+    /// the connection had before this one.
+    pub fn failed(&mut self, connection_failures: u32, now: Instant) -> Duration {
+        let throttle = self.throttle;
+        if std::mem::take(&mut self.held_address) {
+            throttle.addresses.spend(self.address, now);
+        } else {
+            throttle.addresses.spend_free(self.address, now);
+        }
+        let mut previous = connection_failures.max(throttle.addresses.used(self.address, now));
+        if let Some(key) = self.user {
+            if std::mem::take(&mut self.held_user) {
+                throttle.users.spend(key, now);
+            } else {
+                throttle.users.spend_free(key, now);
+            }
+            previous = previous.max(throttle.users.used(key, now));
+        }
+        if std::mem::take(&mut self.held_idp) {
+            throttle.idp_requests.spend(self.address, now);
+        }
+        throttle.delay(previous)
+    }
+
+    /// Gives back everything held without spending anything: the attempt was refused
+    /// before anyone was asked.
+    fn release(&mut self) {
+        let throttle = self.throttle;
+        if std::mem::take(&mut self.held_address) {
+            throttle.addresses.give_back(self.address);
+        }
+        if std::mem::take(&mut self.held_user) {
+            if let Some(key) = self.user {
+                throttle.users.give_back(key);
+            }
+        }
+        if std::mem::take(&mut self.held_idp) {
+            throttle.idp_requests.give_back(self.address);
         }
     }
 }
 
-/// Most keys each table tracks: about 48 bytes each, so a few MiB for all three at most.
+impl Drop for Charge<'_> {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        let throttle = self.throttle;
+        if std::mem::take(&mut self.held_address) {
+            throttle.addresses.spend(self.address, now);
+        }
+        if std::mem::take(&mut self.held_user) {
+            if let Some(key) = self.user {
+                throttle.users.spend(key, now);
+            }
+        }
+        if std::mem::take(&mut self.held_idp) {
+            throttle.idp_requests.spend(self.address, now);
+        }
+    }
+}
+
+/// Most keys each table tracks while idle: about 64 bytes each, so a few MiB for all three
+/// at most (plus the entries attempts in flight hold, which the connection limits bound).
 const MAX_TRACKED: usize = 65_536;
 
 /// Longest doubling: 2^6 × the first delay, far past any sensible maximum.
@@ -211,84 +306,70 @@ impl Throttle {
         self.limits
     }
 
-    /// An attempt naming `user` is about to ask the identity provider or the backend: takes
-    /// its units into `charge`, or refuses it (ask no one) with the limit that is spent,
-    /// having given back what it took. Counts refusals for the metrics.
-    pub fn begin(
+    /// A charge for an attempt from `address` that holds nothing (yet).
+    pub fn charge(&self, address: IpAddr) -> Charge<'_> {
+        Charge {
+            throttle: self,
+            address: group(address),
+            user: None,
+            held_address: false,
+            held_user: false,
+            held_idp: false,
+        }
+    }
+
+    /// An attempt from `address` naming `user` is about to ask the identity provider or the
+    /// backend: holds a unit of each budget it could spend — the address's failures, the
+    /// user's, the address's identity-provider requests, in that order — waiting for one
+    /// where all are held by attempts in flight, until `deadline` at the latest. Or refuses
+    /// it (ask no one) with the limit that has no unit for it, having given back what it
+    /// held. Counts refusals for the metrics.
+    pub async fn begin(
         &self,
-        charge: &mut Charge,
+        address: IpAddr,
         user: Option<&str>,
         cost: Cost,
         now: Instant,
-    ) -> Result<(), Limit> {
+        deadline: Instant,
+    ) -> Result<Charge<'_>, Limit> {
+        let mut charge = self.charge(address);
         charge.user = user.and_then(|name| self.user_key(name));
         if cost == Cost::Trusted {
-            return Ok(());
+            return Ok(charge);
         }
-        let refused = if !self.addresses.take(charge.address, now) {
-            Some(Limit::Address)
-        } else if charge.user.is_some_and(|key| !self.users.take(key, now)) {
-            self.addresses.give_back(charge.address, now);
-            Some(Limit::User)
-        } else if cost == Cost::IdpRequest && !self.idp_requests.take(charge.address, now) {
-            self.addresses.give_back(charge.address, now);
-            if let Some(key) = charge.user {
-                self.users.give_back(key, now);
+        // Always in this order, so that no two attempts each hold what the other awaits.
+        let mut now = now;
+        let refused = 'take: {
+            match self.addresses.reserve(charge.address, now, deadline).await {
+                Some(at) => (now, charge.held_address) = (at, true),
+                None => break 'take Some(Limit::Address),
             }
-            Some(Limit::IdpRequests)
-        } else {
+            if let Some(key) = charge.user {
+                match self.users.reserve(key, now, deadline).await {
+                    Some(at) => (now, charge.held_user) = (at, true),
+                    None => break 'take Some(Limit::User),
+                }
+            }
+            if cost == Cost::IdpRequest {
+                match self
+                    .idp_requests
+                    .reserve(charge.address, now, deadline)
+                    .await
+                {
+                    Some(_) => charge.held_idp = true,
+                    None => break 'take Some(Limit::IdpRequests),
+                }
+            }
             None
         };
         match refused {
             Some(limit) => {
+                charge.release();
                 METRICS.auth_limited(limit);
                 Err(limit)
             }
-            None => {
-                charge.took_address = true;
-                charge.took_user = charge.user.is_some();
-                charge.took_idp = cost == Cost::IdpRequest;
-                Ok(())
-            }
+            None => Ok(charge),
         }
-    }
-
-    /// The identity provider accepted the token: its request unit goes back (whatever
-    /// becomes of the login).
-    pub fn token_accepted(&self, charge: &mut Charge, now: Instant) {
-        if std::mem::take(&mut charge.took_idp) {
-            self.idp_requests.give_back(charge.address, now);
-        }
-    }
-
-    /// The attempt was not a failure (a login, or an outage that is nobody's guess): its
-    /// failure units go back. An identity-provider request that was made stays counted.
-    pub fn refund(&self, charge: &mut Charge, now: Instant) {
-        if std::mem::take(&mut charge.took_address) {
-            self.addresses.give_back(charge.address, now);
-        }
-        if std::mem::take(&mut charge.took_user) {
-            if let Some(key) = charge.user {
-                self.users.give_back(key, now);
-            }
-        }
-    }
-
-    /// The attempt failed: its units stay taken (a trusted one takes them now, where budget
-    /// is left), and the answer is how long to wait before the refusal, given the failures
-    /// the connection had before this one.
-    pub fn failed(&self, charge: &mut Charge, connection_failures: u32, now: Instant) -> Duration {
-        if !charge.took_address {
-            charge.took_address = self.addresses.take(charge.address, now);
-        }
-        let mut previous = connection_failures.max(self.addresses.used(charge.address, now));
-        if let Some(key) = charge.user {
-            if !charge.took_user {
-                charge.took_user = self.users.take(key, now);
-            }
-            previous = previous.max(self.users.used(key, now));
-        }
-        self.delay(previous)
     }
 
     /// Keys tracked now by one limit's table (for tests; metrics get it as each changes).
@@ -324,124 +405,6 @@ impl Throttle {
     }
 }
 
-/// A budget.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    /// Units still available, fractional while refilling.
-    available: f64,
-    /// When `available` was last brought up to date.
-    updated: Instant,
-}
-
-/// One limit's token buckets, by key.
-#[derive(Debug)]
-struct Table<K> {
-    limit: Limit,
-    burst: u32,
-    refill: Duration,
-    max_tracked: usize,
-    buckets: Mutex<HashMap<K, Bucket>>,
-}
-
-impl<K: Copy + Eq + Hash> Table<K> {
-    fn new(limit: Limit, burst: u32, refill: Duration, max_tracked: usize) -> Self {
-        Self {
-            limit,
-            burst,
-            refill,
-            max_tracked: max_tracked.max(1),
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// A poisoned lock only means another thread panicked mid-update: the numbers are still
-    /// numbers, and refusing every login over it would be worse.
-    fn lock(&self) -> MutexGuard<'_, HashMap<K, Bucket>> {
-        self.buckets.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Takes one unit for `key`; false when none is left.
-    fn take(&self, key: K, now: Instant) -> bool {
-        let mut buckets = self.lock();
-        if !buckets.contains_key(&key) && buckets.len() >= self.max_tracked {
-            self.make_room(&mut buckets, now);
-        }
-        let capacity = f64::from(self.burst);
-        let bucket = buckets.entry(key).or_insert(Bucket {
-            available: capacity,
-            updated: now,
-        });
-        self.refill(bucket, now);
-        let taken = bucket.available >= 1.0;
-        if taken {
-            bucket.available -= 1.0;
-        }
-        METRICS.auth_limit_tracked(self.limit, buckets.len());
-        taken
-    }
-
-    /// Gives one unit back to `key` (nothing, when it was evicted meanwhile).
-    fn give_back(&self, key: K, now: Instant) {
-        let mut buckets = self.lock();
-        if let Some(bucket) = buckets.get_mut(&key) {
-            self.refill(bucket, now);
-            bucket.available = (bucket.available + 1.0).min(f64::from(self.burst));
-        }
-    }
-
-    /// Units `key` has used, not counting the one its current failure took.
-    fn used(&self, key: K, now: Instant) -> u32 {
-        let capacity = f64::from(self.burst);
-        let mut buckets = self.lock();
-        let Some(bucket) = buckets.get_mut(&key) else {
-            return 0;
-        };
-        self.refill(bucket, now);
-        ((capacity - bucket.available).max(1.0).ceil() as u32).saturating_sub(1)
-    }
-
-    fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Drops refilled entries; when that is not enough, the eighth with the most budget left.
-    fn make_room(&self, buckets: &mut HashMap<K, Bucket>, now: Instant) {
-        buckets.retain(|_, bucket| !self.is_full(bucket, now));
-        if buckets.len() < self.max_tracked {
-            return;
-        }
-        let evict = (self.max_tracked / 8).max(1);
-        let mut by_budget: Vec<(f64, K)> = buckets
-            .iter()
-            .map(|(key, bucket)| (bucket.available, *key))
-            .collect();
-        // Most budget first: the first `evict` are the least suspicious.
-        by_budget.select_nth_unstable_by(evict - 1, |a, b| b.0.total_cmp(&a.0));
-        for (_, key) in &by_budget[..evict] {
-            buckets.remove(key);
-        }
-    }
-
-    fn refill(&self, bucket: &mut Bucket, now: Instant) {
-        let elapsed = now.saturating_duration_since(bucket.updated);
-        bucket.updated = now;
-        let gained = if self.refill.is_zero() {
-            f64::INFINITY
-        } else {
-            elapsed.as_secs_f64() / self.refill.as_secs_f64()
-        };
-        bucket.available = (bucket.available + gained).min(f64::from(self.burst));
-    }
-
-    /// Whether a bucket has refilled completely by `now`: it then says nothing an absent
-    /// entry would not.
-    fn is_full(&self, bucket: &Bucket, now: Instant) -> bool {
-        let missing = f64::from(self.burst) - bucket.available;
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        self.refill.is_zero() || elapsed >= missing * self.refill.as_secs_f64()
-    }
-}
-
 /// The key an address is counted under: IPv4 (and IPv4-mapped IPv6) by address, other IPv6
 /// by its /56.
 pub(crate) fn group(address: IpAddr) -> IpAddr {
@@ -458,6 +421,8 @@ pub(crate) fn group(address: IpAddr) -> IpAddr {
         },
     }
 }
+
+mod table;
 
 #[cfg(test)]
 mod tests;

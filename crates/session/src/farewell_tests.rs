@@ -110,3 +110,85 @@ fn the_goodbye_interrupts_an_authentication_exchange() {
     );
     assert!(matches!(session.advance(&mut input), Action::Close));
 }
+
+/// Greeting taken, then the pre-login deadline passes: the deadline's own goodbye (not the
+/// idle one), `Close`, reason `prelogin-deadline`; a second call adds nothing.
+fn says_deadline_goodbye<S: Session>(mut session: S, goodbye: &str) {
+    take(&mut session);
+    session.deadline_passed();
+    assert_eq!(take(&mut session), goodbye);
+    let mut input = BytesMut::new();
+    assert!(matches!(session.advance(&mut input), Action::Close));
+    assert_eq!(session.close_reason(), "prelogin-deadline");
+    session.deadline_passed();
+    assert_eq!(take(&mut session), "", "a second goodbye");
+}
+
+#[test]
+fn the_prelogin_deadline_has_its_own_goodbye_in_each_protocol() {
+    says_deadline_goodbye(
+        ImapSession::new(ImapSessionConfig::default()),
+        "* BYE Took too long to log in.\r\n",
+    );
+    says_deadline_goodbye(
+        SmtpSession::new(SmtpSessionConfig {
+            hostname: "mx.example".to_owned(),
+            ..SmtpSessionConfig::default()
+        }),
+        "421 4.4.2 mx.example Timeout: took too long to log in\r\n",
+    );
+    says_deadline_goodbye(
+        SieveSession::new(SieveSessionConfig::default()),
+        "BYE \"Took too long to log in.\"\r\n",
+    );
+    says_deadline_goodbye(
+        Pop3Session::new(Pop3SessionConfig::default()),
+        "-ERR Took too long to log in.\r\n",
+    );
+}
+
+/// The deadline can pass in the middle of a command line the client trickles: the
+/// goodbye follows whatever was answered, and the half line is never answered.
+#[test]
+fn the_deadline_goodbye_ends_a_half_sent_command() {
+    let mut session = SmtpSession::new(SmtpSessionConfig {
+        hostname: "mx.example".to_owned(),
+        ..SmtpSessionConfig::default()
+    });
+    take(&mut session);
+    let mut input = BytesMut::new();
+    let (action, written) = feed(&mut session, &mut input, b"NOOP\r\nNO");
+    assert!(matches!(action, Action::NeedInput), "{action:?}");
+    assert_eq!(written, "250 2.0.0 OK\r\n");
+    session.deadline_passed();
+    assert_eq!(
+        take(&mut session),
+        "421 4.4.2 mx.example Timeout: took too long to log in\r\n"
+    );
+    assert!(matches!(session.advance(&mut input), Action::Close));
+}
+
+/// Logged in, the session is done: the deadline (which the driver no longer watches then)
+/// adds nothing.
+#[test]
+fn the_deadline_says_nothing_after_a_login() {
+    let mut session = ImapSession::new(ImapSessionConfig {
+        tls_active: true,
+        ..ImapSessionConfig::default()
+    });
+    take(&mut session);
+    let mut input = BytesMut::new();
+    let response = crate::testing::xoauth2("alice", "token");
+    let line = format!("a AUTHENTICATE XOAUTH2 {response}\r\n");
+    let (action, _) = feed(&mut session, &mut input, line.as_bytes());
+    assert!(matches!(action, Action::Authenticate(_)), "{action:?}");
+    session
+        .verdict(crate::Verdict::LoggedIn {
+            capabilities: Vec::new(),
+        })
+        .expect("the verdict it asked for");
+    take(&mut session);
+    session.deadline_passed();
+    assert_eq!(take(&mut session), "");
+    assert!(matches!(session.advance(&mut input), Action::NeedInput));
+}

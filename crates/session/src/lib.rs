@@ -153,6 +153,11 @@ pub trait Session {
     /// The proxy is shutting down and the session's time is up: the protocol's goodbye
     /// ("try again later" where it has one), then close with reason `drained`.
     fn shutting_down(&mut self);
+    /// The listener's `preauth_deadline` passed before a login: the protocol's own goodbye
+    /// (not the idle one, since the client may have been busy all along; POP3 too, as it
+    /// may be in the middle of a command), then close with reason `prelogin-deadline`.
+    /// Nothing once logged in or closed.
+    fn deadline_passed(&mut self);
     /// Why the session closed, for the log.
     fn close_reason(&self) -> &'static str;
     /// The client's own name for itself (SMTP EHLO), replayed to the backend.

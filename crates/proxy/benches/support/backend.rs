@@ -154,8 +154,8 @@ async fn serve(
 }
 
 /// Reads one command line with its literals (`{n}` after a `+` continuation, `{n+}` without)
-/// into `line`. False when the peer closed.
-async fn read_command(
+/// into `line`. False when the peer closed. (Also the soak's mail store's, `mailstore.rs`.)
+pub(crate) async fn read_command(
     reader: &mut BufReader<OwnedReadHalf>,
     write: &mut OwnedWriteHalf,
     line: &mut Vec<u8>,

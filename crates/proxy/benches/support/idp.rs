@@ -76,7 +76,8 @@ async fn serve(mut stream: TcpStream, requests: Arc<AtomicUsize>) -> std::io::Re
 }
 
 /// Reads one whole request into `buffer`; returns its length, or `None` when the peer closed.
-async fn read_request(
+/// (Also the flapping endpoint's, `flapping_idp.rs`.)
+pub(crate) async fn read_request(
     stream: &mut TcpStream,
     buffer: &mut Vec<u8>,
 ) -> std::io::Result<Option<usize>> {

@@ -5,13 +5,23 @@
 
 pub mod backend;
 pub mod client;
+// The soak's flapping provider, mail store and clients: only benches/soak.rs uses them.
+#[allow(dead_code)]
+pub mod flapping_idp;
+// A flood of short-lived connections: only benches/flood.rs uses it.
+#[allow(dead_code)]
+pub mod flood;
 // HTTP load and the built-in issuer: only benches/issuer.rs uses them.
 #[allow(dead_code)]
 pub mod http;
 pub mod idp;
 #[allow(dead_code)]
 pub mod issuer;
+#[allow(dead_code)]
+pub mod mailstore;
 pub mod process;
+#[allow(dead_code)]
+pub mod soak_clients;
 
 use std::error::Error;
 use std::time::{SystemTime, UNIX_EPOCH};

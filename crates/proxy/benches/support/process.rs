@@ -43,11 +43,17 @@ impl ProxyProcess {
     /// run side by side or one after another apart.
     pub fn start_with(setup: &ProxySetup, name: &str, extra: &str) -> BenchResult<Self> {
         let listen = free_local_addr()?;
+        Self::start_config(name, listen, &(render_config(setup, listen) + extra))
+    }
+
+    /// Starts the proxy with this whole configuration; `listen` is the address
+    /// [`ProxyProcess::listen`] reports (one of the configuration's listeners).
+    pub fn start_config(name: &str, listen: SocketAddr, config_text: &str) -> BenchResult<Self> {
         let dir =
             std::env::temp_dir().join(format!("bearergate-bench-{}-{name}", std::process::id()));
         fs::create_dir_all(&dir)?;
         let config = dir.join("proxy.toml");
-        fs::write(&config, render_config(setup, listen) + extra)?;
+        fs::write(&config, config_text)?;
         let mut child = Command::new(env!("CARGO_BIN_EXE_bearergate"))
             .arg("--config")
             .arg(&config)

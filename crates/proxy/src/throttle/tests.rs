@@ -1,6 +1,11 @@
-use std::sync::Barrier;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::{Arc, Barrier};
+use std::task::{Context, Poll, Wake, Waker};
 
 use super::*;
+
+mod waiting;
 
 fn limits() -> AuthLimits {
     AuthLimits {
@@ -19,17 +24,29 @@ fn ip(text: &str) -> IpAddr {
     text.parse().expect("test address")
 }
 
-/// Begins an attempt; the charge when it may go ahead.
-fn begin(
-    throttle: &Throttle,
+/// Runs an attempt's [`Throttle::begin`] that has no time to wait (its deadline is `now`)
+/// to its end, outside any runtime: one poll must finish it.
+fn without_waiting<T>(future: impl Future<Output = T>) -> T {
+    struct Nobody;
+    impl Wake for Nobody {
+        fn wake(self: Arc<Self>) {}
+    }
+    let waker = Waker::from(Arc::new(Nobody));
+    match pin!(future).poll(&mut Context::from_waker(&waker)) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("an attempt with no time to wait waited"),
+    }
+}
+
+/// Begins an attempt that may not wait; the charge when it may go ahead.
+fn begin<'a>(
+    throttle: &'a Throttle,
     address: &str,
     user: Option<&str>,
     cost: Cost,
     now: Instant,
-) -> Result<Charge, Limit> {
-    let mut charge = Charge::new(ip(address));
-    throttle.begin(&mut charge, user, cost, now)?;
-    Ok(charge)
+) -> Result<Charge<'a>, Limit> {
+    without_waiting(throttle.begin(ip(address), user, cost, now, now))
 }
 
 /// One failed password attempt (no identity-provider request): begin, then failed.
@@ -46,9 +63,11 @@ fn fail_as(
 ) -> Duration {
     let mut charge = begin(throttle, address, user, Cost::NoIdpRequest, now)
         .unwrap_or_else(|limit| panic!("{address} {user:?} refused by {limit:?}"));
-    throttle.failed(&mut charge, connection, now)
+    charge.failed(connection, now)
 }
 
+/// Whether an attempt may go ahead at once. (It is then dropped unsettled, which spends
+/// its units.)
 fn can_begin(throttle: &Throttle, address: &str, user: Option<&str>, now: Instant) -> bool {
     begin(throttle, address, user, Cost::NoIdpRequest, now).is_ok()
 }
@@ -104,8 +123,8 @@ fn attempts_in_flight_take_the_budget_before_anyone_is_asked() {
         .collect();
     assert!(!can_begin(&throttle, "192.0.2.5", None, now));
     // One turns out a success: its unit comes back, once.
-    throttle.refund(&mut charges[0], now);
-    throttle.refund(&mut charges[0], now);
+    charges[0].refund(now);
+    charges[0].refund(now);
     assert!(can_begin(&throttle, "192.0.2.5", None, now));
     assert!(!can_begin(&throttle, "192.0.2.5", None, now));
 }
@@ -124,11 +143,15 @@ fn parallel_guesses_at_one_user_from_many_addresses_share_its_budget() {
             .map(|n| {
                 let (throttle, start) = (&throttle, &start);
                 scope.spawn(move || {
-                    let mut charge = Charge::new(IpAddr::from([198, 51, 100, n]));
+                    let address = IpAddr::from([198, 51, 100, n]);
                     start.wait();
-                    throttle
-                        .begin(&mut charge, Some("alice"), Cost::IdpRequest, now)
-                        .map(|()| charge)
+                    without_waiting(throttle.begin(
+                        address,
+                        Some("alice"),
+                        Cost::IdpRequest,
+                        now,
+                        now,
+                    ))
                 })
             })
             .collect();
@@ -242,7 +265,7 @@ fn a_trusted_token_is_never_refused_and_its_failures_still_count() {
     // alice's working token from her own address goes ahead, and takes nothing.
     let mut real = begin(&throttle, "192.0.2.3", Some("alice"), Cost::Trusted, now)
         .expect("a known-valid token is never throttled");
-    throttle.refund(&mut real, now);
+    real.refund(now);
     // Even from an address out of failures.
     fail(&throttle, "192.0.2.3", 0, now);
     fail(&throttle, "192.0.2.3", 0, now);
@@ -252,10 +275,7 @@ fn a_trusted_token_is_never_refused_and_its_failures_still_count() {
     // budget is left, and delayed like any failure.
     let mut wrong_user =
         begin(&throttle, "192.0.2.4", Some("dave"), Cost::Trusted, now).expect("trusted");
-    assert_eq!(
-        throttle.failed(&mut wrong_user, 0, now),
-        Duration::from_millis(100)
-    );
+    assert_eq!(wrong_user.failed(0, now), Duration::from_millis(100));
     fail(&throttle, "192.0.2.4", 0, now);
     assert!(
         !can_begin(&throttle, "192.0.2.4", None, now),
@@ -282,18 +302,18 @@ fn only_unknown_tokens_spend_identity_provider_requests() {
     for _ in 0..5 {
         let mut cached = begin(&throttle, "192.0.2.1", None, Cost::NoIdpRequest, now)
             .expect("answered from the cache");
-        throttle.failed(&mut cached, 0, now);
+        cached.failed(0, now);
         assert!(begin(&throttle, "192.0.2.1", None, Cost::Trusted, now).is_ok());
     }
     // A provider that could not answer was still asked: the unit stays spent.
-    throttle.refund(&mut first, now);
+    first.refund(now);
     assert_eq!(unknown(None, now).err(), Some(Limit::IdpRequests));
     // A token the provider accepted gives its unit back.
-    throttle.token_accepted(&mut second, now);
-    throttle.token_accepted(&mut second, now);
+    second.token_accepted();
+    second.token_accepted();
     let mut third = unknown(None, now).expect("the accepted token's unit");
     assert_eq!(unknown(None, now).err(), Some(Limit::IdpRequests));
-    throttle.failed(&mut third, 0, now);
+    third.failed(0, now);
     // Other addresses have their own ceiling; this one refills.
     assert!(begin(&throttle, "192.0.2.2", None, Cost::IdpRequest, now).is_ok());
     let later = now + Duration::from_secs(2);
@@ -314,7 +334,7 @@ fn a_refusal_by_one_limit_gives_back_what_the_others_took() {
     });
     let now = Instant::now();
     let mut spent = begin(&throttle, "192.0.2.1", None, Cost::IdpRequest, now).expect("first");
-    throttle.refund(&mut spent, now);
+    spent.refund(now);
     for _ in 0..5 {
         assert_eq!(
             begin(&throttle, "192.0.2.1", Some("alice"), Cost::IdpRequest, now).err(),
@@ -408,7 +428,7 @@ fn a_full_table_evicts_the_least_suspicious_users_first() {
     }
     let mut bob = begin(&throttle, "192.0.2.4", Some("bob"), Cost::NoIdpRequest, now)
         .expect("bob has two left");
-    throttle.failed(&mut bob, 0, now);
+    bob.failed(0, now);
     assert!(can_begin(&throttle, "192.0.2.4", Some("bob"), now));
     assert!(!can_begin(&throttle, "192.0.2.4", Some("bob"), now));
 }

@@ -6,6 +6,12 @@
 //! time; once authentication starts, the session stops reading commands, so anything a
 //! client pipelined behind AUTHENTICATE stays in the driver's buffer and goes to the backend
 //! untouched after login.
+//!
+//! Every command refused for what it is (malformed, unknown, of the logged-in state,
+//! STARTTLS where it is not offered, authentication before TLS or with an unknown
+//! mechanism) counts towards [`ImapSessionConfig::max_bad_commands`], as SMTP's and POP3's
+//! refusals do: answered one by one for ever, a flood of them would cost the proxy a reply
+//! each until the pre-login deadline.
 
 mod capability;
 mod reply;
@@ -48,7 +54,8 @@ pub struct ImapSessionConfig {
     pub discovery: Discovery,
     /// Over-long inputs tolerated before the connection is closed.
     pub max_oversized_inputs: u32,
-    /// Malformed or out-of-place commands tolerated before the connection is closed.
+    /// Malformed, unknown or out-of-place commands tolerated before the connection is
+    /// closed (`* BYE Too many invalid commands.` after the last one's reply).
     pub max_bad_commands: u32,
 }
 
@@ -237,10 +244,8 @@ impl ImapSession {
                 initial_response,
             } => return self.authenticate(tag, &mechanism, initial_response),
             CommandBody::Other { .. } => {
-                reply::tagged(
-                    &mut self.output,
-                    &tag,
-                    Status::Bad,
+                self.bad_input(
+                    Some(&tag),
                     None,
                     "Command not allowed before authentication.",
                 );
@@ -256,7 +261,7 @@ impl ImapSession {
             } else {
                 "STARTTLS is not available on this port."
             };
-            reply::tagged(&mut self.output, tag, Status::Bad, None, text);
+            self.bad_input(Some(tag), None, text);
             return None;
         }
         reply::tagged(
@@ -279,6 +284,7 @@ impl ImapSession {
                 Some(Code::PrivacyRequired),
                 "Use STARTTLS first; passwords are not accepted here.",
             );
+            self.count_bad_command();
             return;
         }
         reply::tagged(
@@ -305,6 +311,7 @@ impl ImapSession {
                 Some(Code::PrivacyRequired),
                 "Authentication requires TLS: use STARTTLS first.",
             );
+            self.count_bad_command();
             return None;
         }
         let settings = self.auth_settings();
@@ -321,6 +328,7 @@ impl ImapSession {
                     None,
                     "Unsupported authentication mechanism: use XOAUTH2 or OAUTHBEARER.",
                 );
+                self.count_bad_command();
                 return None;
             }
         };
@@ -445,17 +453,27 @@ impl ImapSession {
             Some(tag) => reply::tagged(&mut self.output, tag, Status::Bad, code, text),
             None => reply::untagged(&mut self.output, Status::Bad, code, text),
         }
-        let (count, limit) = if matches!(code, Some(Code::TooBig)) {
-            self.oversized_inputs += 1;
-            (self.oversized_inputs, self.config.max_oversized_inputs)
-        } else {
-            self.bad_commands += 1;
-            (self.bad_commands, self.config.max_bad_commands)
-        };
-        if count >= limit {
-            reply::bye(&mut self.output, "Too many invalid commands.");
-            self.close("too-many-bad-commands");
+        if !matches!(code, Some(Code::TooBig)) {
+            self.count_bad_command();
+            return;
         }
+        self.oversized_inputs += 1;
+        if self.oversized_inputs >= self.config.max_oversized_inputs {
+            self.too_many_invalid();
+        }
+    }
+
+    /// Counts a refused command (its reply already written); the last one allowed closes.
+    fn count_bad_command(&mut self) {
+        self.bad_commands += 1;
+        if self.bad_commands >= self.config.max_bad_commands {
+            self.too_many_invalid();
+        }
+    }
+
+    fn too_many_invalid(&mut self) {
+        reply::bye(&mut self.output, "Too many invalid commands.");
+        self.close("too-many-bad-commands");
     }
 
     fn close(&mut self, reason: &'static str) {
@@ -542,6 +560,14 @@ impl Session for ImapSession {
         }
         reply::shutting_down(&mut self.output);
         self.close("drained");
+    }
+
+    fn deadline_passed(&mut self) {
+        if matches!(self.state, State::Closed | State::LoggedIn) {
+            return;
+        }
+        reply::deadline_passed(&mut self.output);
+        self.close("prelogin-deadline");
     }
 
     fn close_reason(&self) -> &'static str {

@@ -70,6 +70,13 @@ pub(crate) fn shutting_down(out: &mut Vec<u8>) {
     unavailable_bye(out, "Server shutting down.");
 }
 
+/// `* BYE Took too long to log in.`: the listener's `preauth_deadline` passed. Not
+/// `[UNAVAILABLE]` (a server subsystem is down) and not the idle goodbye: the client may
+/// have been busy all along, it just did not log in in time.
+pub(crate) fn deadline_passed(out: &mut Vec<u8>) {
+    bye(out, "Took too long to log in.");
+}
+
 fn unavailable_bye(out: &mut Vec<u8>, text: &str) {
     Reply::Bye {
         code: Some(WireCode::Unavailable),

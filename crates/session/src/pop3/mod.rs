@@ -31,6 +31,8 @@
 //! unsolicited replies, so when a limit closes the connection the offending command's own
 //! `-ERR` is the last line, and an idle client is disconnected without a word (RFC 1939
 //! §3: the server "should close the TCP connection without ... sending any response").
+//! A client still not logged in at the listener's `preauth_deadline` may not be idle at
+//! all, so it is told (`-ERR Took too long to log in.`), as at the end of a drain.
 
 mod capability;
 mod reply;
@@ -487,6 +489,14 @@ impl Session for Pop3Session {
         }
         reply::shutting_down(&mut self.output);
         self.close("drained");
+    }
+
+    fn deadline_passed(&mut self) {
+        if matches!(self.state, State::Closed | State::LoggedIn) {
+            return;
+        }
+        reply::deadline_passed(&mut self.output);
+        self.close("prelogin-deadline");
     }
 
     fn close_reason(&self) -> &'static str {

@@ -136,6 +136,13 @@ pub(crate) fn shutting_down(out: &mut Vec<u8>) {
     err(out, Some(Code::SysTemp), "Server shutting down.");
 }
 
+/// `-ERR Took too long to log in.`: the listener's `preauth_deadline` passed. Bare: it is
+/// neither the credentials' fault (`[AUTH]`) nor a passing fault of the server's
+/// (`[SYS/TEMP]`).
+pub(crate) fn deadline_passed(out: &mut Vec<u8>) {
+    err(out, None, "Took too long to log in.");
+}
+
 /// `-ERR Authentication cancelled.` (RFC 5034 §4: a `*` gets `-ERR`). Not the
 /// credentials' fault, so no `[AUTH]`.
 pub(crate) fn auth_cancelled(out: &mut Vec<u8>) {

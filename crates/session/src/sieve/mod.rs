@@ -33,6 +33,12 @@
 //! connection *replaces* the `NO` it would otherwise be, since in ManageSieve `BYE` is a
 //! command's final response (RFC 5804 §2.1's example ends three failed AUTHENTICATEs with
 //! `BYE "Too many failed authentication attempts"` alone).
+//!
+//! Every command refused for what it is (malformed, unknown, of the logged-in state,
+//! STARTTLS where it is not offered, authentication before TLS, with an unknown mechanism
+//! or bad base64) counts towards [`SieveSessionConfig::max_bad_commands`], and the last
+//! one allowed is answered `BYE "Too many invalid commands."`: answered one by one for
+//! ever, a flood of them would cost the proxy a reply each until the pre-login deadline.
 
 mod reply;
 #[cfg(test)]
@@ -83,7 +89,8 @@ pub struct SieveSessionConfig {
     pub backend_capabilities: Option<Arc<[Capability]>>,
     /// Over-long inputs tolerated before the connection is closed.
     pub max_oversized_inputs: u32,
-    /// Malformed commands tolerated before the connection is closed.
+    /// Malformed, unknown or out-of-place commands tolerated before the connection is
+    /// closed (the last one is answered with `BYE`).
     pub max_bad_commands: u32,
 }
 
@@ -198,7 +205,7 @@ impl SieveSession {
             }
         };
         let Ok(command) = parse_command(&bytes) else {
-            self.bad_command("Syntax error in command.");
+            self.refuse(None, "Syntax error in command.");
             return None;
         };
         match command {
@@ -219,12 +226,8 @@ impl SieveSession {
                 mechanism,
                 initial_response,
             } => return self.authenticate(&mechanism, initial_response),
-            Command::Unauthenticate => {
-                reply::no(&mut self.output, None, "Not authenticated.");
-            }
-            Command::Other { .. } => {
-                reply::no(&mut self.output, None, "Authenticate first.");
-            }
+            Command::Unauthenticate => self.refuse(None, "Not authenticated."),
+            Command::Other { .. } => self.refuse(None, "Authenticate first."),
         }
         None
     }
@@ -236,7 +239,7 @@ impl SieveSession {
             } else {
                 "STARTTLS is not available on this port."
             };
-            reply::no(&mut self.output, None, text);
+            self.refuse(None, text);
             return None;
         }
         reply::ok(&mut self.output, None, "Begin TLS negotiation now.");
@@ -250,16 +253,14 @@ impl SieveSession {
         initial_response: Option<InitialResponse>,
     ) -> Option<Action> {
         if !self.auth_allowed() {
-            reply::no(
-                &mut self.output,
+            self.refuse(
                 Some(Code::EncryptNeeded),
                 "Authentication requires TLS: use STARTTLS first.",
             );
             return None;
         }
         let Some(mechanism) = Mechanism::from_name(mechanism.as_bytes()) else {
-            reply::no(
-                &mut self.output,
+            self.refuse(
                 None,
                 "Unsupported authentication mechanism: use OAUTHBEARER or XOAUTH2.",
             );
@@ -280,11 +281,7 @@ impl SieveSession {
                     return None;
                 }
                 Err(_) => {
-                    reply::no(
-                        &mut self.output,
-                        None,
-                        "Invalid base64 in initial response.",
-                    );
+                    self.refuse(None, "Invalid base64 in initial response.");
                     return None;
                 }
             },
@@ -316,7 +313,7 @@ impl SieveSession {
             Ok(SaslResponse::Base64(text)) => text,
             Err(_) => {
                 auth.abandon();
-                self.bad_command("Invalid SASL response: expected a string.");
+                self.refuse(None, "Invalid SASL response: expected a string.");
                 return None;
             }
         };
@@ -335,9 +332,7 @@ impl SieveSession {
             Outcome::Failed => self.authentication_failed(),
             // RFC 5804 §2.1: the server answers a cancel with NO.
             Outcome::Cancelled => reply::no(&mut self.output, None, "Authentication cancelled."),
-            Outcome::BadBase64 => {
-                reply::no(&mut self.output, None, "Invalid base64 in SASL response.");
-            }
+            Outcome::BadBase64 => self.refuse(None, "Invalid base64 in SASL response."),
             Outcome::TooLong => self.too_large("SASL response too long."),
             Outcome::Unavailable => reply::no(
                 &mut self.output,
@@ -388,14 +383,16 @@ impl SieveSession {
         reply::no(&mut self.output, None, text);
     }
 
-    fn bad_command(&mut self, text: &str) {
+    /// A refused command: `NO [(code)] "text"`, counted; the last one allowed gets `BYE`
+    /// instead, and the connection closes.
+    fn refuse(&mut self, code: Option<Code>, text: &str) {
         self.bad_commands += 1;
         if self.bad_commands >= self.config.max_bad_commands {
             reply::bye(&mut self.output, "Too many invalid commands.");
             self.close("too-many-bad-commands");
             return;
         }
-        reply::no(&mut self.output, None, text);
+        reply::no(&mut self.output, code, text);
     }
 
     fn close(&mut self, reason: &'static str) {
@@ -490,6 +487,14 @@ impl Session for SieveSession {
         }
         reply::shutting_down(&mut self.output);
         self.close("drained");
+    }
+
+    fn deadline_passed(&mut self) {
+        if matches!(self.state, State::Closed | State::LoggedIn) {
+            return;
+        }
+        reply::deadline_passed(&mut self.output);
+        self.close("prelogin-deadline");
     }
 
     fn close_reason(&self) -> &'static str {

@@ -98,6 +98,12 @@ pub(crate) fn shutting_down(out: &mut Vec<u8>) {
     try_later_bye(out, "Server shutting down.");
 }
 
+/// `BYE "Took too long to log in."`: the listener's `preauth_deadline` passed. No
+/// `(TRYLATER)`: nothing on the server's side is wrong.
+pub(crate) fn deadline_passed(out: &mut Vec<u8>) {
+    bye(out, "Took too long to log in.");
+}
+
 fn try_later_bye(out: &mut Vec<u8>, text: &str) {
     Response::Completion(Completion::new(Status::Bye, Some(Code::TryLater), text)).write_to(out);
 }

@@ -464,6 +464,14 @@ impl Session for SmtpSession {
         self.close("drained");
     }
 
+    fn deadline_passed(&mut self) {
+        if matches!(self.state, State::Closed | State::LoggedIn) {
+            return;
+        }
+        reply::deadline_passed(&mut self.output, &self.config.hostname);
+        self.close("prelogin-deadline");
+    }
+
     fn close_reason(&self) -> &'static str {
         self.close_reason
     }

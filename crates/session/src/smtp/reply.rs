@@ -203,6 +203,17 @@ pub(crate) fn shutting_down(out: &mut Vec<u8>, hostname: &str) {
     );
 }
 
+/// `421 4.4.2 <host> Timeout: took too long to log in`: the listener's `preauth_deadline`
+/// passed, however busy the client was (RFC 3463's 4.4.2, as Postfix's own timeouts).
+pub(crate) fn deadline_passed(out: &mut Vec<u8>, hostname: &str) {
+    write(
+        out,
+        421,
+        (4, 4, 2),
+        &format!("{hostname} Timeout: took too long to log in"),
+    );
+}
+
 /// `421 4.4.2 <host> Idle timeout, closing`
 pub(crate) fn idle_timeout(out: &mut Vec<u8>, hostname: &str) {
     write(
