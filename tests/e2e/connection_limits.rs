@@ -9,7 +9,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
@@ -255,14 +255,10 @@ fn refused_count(metrics: SocketAddr, protocol: &str, reason: &str) -> f64 {
 
 /// Waits (bounded) until the log has a line with both `a` and `b`.
 fn wait_for_line(proxy: &Proxy, a: &str, b: &str) {
-    let end = Instant::now() + WAIT;
-    while Instant::now() < end {
-        if proxy.log().lines().any(|l| l.contains(a) && l.contains(b)) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("no log line with {a:?} and {b:?}:\n{}", proxy.log());
+    let found = proxy.wait_for_log_where(WAIT, |log| {
+        log.lines().any(|l| l.contains(a) && l.contains(b))
+    });
+    assert!(found, "no log line with {a:?} and {b:?}:\n{}", proxy.log());
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -79,18 +79,23 @@ fn greeted(addr: SocketAddr) -> Result<(), String> {
     }
 }
 
-/// Polls (bounded) until a TCP connect to `addr` is refused: a listener stops accepting
-/// once its accept loop has seen the stop, a moment after the reload's log line.
-fn wait_until_refused(addr: SocketAddr) -> Result<(), String> {
-    let end = Instant::now() + LOG_WAIT;
-    while Instant::now() < end {
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
-            Err(_) => return Ok(()),
-            Ok(stream) => drop(stream),
-        }
-        thread::sleep(Duration::from_millis(20));
+/// Waits for the log line saying the service on `addr` closed its socket (written after the
+/// close), then shows that a connect to `addr` is refused.
+fn wait_until_refused(proxy: &Proxy, addr: SocketAddr) -> Result<(), String> {
+    let field = format!("addr={addr}");
+    let closed = proxy.wait_for_log_where(LOG_WAIT, |log| {
+        log.lines().any(|line| {
+            line.contains(&field)
+                && (line.contains("listener closed") || line.contains("HTTP service stopped"))
+        })
+    });
+    if !closed {
+        return Err(format!("no log line says {addr} closed"));
     }
-    Err(format!("{addr} still accepts connections"))
+    match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+        Err(_) => Ok(()),
+        Ok(_) => Err(format!("{addr} still accepts connections")),
+    }
 }
 
 /// The leaf certificate a TLS client is shown by the implicit-TLS listener at `addr`, with
@@ -218,7 +223,7 @@ async fn a_moved_listener_stops_accepting_and_its_sessions_go_on() {
         line.contains(&format!("listeners_added=imap {new_address}")),
         "{line}"
     );
-    if let Err(e) = wait_until_refused(old_address) {
+    if let Err(e) = wait_until_refused(&proxy, old_address) {
         panic!("the removed listener: {e}");
     }
     greeted(new_address).expect("the new address greets");
@@ -548,7 +553,7 @@ async fn the_issuer_is_rebuilt_and_moves_only_when_its_address_changes() {
     let (ok, body) = metadata(&moved);
     assert!(ok && body.contains("\"issuer\""), "the new address: {body}");
     let old = SocketAddr::from(([127, 0, 0, 1], old_port.parse().expect("a port number")));
-    if let Err(e) = wait_until_refused(old) {
+    if let Err(e) = wait_until_refused(&proxy, old) {
         panic!("the issuer's old address: {e}");
     }
 }

@@ -153,9 +153,8 @@ fn run(settings: &Settings) -> BenchResult<Report> {
         Client::authenticate(proxy.listen(), &good)?.logout()?;
     }
     backend.wait_for_logged_in(0, CLOSE_DEADLINE)?;
+    // Sessions end just after the backend sees them go: their descriptors tell.
     let idle_descriptors = wait_for_descriptors(&proxy, None)?;
-    // Sessions end just after the backend sees them go.
-    thread::sleep(Duration::from_millis(300));
     let idle = Rss::of(&proxy)?;
 
     let peak = AtomicU64::new(idle.vm_kib);

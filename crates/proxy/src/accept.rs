@@ -74,7 +74,15 @@ pub async fn accept_loop(listening: Listening, tracker: TaskTracker) {
     let mut backoff = AcceptBackoff::new();
     loop {
         let accepted = tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => {
+                let address = listener.local_addr().ok();
+                // Closed before it is logged: once the line is there, connects are refused.
+                drop(listener);
+                if let Some(address) = address {
+                    info!(addr = %address, "listener closed: no longer accepting");
+                }
+                return;
+            }
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {

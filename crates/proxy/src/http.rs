@@ -101,6 +101,11 @@ pub async fn serve(
             }
         });
     }
+    let address = listener.local_addr().ok();
+    drop(listener);
+    if let Some(address) = address {
+        info!(addr = %address, "HTTP service stopped: its socket is closed");
+    }
     connections.close();
     connections.wait().await;
 }

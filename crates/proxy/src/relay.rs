@@ -41,19 +41,7 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut pipe = Relay {
-        client,
-        backend,
-        up: Direction::default(),
-        down: Direction::default(),
-    };
-    let error = (&mut pipe).await.err();
-    RelayOutcome {
-        client_to_backend: pipe.up.total,
-        backend_to_client: pipe.down.total,
-        error,
-        stopped: false,
-    }
+    relay_until(client, backend, std::future::pending()).await
 }
 
 /// Like [`relay`], until `stop` completes: then the copy ends where it is, with the counts

@@ -160,26 +160,23 @@ async fn trickling_clients_are_cut_at_the_prelogin_deadline_on_every_protocol() 
 /// Waits (bounded) until the proxy logged `outcome="prelogin-deadline"` for every peer: the
 /// line follows the close, which each client has already seen.
 fn wait_for_deadline_lines(stage: &Stage, peers: &[SocketAddr]) {
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
+    let logged = |log: &str, peer: &SocketAddr| {
+        let peer = format!("peer={peer}");
+        log.lines()
+            .any(|l| l.contains(&peer) && l.contains("outcome=\"prelogin-deadline\""))
+    };
+    let all = stage
+        .proxy
+        .wait_for_log_where(Duration::from_secs(10), |log| {
+            peers.iter().all(|peer| logged(log, peer))
+        });
+    if !all {
         let log = stage.proxy.log();
-        let missing: Vec<&SocketAddr> = peers
-            .iter()
-            .filter(|peer| {
-                let peer = format!("peer={peer}");
-                !log.lines()
-                    .any(|l| l.contains(&peer) && l.contains("outcome=\"prelogin-deadline\""))
-            })
-            .collect();
-        if missing.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < end,
+        let missing: Vec<&SocketAddr> = peers.iter().filter(|p| !logged(&log, p)).collect();
+        panic!(
             "{:?}: no prelogin-deadline line for {missing:?}:\n{log}",
             stage.proto
         );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -225,7 +222,8 @@ async fn trickled_tls_handshakes_are_cut_at_the_prelogin_deadline() {
     );
 }
 
-#[tokio::test]
+// Two workers: the test blocks one waiting for the proxy's log while the writers go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_cut_at_the_prelogin_deadline() {
     let mut late = Vec::new();
     let mut stages = Vec::new();
@@ -255,12 +253,17 @@ async fn a_client_that_never_reads_is_cut_at_the_prelogin_deadline() {
         held.push(reader);
         stages.push((proto, local, remote, started, stage));
     }
-    for (proto, local, remote, started, _) in &stages {
+    for (proto, local, remote, started, stage) in &stages {
         let end = *started + DEADLINE + MARGIN;
-        // An async wait: the writers run on this runtime's one thread meanwhile.
-        while established(*local, *remote) && Instant::now() < end {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // The proxy logs the session's end after closing its socket.
+        let peer = format!("peer={local}");
+        let wait = end.saturating_duration_since(Instant::now());
+        tokio::task::block_in_place(|| {
+            stage.proxy.wait_for_log_where(wait, |log| {
+                log.lines()
+                    .any(|l| l.contains(&peer) && l.contains("outcome=\"prelogin-deadline\""))
+            })
+        });
         if established(*local, *remote) {
             late.push(*proto);
         } else {

@@ -474,11 +474,17 @@ impl Proxy {
     /// Wait until the log contains `needle`; false on timeout or when the process closed its
     /// output without writing it.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        self.wait_for_log_where(timeout, |log| log.contains(needle))
+    }
+
+    /// Wait until `found` holds for the whole log so far, woken by each new output; false on
+    /// timeout or when the process closed its output first.
+    pub fn wait_for_log_where(&self, timeout: Duration, found: impl Fn(&str) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         let (lock, changed) = &*self.output;
         let mut captured = lock.lock().expect("log lock poisoned");
         loop {
-            if captured.text.contains(needle) {
+            if found(&captured.text) {
                 return true;
             }
             let now = Instant::now();
