@@ -47,6 +47,10 @@ pub struct Config {
     /// How long open sessions may run on after SIGTERM before the process exits anyway.
     #[serde(default = "defaults::drain_timeout", deserialize_with = "duration")]
     pub drain_timeout: Duration,
+    /// Bind every listening socket with `SO_REUSEPORT`, so that a new instance can start on
+    /// the same addresses before the old one drains (a rolling restart).
+    #[serde(default = "defaults::reuse_port")]
+    pub reuse_port: bool,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -371,6 +375,10 @@ mod defaults {
     /// Long enough for a client to finish a mailbox sync; short enough for a deploy.
     pub fn drain_timeout() -> Duration {
         Duration::from_secs(30)
+    }
+    /// On: a restart that starts the new instance first must be able to bind.
+    pub fn reuse_port() -> bool {
+        true
     }
     pub fn log_level() -> String {
         "info".to_owned()

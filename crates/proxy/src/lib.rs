@@ -25,6 +25,7 @@ pub mod driver;
 pub mod failure;
 pub mod http;
 pub mod issuer;
+pub mod listen;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

@@ -446,7 +446,7 @@ async fn prepare(
     let mut bound = BTreeMap::new();
     for index in &plan.added {
         let address = config.listeners[*index].listen;
-        match TcpListener::bind(address).await {
+        match crate::listen::bind(address, config.reuse_port) {
             Ok(socket) => {
                 bound.insert(*index, socket);
             }
@@ -469,7 +469,7 @@ async fn prepare(
     let running_metrics = running.and_then(|r| r.metrics.as_ref());
     let metrics = match &config.metrics {
         Some(m) if running_metrics.is_some_and(|r| r.address == m.listen) => None,
-        Some(m) => match NextSocket::prepare(m.listen, None).await {
+        Some(m) => match NextSocket::prepare(m.listen, None, config.reuse_port).await {
             Ok(socket) => Some(socket),
             Err(e) => {
                 errors.push(keyed(
@@ -529,7 +529,7 @@ async fn prepare_issuer(
         }
         _ => shared.acceptor.clone(),
     };
-    let socket = NextSocket::prepare(settings.listen, running)
+    let socket = NextSocket::prepare(settings.listen, running, config.reuse_port)
         .await
         .map_err(|e| {
             errors.push(keyed(

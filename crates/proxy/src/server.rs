@@ -43,6 +43,9 @@ pub async fn run(config: Config, path: &Path) -> Result<(), StartError> {
     let mut signals = Signals::install();
     raise_descriptor_limit();
     check_descriptors(&config);
+    if let Some(hint) = crate::listen::migration_hint(config.reuse_port) {
+        info!("{hint}");
+    }
     let shutdown = CancellationToken::new();
     let drain_over = CancellationToken::new();
     let tracker = TaskTracker::new();

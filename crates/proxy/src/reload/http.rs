@@ -41,13 +41,15 @@ pub struct NextSocket {
 
 impl NextSocket {
     /// Binds `address`, or duplicates `running`'s socket when it is already bound there.
+    /// `reuse_port`: bind with `SO_REUSEPORT` (see [`crate::listen`]).
     pub async fn prepare(
         address: SocketAddr,
         running: Option<&HttpSocket>,
+        reuse_port: bool,
     ) -> std::io::Result<Self> {
         let (socket, new) = match running.filter(|r| r.address == address) {
             Some(running) => (running.socket.try_clone()?, false),
-            None => (TcpListener::bind(address).await?.into_std()?, true),
+            None => (crate::listen::bind(address, reuse_port)?.into_std()?, true),
         };
         let serve = TcpListener::from_std(socket.try_clone()?)?;
         Ok(Self {
