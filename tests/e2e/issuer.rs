@@ -385,9 +385,11 @@ async fn wrong_passwords_hit_the_sign_in_limit() {
 #[tokio::test]
 async fn registration_needs_an_api_key_unless_anonymous() {
     let (env, _proxy, _key) = start("issuer-registration", IssuerOptions::default());
+    // An https redirect: not a native client, which could register without a key
+    // (`open_native`, tests/e2e/mail_profile.rs).
     let metadata = json!({
         "client_name": "curl registration",
-        "redirect_uris": ["http://127.0.0.1:9/cb"],
+        "redirect_uris": ["https://app.example/cb"],
         "token_endpoint_auth_method": "none",
     });
     let (status, body) = env.post_json("/auth/register", &metadata, None);

@@ -2,22 +2,15 @@
 //! 0) and the metrics / health endpoint.
 
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::imap_client::last_status;
 use crate::support::ports::free_port;
-use crate::support::{connect, http_get, login, oauthbearer_b64, random_token, test_message};
+use crate::support::{
+    connect, http_get, login, oauthbearer_b64, random_token, signal, test_message,
+};
 use crate::support::{TestEnv, TlsMode};
-
-fn sigterm(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -TERM {pid}: {status}");
-}
 
 /// Poll (bounded) until a TCP connect to `addr` is refused. A connect that still succeeds is
 /// a listener not yet closed; the socket is dropped and the next attempt made.
@@ -50,7 +43,7 @@ async fn sigterm_refuses_new_connections_and_drains_open_sessions() {
     let select = client.command("b", "SELECT INBOX").await;
     assert_eq!(last_status(&select).kind, "OK", "{select:?}");
 
-    sigterm(proxy.pid());
+    signal("-TERM", proxy.pid());
     assert!(
         proxy.wait_for_log("shutting down", Duration::from_secs(10)),
         "no shutdown log line after SIGTERM"
@@ -95,7 +88,7 @@ async fn sigterm_exits_after_drain_timeout_despite_an_idle_session() {
     assert_eq!(last_status(&noop).kind, "OK", "{noop:?}");
 
     let signalled = Instant::now();
-    sigterm(proxy.pid());
+    signal("-TERM", proxy.pid());
     let status = proxy
         .wait_exit(Duration::from_secs(6))
         .expect("proxy still running 6 s after SIGTERM with drain_timeout = 1s");

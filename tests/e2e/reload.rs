@@ -22,26 +22,18 @@ use crate::support::issuer::{IssuerEnv, IssuerOptions};
 use crate::support::ports::free_port;
 use crate::support::proxy::ListenerConfig;
 use crate::support::{
-    assert_refused, connect, http_get, login, metric_value, run, test_message, try_oauthbearer,
-    ImapClient, Proxy, ProxyConfig, TestCerts, TestEnv, TlsMode,
+    assert_refused, connect, http_get, login, metric_value, run, signal, test_message,
+    try_oauthbearer, ImapClient, Proxy, ProxyConfig, TestCerts, TestEnv, TlsMode,
 };
 
 const LOG_WAIT: Duration = Duration::from_secs(10);
 const RELOADED: &str = "configuration reloaded";
 const REFUSED: &str = "configuration reload refused";
 
-fn kill(signal: &str, pid: u32) {
-    let status = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {signal} {pid}: {status}");
-}
-
 /// Writes `config` over the running proxy's file and sends SIGHUP.
 fn rewrite_and_hup(proxy: &Proxy, config: &ProxyConfig) {
     fs::write(&proxy.config_path, config.render()).expect("rewrite proxy.toml");
-    kill("-HUP", proxy.pid());
+    signal("-HUP", proxy.pid());
 }
 
 /// Waits for `needle` in the log and returns the last line that holds it.
@@ -478,7 +470,7 @@ async fn a_validator_change_applies_to_new_logins_only() {
 async fn sighup_no_longer_kills_and_is_ignored_during_the_drain() {
     let env = TestEnv::new("reload-alive");
     let mut proxy = env.start_proxy(|c| c.top_level.push("drain_timeout = \"10s\"".into()));
-    kill("-HUP", proxy.pid());
+    signal("-HUP", proxy.pid());
     let line = log_line(&proxy, RELOADED);
     for tls in [TlsMode::Implicit, TlsMode::Starttls, TlsMode::None] {
         let kept = format!("imap {}", proxy.addr(tls));
@@ -490,9 +482,9 @@ async fn sighup_no_longer_kills_and_is_ignored_during_the_drain() {
     let (mut client, _) = connect(&env, &proxy, TlsMode::Implicit).await;
     login(&mut client, "a", "alice", &token).await;
 
-    kill("-TERM", proxy.pid());
+    signal("-TERM", proxy.pid());
     log_line(&proxy, "shutting down");
-    kill("-HUP", proxy.pid());
+    signal("-HUP", proxy.pid());
     log_line(&proxy, "SIGHUP ignored: shutting down");
     let noop = client.command("b", "NOOP").await;
     assert_eq!(last_status(&noop).kind, "OK", "{noop:?}");

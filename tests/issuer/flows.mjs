@@ -141,7 +141,10 @@ const SCENARIOS = {
       recorder.responses.length = 0;
       let registered;
       try {
-        registered = await register(issuer, key, {}, client.None(), recorder);
+        // Without a key, a public native client may register (open_native, profile.mjs):
+        // ask as a web client instead, which needs one.
+        const metadata = key === undefined ? { redirect_uris: ['https://app.example/cb'] } : {};
+        registered = await register(issuer, key, metadata, client.None(), recorder);
       } catch (error) {
         const status = errorStatus(error) ?? recorder.last('/auth/register')?.status;
         check(step, status === 401, () => `status ${status}: ${error.message}`);

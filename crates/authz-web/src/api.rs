@@ -81,6 +81,7 @@ async fn token_response(
         refresh_token: params.take("refresh_token"),
         scope: params.take("scope"),
         device_code: params.take("device_code"),
+        resource: params.all("resource"),
     };
     let via = caller.via;
     let outcome = blocking(&app.server, move |server| server.token(&request, &caller)).await;
@@ -109,9 +110,10 @@ pub(crate) async fn device_authorization(
         }
     }
     let scope = params.take("scope");
+    let resource = params.all("resource");
     let via = caller.via;
     let outcome = blocking(&app.server, move |server| {
-        server.device_authorization(scope.as_deref(), &caller)
+        server.device_authorization(scope.as_deref(), &resource, &caller)
     })
     .await;
     no_store(json_answer(outcome, via))
@@ -174,7 +176,9 @@ pub(crate) async fn revoke(
 }
 
 /// `POST` registration (RFC 7591): a JSON document, `Authorization: Bearer <API key>` unless
-/// registration is anonymous; anonymous registrations are limited per address.
+/// registration is anonymous or the client is a public native one (`open_native`). Keyless
+/// registrations are limited per address, native ones (which store nothing) apart from the
+/// others.
 pub(crate) async fn register(
     State(app): State<Arc<App>>,
     Peer(address): Peer,
@@ -182,23 +186,15 @@ pub(crate) async fn register(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let api_key = bearer_token(&headers);
-    let anonymous = app.server.settings().client_registration.anonymous;
-    if api_key.is_none() {
-        if !anonymous {
-            return bearer_challenge(
-                &OAuthError::new(
-                    ErrorCode::InvalidToken,
-                    "registration needs an API key (Authorization: Bearer)",
-                ),
-                false,
-            );
-        }
-        if let Err(wait) = app.registrations.take(address, Instant::now()) {
-            return too_many(
-                "too many registrations from this address; try again later",
-                wait,
-            );
-        }
+    let rules = &app.server.settings().client_registration;
+    if api_key.is_none() && !rules.anonymous && !rules.open_native() {
+        return bearer_challenge(
+            &OAuthError::new(
+                ErrorCode::InvalidToken,
+                "registration needs an API key (Authorization: Bearer)",
+            ),
+            false,
+        );
     }
     let body = match body {
         Ok(body) => body,
@@ -219,6 +215,25 @@ pub(crate) async fn register(
         );
         return oauth_error(&error, CredentialsVia::None);
     };
+    if api_key.is_none() {
+        // Parsing the metadata twice is cheaper than a stored row: the logic decides whether
+        // this is an open native registration, and that decides the bucket.
+        let limiter = if app.server.is_open_native_registration(&metadata) {
+            Some((&app.native_registrations, "native client registrations"))
+        } else if rules.anonymous {
+            Some((&app.registrations, "registrations"))
+        } else {
+            None // refused below for want of a key, at no cost
+        };
+        if let Some((limiter, what)) = limiter {
+            if let Err(wait) = limiter.take(address, Instant::now()) {
+                return too_many(
+                    &format!("too many {what} from this address; try again later"),
+                    wait,
+                );
+            }
+        }
+    }
     let had_key = api_key.is_some();
     let outcome = blocking(&app.server, move |server| {
         server.register(api_key.as_deref(), &metadata)

@@ -13,13 +13,24 @@ use axum::{middleware, Router};
 use crate::ratelimit::{AddressLimiter, BucketLimits};
 use crate::session::Sessions;
 use crate::templates::Templates;
-use crate::{api, headers, pages, PasswordCheck, PeerAddr, WebConfig, WebError, BODY_LIMIT};
+use crate::{
+    api, autoconfig, headers, pages, PasswordCheck, PeerAddr, WebConfig, WebError, BODY_LIMIT,
+};
 use authz::signin::SignInLimiter;
 
 /// Anonymous registrations per address: 10 an hour (one back every 6 minutes).
 const REGISTRATION_LIMITS: BucketLimits = BucketLimits {
     burst: 10,
     refill_every: Duration::from_secs(360),
+    max_addresses: 10_000,
+};
+
+/// Open native registrations per address (no API key; nothing is stored, so this only
+/// bounds the work): 30, then one a minute. A household or office behind one address sets up
+/// a handful of mail apps at a time, each registering once per install.
+const NATIVE_REGISTRATION_LIMITS: BucketLimits = BucketLimits {
+    burst: 30,
+    refill_every: Duration::from_secs(60),
     max_addresses: 10_000,
 };
 
@@ -50,6 +61,7 @@ pub(crate) struct App {
     pub(crate) sessions: Sessions,
     pub(crate) signin: SignInLimiter,
     pub(crate) registrations: AddressLimiter,
+    pub(crate) native_registrations: AddressLimiter,
     pub(crate) device_guesses: AddressLimiter,
     pub(crate) device_starts: AddressLimiter,
     /// The issuer's origin (`https://host[:port]`), which page POSTs must come from.
@@ -58,6 +70,8 @@ pub(crate) struct App {
     /// terminator in front of a plaintext listener), so cookies are `Secure` and responses
     /// carry HSTS whatever `secure_cookies` says.
     pub(crate) https: bool,
+    /// The autoconfiguration documents.
+    pub(crate) autoconfig: autoconfig::Documents,
 }
 
 impl std::fmt::Debug for App {
@@ -79,6 +93,8 @@ impl App {
             return Err(WebError::Issuer(issuer));
         };
         let https = issuer_url.scheme() == "https";
+        let autoconfig =
+            autoconfig::Documents::new(&issuer, &config.server.metadata(false), &config.mail);
         // `secure_cookies = false` is meant for a plain-http issuer, where browsers drop
         // `Secure` cookies; an https issuer behind a TLS terminator still gets them, or the
         // session cookie would also go out over plain http to the same host.
@@ -88,6 +104,7 @@ impl App {
             sessions: Sessions::new(secure_cookies).map_err(|_| WebError::Random)?,
             signin: SignInLimiter::new(config.signin_limits),
             registrations: AddressLimiter::new(REGISTRATION_LIMITS),
+            native_registrations: AddressLimiter::new(NATIVE_REGISTRATION_LIMITS),
             device_guesses: AddressLimiter::new(DEVICE_GUESS_LIMITS),
             device_starts: AddressLimiter::new(DEVICE_START_LIMITS),
             server: config.server,
@@ -95,6 +112,7 @@ impl App {
             normalise_user: config.normalise_user,
             issuer_origin: issuer_url.origin(),
             https,
+            autoconfig,
         })
     }
 
@@ -149,6 +167,17 @@ pub(crate) fn routes(app: Arc<App>) -> Router {
             get(pages::signin::show_signout).post(pages::signin::signout),
         )
         .route(pages::STYLE, get(pages::style))
+        .route(autoconfig::PACC_PATH, get(autoconfig::pacc))
+        .route(autoconfig::PACC_LEGACY_PATH, get(autoconfig::pacc))
+        .route(
+            autoconfig::AUTOCONFIG_WELL_KNOWN_PATH,
+            get(autoconfig::thunderbird),
+        )
+        .route(autoconfig::AUTOCONFIG_PATH, get(autoconfig::thunderbird))
+        .route(
+            autoconfig::PROTECTED_RESOURCE_PATH,
+            get(autoconfig::protected_resource),
+        )
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::map_response(headers::security_headers));

@@ -9,15 +9,27 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use secrecy::SecretString;
 
+/// Parameters that may be sent more than once: RFC 8707 `resource`, one per service.
+const REPEATABLE: [&str; 1] = ["resource"];
+/// At most this many values of a repeatable parameter are kept; more is an error (the
+/// logic refuses more than [`authz::resource::MAX_RESOURCES`] anyway, with its own code).
+const MAX_REPEATS: usize = 64;
+
 /// Parameters by name. RFC 6749 §3.1/§3.2: a parameter without a value counts as absent,
-/// and one sent twice is an error.
+/// and one sent twice is an error, except the [`REPEATABLE`] ones, kept in order.
 #[derive(Default)]
-pub(crate) struct Params(HashMap<String, String>);
+pub(crate) struct Params {
+    single: HashMap<String, String>,
+    repeated: HashMap<&'static str, Vec<String>>,
+}
 
 impl std::fmt::Debug for Params {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Values include passwords and client secrets: names only.
-        f.debug_set().entries(self.0.keys()).finish()
+        f.debug_set()
+            .entries(self.single.keys().map(String::as_str))
+            .entries(self.repeated.keys())
+            .finish()
     }
 }
 
@@ -30,8 +42,17 @@ impl Params {
     /// Parses `a=b&c=d` (a query or a form body).
     pub(crate) fn parse(bytes: &[u8]) -> Result<Self, ParamError> {
         let mut params = HashMap::new();
+        let mut repeated: HashMap<&'static str, Vec<String>> = HashMap::new();
         for (name, value) in url::form_urlencoded::parse(bytes) {
             if value.is_empty() {
+                continue;
+            }
+            if let Some(repeatable) = REPEATABLE.iter().find(|r| **r == name) {
+                let values = repeated.entry(repeatable).or_default();
+                if values.len() >= MAX_REPEATS {
+                    return Err(ParamError(format!("too many {repeatable} parameters")));
+                }
+                values.push(value.into_owned());
                 continue;
             }
             if params
@@ -49,7 +70,10 @@ impl Params {
                 }));
             }
         }
-        Ok(Self(params))
+        Ok(Self {
+            single: params,
+            repeated,
+        })
     }
 
     /// A form body: the content type must say so.
@@ -71,16 +95,21 @@ impl Params {
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+        self.single.get(name).map(String::as_str)
     }
 
     pub(crate) fn owned(&self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
+        self.single.get(name).cloned()
     }
 
     /// Takes a parameter out (for secrets, so that only one copy lives).
     pub(crate) fn take(&mut self, name: &str) -> Option<String> {
-        self.0.remove(name)
+        self.single.remove(name)
+    }
+
+    /// Every value of a [`REPEATABLE`] parameter, in the order sent.
+    pub(crate) fn all(&self, name: &str) -> Vec<String> {
+        self.repeated.get(name).cloned().unwrap_or_default()
     }
 
     /// The authorization request parameters, wherever they came from.
@@ -95,6 +124,7 @@ impl Params {
             code_challenge_method: self.owned("code_challenge_method"),
             nonce: self.owned("nonce"),
             response_mode: self.owned("response_mode"),
+            resource: self.all("resource"),
         }
     }
 }
@@ -113,6 +143,11 @@ pub(crate) fn authorization_fields(request: &AuthorizationRequest) -> Vec<(&'sta
         ("nonce", &request.nonce),
         ("response_mode", &request.response_mode),
     ];
+    let resources = request
+        .resource
+        .iter()
+        .filter(|value| !value.is_empty())
+        .map(|value| ("resource", value.clone()));
     fields
         .into_iter()
         .filter_map(|(name, value)| {
@@ -121,6 +156,7 @@ pub(crate) fn authorization_fields(request: &AuthorizationRequest) -> Vec<(&'sta
                 .filter(|value| !value.is_empty())
                 .map(|value| (name, value.clone()))
         })
+        .chain(resources)
         .collect()
 }
 
@@ -234,6 +270,26 @@ mod tests {
         assert_eq!(params.get("c"), Some("x y!"));
         let error = Params::parse(b"a=1&a=2").unwrap_err();
         assert!(error.0.contains("a is repeated"));
+    }
+
+    #[test]
+    fn resource_may_repeat_and_round_trips_through_the_fields() {
+        let params = Params::parse(
+            b"client_id=app&resource=imap%3A%2F%2Fh&resource=&resource=smtp%3A%2F%2Fh",
+        )
+        .unwrap();
+        let request = params.authorization_request();
+        assert_eq!(request.resource, ["imap://h", "smtp://h"]);
+        assert!(Params::parse(b"a=1").unwrap().all("resource").is_empty());
+        // The consent form's hidden fields and the sign-in return query carry each one.
+        let fields = authorization_fields(&request);
+        let query = encode_query(fields.iter().map(|(n, v)| (*n, v.as_str())));
+        let again = Params::parse(query.as_bytes())
+            .unwrap()
+            .authorization_request();
+        assert_eq!(again, request);
+        let flood = "resource=x&".repeat(MAX_REPEATS + 1);
+        assert!(Params::parse(flood.as_bytes()).is_err());
     }
 
     #[test]

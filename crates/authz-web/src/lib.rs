@@ -23,6 +23,7 @@
 
 mod api;
 mod app;
+pub mod autoconfig;
 mod call;
 mod form;
 mod headers;
@@ -74,6 +75,8 @@ pub struct WebConfig {
     pub secure_cookies: bool,
     /// Failed sign-ins per address and account.
     pub signin_limits: authz::signin::SignInLimits,
+    /// The mail side, for the autoconfiguration documents ([`autoconfig`]).
+    pub mail: autoconfig::MailServices,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -83,6 +86,7 @@ impl std::fmt::Debug for WebConfig {
             .field("templates_dir", &self.templates_dir)
             .field("secure_cookies", &self.secure_cookies)
             .field("signin_limits", &self.signin_limits)
+            .field("mail", &self.mail)
             .finish_non_exhaustive()
     }
 }

@@ -147,6 +147,8 @@ pub(crate) fn describe_scopes(scope: &str) -> Vec<ScopeView> {
 fn describe_scope(name: &str) -> String {
     let known = match name {
         "urn:ietf:params:oauth:scope:mail" | "mail" => "read and send your mail",
+        "urn:ietf:params:oauth:scope:contacts" => "use your contacts",
+        "urn:ietf:params:oauth:scope:calendars" => "use your calendars",
         "openid" => "know who you are",
         "profile" => "see your name",
         "email" => "see your mail address",

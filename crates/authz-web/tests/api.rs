@@ -228,7 +228,8 @@ fn registration(redirect: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn registration_needs_a_key_unless_anonymous() {
     let h = harness(Options::default());
-    let body = registration("http://127.0.0.1/cb");
+    // Not a native client (an https redirect): the open native registration does not apply.
+    let body = registration("https://app.example/cb");
     let reply = Call::post_raw("/auth/register", "application/json", body.clone())
         .send(&h.router)
         .await;
@@ -273,7 +274,7 @@ async fn anonymous_registration_is_rate_limited_per_address() {
         anonymous_registration: true,
         ..Options::default()
     });
-    let body = registration("http://127.0.0.1/cb");
+    let body = registration("https://app.example/cb");
     for _ in 0..10 {
         let reply = Call::post_raw("/auth/register", "application/json", body.clone())
             .peer("198.51.100.1:5000")

@@ -6,6 +6,7 @@ use secrecy::ExposeSecret as _;
 
 use crate::error::{ErrorCode, OAuthError};
 use crate::model::{ClientCredentials, ClientDisplay, CredentialsVia};
+use crate::native;
 use crate::redirect;
 use crate::server::AuthServer;
 use crate::store::{ClientAuthMethod, ClientRecord, RegisteredBy, StoreError};
@@ -67,7 +68,7 @@ impl Client {
             Client::Unregistered(_) => (None, false),
         };
         ClientDisplay {
-            id: self.id().to_owned(),
+            id: display_id(self.id()),
             name,
             verified,
             redirect_host: redirect_uri.and_then(redirect::display_host),
@@ -75,9 +76,22 @@ impl Client {
     }
 }
 
-/// RFC 6749 appendix A.1 (`client-id = *VSCHAR`), 1 to 200 of them.
+/// A self-contained client id runs to 2 KiB of base64: a person is shown its start, enough
+/// to tell two apart; other ids in full.
+fn display_id(id: &str) -> String {
+    const SHOWN: usize = 24;
+    match id.get(..SHOWN) {
+        Some(start) if native::is_native_id(id) && id.len() > SHOWN => format!("{start}…"),
+        _ => id.to_owned(),
+    }
+}
+
+/// RFC 6749 appendix A.1 (`client-id = *VSCHAR`), 1 to 200 of them, not in the form of a
+/// self-contained client id (which only this server makes, see [`native`]).
 pub(crate) fn is_client_id(id: &str) -> bool {
-    (1..=MAX_CLIENT_ID).contains(&id.len()) && id.bytes().all(|c| (0x20..=0x7e).contains(&c))
+    (1..=MAX_CLIENT_ID).contains(&id.len())
+        && id.bytes().all(|c| (0x20..=0x7e).contains(&c))
+        && !native::is_native_id(id)
 }
 
 /// `client_name`: 1 to 100 characters, not all spaces, none of them control, format or
@@ -132,8 +146,13 @@ fn client_failed(description: &str) -> OAuthError {
 }
 
 impl AuthServer {
-    /// The client with this id, registered or not; `None` when the id is malformed.
+    /// The client with this id, registered or not; `None` when the id is malformed. A
+    /// self-contained client id (open native registration) is registered when its MAC holds
+    /// and malformed otherwise; it is never looked up in the store.
     pub(crate) fn find_client(&self, id: &str) -> Result<Option<Client>, StoreError> {
+        if native::is_native_id(id) {
+            return Ok(self.native_ids.open(id).map(Client::Registered));
+        }
         if !is_client_id(id) {
             return Ok(None);
         }
@@ -210,6 +229,16 @@ mod tests {
         assert!(!is_client_id(&"x".repeat(201)));
         assert!(!is_client_id("tab\there"));
         assert!(!is_client_id("é"));
+        // Only the server makes ids of the self-contained form.
+        assert!(!is_client_id("bgn1.x.y"));
+    }
+
+    #[test]
+    fn self_contained_ids_are_shown_shortened() {
+        let long = format!("bgn1.{}", "A".repeat(500));
+        assert_eq!(display_id(&long), format!("bgn1.{}…", "A".repeat(19)));
+        assert_eq!(display_id("thunderbird"), "thunderbird");
+        assert_eq!(display_id("bgn1.short"), "bgn1.short");
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub enum ErrorCode {
     InvalidRedirectUri,
     /// RFC 6750: the bearer token is bad (userinfo; HTTP 401).
     InvalidToken,
+    /// RFC 8707: a `resource` that is malformed, unknown, or wider than what was granted.
+    InvalidTarget,
     /// Our fault (HTTP 500).
     ServerError,
     /// Too many requests from this address for now (HTTP 429).
@@ -63,6 +65,7 @@ impl ErrorCode {
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }

@@ -53,6 +53,7 @@ impl AuthServer {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            audiences: claims.aud.values().to_vec(),
             user: claims.sub,
             client_id: claims.client_id,
             expires_at: claims.exp,
@@ -107,6 +108,8 @@ impl AuthServer {
         if grant.revoked_at.is_some() {
             return Ok(inactive);
         }
+        // The audience the grant's access tokens get when the refresh names no resource.
+        let aud = crate::jwt::Audience::of(&grant.resource, &self.settings.public_url);
         Ok(serde_json::json!({
             "active": true,
             "scope": grant.scope,
@@ -116,6 +119,7 @@ impl AuthServer {
             "token_type": "refresh_token",
             "exp": record.expires_at,
             "iss": self.settings.public_url,
+            "aud": aud,
         }))
     }
 

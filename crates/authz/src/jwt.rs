@@ -15,13 +15,58 @@ pub(crate) const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 /// The `typ` of an ID token.
 pub(crate) const ID_TOKEN_TYPE: &str = "JWT";
 
+/// An access token's `aud` (RFC 7519 §4.1.3: a string, or an array of strings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Audience {
+    /// One audience: the issuer (no resource asked for) or the one resource granted.
+    One(String),
+    /// The resources granted, when more than one.
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// The audience of a token for `resources` (RFC 8707), or for the issuer when there are
+    /// none: the proxy in front of the mail servers is then the resource server, for every
+    /// protocol.
+    pub(crate) fn of(resources: &[String], issuer: &str) -> Self {
+        match resources {
+            [] => Audience::One(issuer.to_owned()),
+            [one] => Audience::One(one.clone()),
+            many => Audience::Many(many.to_vec()),
+        }
+    }
+
+    /// Every audience named.
+    pub(crate) fn values(&self) -> &[String] {
+        match self {
+            Audience::One(one) => std::slice::from_ref(one),
+            Audience::Many(many) => many,
+        }
+    }
+
+    /// Whether this issuer could have minted it: the issuer alone, or mail resources only.
+    fn is_ours(&self, issuer: &str) -> bool {
+        match self {
+            Audience::One(one) if one == issuer => true,
+            _ => {
+                !self.values().is_empty()
+                    && self
+                        .values()
+                        .iter()
+                        .all(|aud| crate::resource::is_mail_resource(aud))
+            }
+        }
+    }
+}
+
 /// An access token's claims (RFC 9068 §2.2, plus `gid`: the grant, checked for revocation).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct AccessTokenClaims {
     pub(crate) iss: String,
     pub(crate) sub: String,
-    /// The issuer itself: the proxy in front of the mail servers is the resource server.
-    pub(crate) aud: String,
+    /// [`Audience::of`] the resources granted.
+    pub(crate) aud: Audience,
     pub(crate) client_id: String,
     pub(crate) scope: String,
     pub(crate) iat: UnixTime,
@@ -49,17 +94,19 @@ impl AuthServer {
         UnixTime::try_from(self.settings.access_token_lifetime.as_secs()).unwrap_or(UnixTime::MAX)
     }
 
-    /// Mints an access token for `grant` with `scope` (the grant's or narrower).
+    /// Mints an access token for `grant` with `scope` and `resource` (the grant's, or
+    /// narrower).
     pub(crate) fn mint_access_token(
         &self,
         grant: &GrantRecord,
         scope: &str,
+        resource: &[String],
         now: UnixTime,
     ) -> Result<String, StoreError> {
         let claims = std::sync::Arc::new(AccessTokenClaims {
             iss: self.settings.public_url.clone(),
             sub: grant.user.clone(),
-            aud: self.settings.public_url.clone(),
+            aud: Audience::of(resource, &self.settings.public_url),
             client_id: grant.client_id.clone(),
             scope: scope.to_owned(),
             iat: now,
@@ -112,7 +159,8 @@ impl AuthServer {
         let claims: AccessTokenClaims =
             self.keys
                 .verify(self.store.as_ref(), now, token, ACCESS_TOKEN_TYPE)?;
-        if claims.iss != self.settings.public_url || claims.aud != self.settings.public_url {
+        if claims.iss != self.settings.public_url || !claims.aud.is_ours(&self.settings.public_url)
+        {
             return Err(TokenRejection::NotOurs);
         }
         self.verified
@@ -133,5 +181,47 @@ impl AuthServer {
             return Err(TokenRejection::Expired);
         }
         Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audience_is_the_issuer_one_resource_or_a_list() {
+        let issuer = "https://auth.example.test";
+        let one = Audience::of(&["imap://mail.example.test".to_owned()], issuer);
+        assert_eq!(
+            serde_json::to_value(&one).unwrap(),
+            serde_json::json!("imap://mail.example.test")
+        );
+        let two = Audience::of(
+            &[
+                "imap://mail.example.test".to_owned(),
+                "smtp://mail.example.test".to_owned(),
+            ],
+            issuer,
+        );
+        assert_eq!(
+            serde_json::to_value(&two).unwrap(),
+            serde_json::json!(["imap://mail.example.test", "smtp://mail.example.test"])
+        );
+        let none = Audience::of(&[], issuer);
+        assert_eq!(none.values(), [issuer]);
+        for aud in [&one, &two, &none] {
+            assert!(aud.is_ours(issuer), "{aud:?}");
+            let back: Audience =
+                serde_json::from_value(serde_json::to_value(aud).unwrap()).unwrap();
+            assert_eq!(&back, aud);
+        }
+        // Someone else's audience, or an empty list, was never minted here.
+        assert!(!Audience::One("https://other.example".into()).is_ours(issuer));
+        assert!(!Audience::Many(vec![]).is_ours(issuer));
+        assert!(!Audience::Many(vec![
+            "imap://mail.example.test".into(),
+            "https://other.example".into()
+        ])
+        .is_ours(issuer));
     }
 }

@@ -3,9 +3,20 @@
 //!
 //! Rotation: the newest unretired key signs. After `signing_key_lifetime` a new key takes
 //! over and the old one is retired; a retired key stays published (and trusted) until every
-//! token it can have signed has expired, then it is deleted. Several instances may share one
-//! store: each re-reads the keys at least every [`SIGNING_FRESHNESS`] before signing, and at
-//! most every [`UNKNOWN_KID_RELOAD`] when a token names a key it has not seen.
+//! token it can have signed has expired, then it is deleted.
+//!
+//! Several instances may share one store (PostgreSQL). What each one caches, and for how long:
+//! - a token signed by a key this instance has not read yet (another instance rotated)
+//!   makes it re-read the store before refusing, at most once per [`UNKNOWN_KID_RELOAD`] so
+//!   that garbage tokens cannot turn into a query each: such a token verifies at once, unless
+//!   another unknown key was looked up within the same second;
+//! - before signing, keys read longer than [`SIGNING_FRESHNESS`] ago are re-read, so an
+//!   instance signs at most that long with a key another instance retired (harmless: a
+//!   retired key stays published and trusted, [`RETENTION_LEEWAY`] covers it);
+//! - the published JWKS is re-read when older than [`PUBLISH_FRESHNESS`]: a key another
+//!   instance made appears in every instance's JWKS within that bound;
+//! - a rotation is one atomic store step ([`Store::rotate_signing_key`]): of instances
+//!   rotating at once, one makes the new key and the others adopt it.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{PoisonError, RwLock};
@@ -32,7 +43,10 @@ const SIGNING_FRESHNESS: UnixTime = 60;
 
 /// A token naming an unknown `kid` makes the cache re-read the store at most this often, so
 /// that garbage tokens cannot turn into a store query each.
-const UNKNOWN_KID_RELOAD: UnixTime = 5;
+const UNKNOWN_KID_RELOAD: UnixTime = 1;
+
+/// The JWKS is served from keys read at most this long ago.
+const PUBLISH_FRESHNESS: UnixTime = 5;
 
 /// A retired key is deleted this long after the last token it signed can have expired:
 /// covers [`SIGNING_FRESHNESS`] (a stale instance signing a little longer) and clock skew
@@ -98,11 +112,29 @@ impl KeyRing {
             validation,
         };
         ring.reload(store, now)?;
-        if !ring.can_sign() {
-            store.insert_signing_key(&generate(rng, now)?)?;
-            ring.reload(store, now)?;
-        }
+        ring.ensure_signer(store, rng, now)?;
         Ok(ring)
+    }
+
+    /// Makes a signing key when none can sign: unless another instance made one meanwhile;
+    /// and if an unretired key this build cannot use is in the way, one that retires it.
+    fn ensure_signer(
+        &self,
+        store: &dyn Store,
+        rng: &SystemRandom,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        if self.can_sign() {
+            return Ok(());
+        }
+        if !store.rotate_signing_key(&generate(rng, now)?, UnixTime::MIN)? {
+            self.reload(store, now)?;
+            if self.can_sign() {
+                return Ok(());
+            }
+            store.rotate_signing_key(&generate(rng, now)?, UnixTime::MAX)?;
+        }
+        self.reload(store, now)
     }
 
     fn can_sign(&self) -> bool {
@@ -160,11 +192,8 @@ impl KeyRing {
         if stale {
             self.reload(store, now)?;
         }
-        if !self.can_sign() {
-            // Every key was retired under us (or deleted by hand): make one rather than fail.
-            store.insert_signing_key(&generate(rng, now)?)?;
-            self.reload(store, now)?;
-        }
+        // Every key was retired under us (or deleted by hand): make one rather than fail.
+        self.ensure_signer(store, rng, now)?;
         let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
         let Some((key, encoding)) = loaded
             .keys
@@ -252,15 +281,16 @@ impl KeyRing {
         serde_json::json!({ "keys": keys })
     }
 
-    /// Whether the cache is older than [`SIGNING_FRESHNESS`] (for callers that want to
+    /// Whether the cache is older than [`PUBLISH_FRESHNESS`] (for callers that want to
     /// publish what other instances made).
     pub(crate) fn is_stale(&self, now: UnixTime) -> bool {
         let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
-        now - loaded.loaded_at >= SIGNING_FRESHNESS || now < loaded.loaded_at
+        now - loaded.loaded_at >= PUBLISH_FRESHNESS || now < loaded.loaded_at
     }
 
     /// Makes a new key when the current one is older than `key_lifetime` (retiring every
-    /// other unretired key), deletes retired keys whose tokens have all expired, and re-reads.
+    /// other unretired key) unless another instance just did, deletes retired keys whose
+    /// tokens have all expired, and re-reads.
     pub(crate) fn rotate(
         &self,
         store: &dyn Store,
@@ -273,23 +303,28 @@ impl KeyRing {
         let current = records
             .iter()
             .find(|record| record.retired_at.is_none() && parse(record).is_ok());
-        let signer = match current {
-            Some(record) if now.saturating_sub(record.created_at) < seconds(key_lifetime) => {
-                record.kid.clone()
+        let lifetime = seconds(key_lifetime);
+        match current {
+            Some(record) if now.saturating_sub(record.created_at) < lifetime => {
+                // Unretired keys older than the signer (made by hand, or by instances that
+                // rotated before rotation was one step) only verify: retire them.
+                for other in records
+                    .iter()
+                    .filter(|r| r.retired_at.is_none() && r.kid != record.kid)
+                {
+                    store.retire_signing_key(&other.kid, now)?;
+                }
             }
             _ => {
+                // The new key goes in and the old ones retire in one step: never a moment
+                // without a signer, and one new key however many instances rotate now.
                 let fresh = generate(rng, now)?;
-                store.insert_signing_key(&fresh)?;
-                tracing::info!(kid = %fresh.kid, "new signing key");
-                fresh.kid
+                if store.rotate_signing_key(&fresh, now.saturating_sub(lifetime))? {
+                    tracing::info!(kid = %fresh.kid, "new signing key");
+                } else {
+                    tracing::debug!("another instance made the new signing key");
+                }
             }
-        };
-        // The new key is in place before the old one is retired: never a moment without one.
-        for record in records
-            .iter()
-            .filter(|r| r.retired_at.is_none() && r.kid != signer)
-        {
-            store.retire_signing_key(&record.kid, now)?;
         }
         let keep = seconds(token_lifetime).saturating_add(RETENTION_LEEWAY);
         for record in &records {

@@ -24,6 +24,7 @@
 pub mod error;
 pub mod model;
 pub mod passwd;
+pub mod resource;
 pub mod settings;
 pub mod signin;
 pub mod store;
@@ -34,6 +35,7 @@ mod introspection;
 mod jwt;
 mod keys;
 mod metadata;
+mod native;
 mod pkce;
 mod redirect;
 mod registration;
@@ -77,6 +79,13 @@ pub mod paths {
 /// The mail scope (draft-ietf-mailmaint-oauth-public): what a token needs for IMAP, SMTP,
 /// ManageSieve and POP3 logins through the proxy; the default when a client asks for none.
 pub const MAIL_SCOPE: &str = "urn:ietf:params:oauth:scope:mail";
+
+/// The contacts scope (draft-ietf-mailmaint-oauth-public): granted to clients that ask, so that
+/// a client setting up a whole account is not refused, but it opens no mail login.
+pub const CONTACTS_SCOPE: &str = "urn:ietf:params:oauth:scope:contacts";
+
+/// The calendars scope (draft-ietf-mailmaint-oauth-public): as [`CONTACTS_SCOPE`].
+pub const CALENDARS_SCOPE: &str = "urn:ietf:params:oauth:scope:calendars";
 
 /// The device code grant type (RFC 8628).
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";

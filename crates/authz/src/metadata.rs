@@ -70,6 +70,15 @@ mod tests {
         assert!(doc.get("id_token_signing_alg_values_supported").is_none());
         let grants = doc["grant_types_supported"].as_array().unwrap();
         assert!(!grants.iter().any(|g| g == "password" || g == "implicit"));
+        // The mail-client profile's three scopes.
+        let scopes = doc["scopes_supported"].as_array().unwrap();
+        for scope in [
+            crate::MAIL_SCOPE,
+            crate::CONTACTS_SCOPE,
+            crate::CALENDARS_SCOPE,
+        ] {
+            assert!(scopes.iter().any(|s| s == scope), "{scope}");
+        }
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct AuthorizationRequest {
     pub nonce: Option<String>,
     /// `query` only (the default).
     pub response_mode: Option<String>,
+    /// RFC 8707 `resource` parameters (repeatable): the mail services the token is for.
+    #[serde(default)]
+    pub resource: Vec<String>,
 }
 
 /// An authorization request that passed every check, waiting for the user.
@@ -67,6 +70,8 @@ pub struct PendingAuthorization {
     pub code_challenge: Option<String>,
     /// OpenID nonce.
     pub nonce: Option<String>,
+    /// RFC 8707 resources to grant, normalised (`imap://host`, …); empty when none asked.
+    pub resource: Vec<String>,
     /// What the pages show about the client.
     pub client: ClientDisplay,
 }
@@ -102,6 +107,10 @@ pub struct TokenRequest {
     pub scope: Option<String>,
     /// For the device grant.
     pub device_code: Option<String>,
+    /// RFC 8707 `resource` parameters (repeatable), for every grant: a subset of what was
+    /// approved, to narrow this access token's audience.
+    #[serde(default)]
+    pub resource: Vec<String>,
 }
 
 /// A successful token response (RFC 6749 §5.1); sent with `Cache-Control: no-store`. Its
@@ -150,6 +159,8 @@ pub struct DevicePrompt {
     pub client: ClientDisplay,
     /// Requested scopes.
     pub scope: String,
+    /// Requested RFC 8707 resources (empty when none).
+    pub resource: Vec<String>,
 }
 
 /// What the in-process check of an access token found (the proxy's built-in validator).
@@ -165,6 +176,9 @@ pub struct AccessClaims {
     pub expires_at: i64,
     /// The grant it came from (checked for revocation).
     pub grant_id: String,
+    /// Its `aud`: the RFC 8707 resources it is for (`imap://host`, …), or the issuer when
+    /// it was asked for none.
+    pub audiences: Vec<String>,
 }
 
 /// Why an access token was refused by the in-process check.
@@ -203,6 +217,7 @@ impl std::fmt::Debug for TokenRequest {
             .field("refresh_token", &redacted(&self.refresh_token))
             .field("scope", &self.scope)
             .field("device_code", &redacted(&self.device_code))
+            .field("resource", &self.resource)
             .finish()
     }
 }

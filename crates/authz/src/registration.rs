@@ -1,5 +1,6 @@
-//! Adding clients: RFC 7591 dynamic registration (open, or with an API key), the command
-//! line's `clients add`, and the API keys that open registration.
+//! Adding clients: RFC 7591 dynamic registration (open, or with an API key, and always open to
+//! public native clients unless `open_native = false`), the command line's `clients add`, and
+//! the API keys that open registration.
 
 use serde_json::{json, Map, Value};
 
@@ -11,7 +12,7 @@ use crate::redirect;
 use crate::scope::Scopes;
 use crate::server::AuthServer;
 use crate::store::{
-    ApiKeyRecord, ClientAuthMethod, ClientRecord, RegisteredBy, StoreError, TokenHash,
+    ApiKeyRecord, ClientAuthMethod, ClientRecord, RegisteredBy, StoreError, TokenHash, UnixTime,
     PERMISSION_CLIENT_REGISTRATION,
 };
 use crate::{tokens, DEVICE_CODE_GRANT};
@@ -166,6 +167,40 @@ impl ClientMetadata {
     }
 }
 
+impl ClientMetadata {
+    /// Whether this is a public native client (RFC 8252): no secret, and every redirect a
+    /// loopback or private-use one (or none, for a device-flow client). Such a client may
+    /// register without an API key when `open_native` is on.
+    fn is_native(&self) -> bool {
+        self.auth_method == ClientAuthMethod::None
+            && self
+                .redirect_uris
+                .iter()
+                .all(|uri| redirect::classify(uri).is_some_and(|(_, kind)| kind.is_native()))
+    }
+}
+
+/// Whether `metadata` is a valid registration of a public native client.
+pub(crate) fn is_native_metadata(metadata: &Value) -> bool {
+    ClientMetadata::parse(metadata).is_ok_and(|m| m.is_native())
+}
+
+/// The RFC 7591 §3.2.1 answer: the client's id and the metadata it was registered with.
+fn answer(client_id: &str, issued_at: UnixTime, metadata: ClientMetadata) -> Value {
+    let mut answer = json!({
+        "client_id": client_id,
+        "client_id_issued_at": issued_at,
+        "redirect_uris": metadata.redirect_uris,
+        "token_endpoint_auth_method": metadata.auth_method.name(),
+        "grant_types": metadata.grant_types,
+        "response_types": metadata.response_types,
+    });
+    if let Some(name) = metadata.client_name {
+        answer["client_name"] = Value::String(name);
+    }
+    answer
+}
+
 impl AuthServer {
     /// Who is registering: an API key with the registration permission, or anyone when
     /// registration is open. A bad key is refused even then (a client that sends one
@@ -199,12 +234,31 @@ impl AuthServer {
     }
 
     /// RFC 7591 §3: registers a client and answers with its id, secret and metadata.
+    ///
+    /// Without an API key and with `open_native`, a public native client gets a
+    /// self-contained client id (module `native`) and nothing is stored; any other keyless
+    /// registration needs `anonymous`.
     pub(crate) fn register_client(
         &self,
         api_key: Option<&str>,
         metadata: &Value,
     ) -> Result<Value, OAuthError> {
         let now = (self.clock)();
+        let rules = &self.settings.client_registration;
+        if api_key.is_none() && rules.open_native() {
+            let parsed = ClientMetadata::parse(metadata)?;
+            if parsed.is_native() {
+                return self.register_native(parsed, now);
+            }
+            if !rules.anonymous {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidToken,
+                    "client registration needs an API key with the oauth-client-registration \
+                     permission, except for public native clients (token_endpoint_auth_method \
+                     none, loopback or private-use redirect URIs)",
+                ));
+            }
+        }
         let registered_by = self.registration_authority(api_key)?;
         let metadata = ClientMetadata::parse(metadata)?;
         let (secret, secret_hash) = self.new_client_secret(metadata.auth_method)?;
@@ -234,22 +288,30 @@ impl AuthServer {
             return Err(StoreError::Database("no free client id".to_owned()).into());
         }
         tracing::info!(client_id = %record.id, ?registered_by, "client registered");
-        let mut answer = json!({
-            "client_id": record.id,
-            "client_id_issued_at": now,
-            "redirect_uris": metadata.redirect_uris,
-            "token_endpoint_auth_method": metadata.auth_method.name(),
-            "grant_types": metadata.grant_types,
-            "response_types": metadata.response_types,
-        });
+        let mut answer = answer(&record.id, now, metadata);
         if let Some(secret) = secret {
             answer["client_secret"] = Value::String(secret);
             answer["client_secret_expires_at"] = json!(0);
         }
-        if let Some(name) = metadata.client_name {
-            answer["client_name"] = Value::String(name);
-        }
         Ok(answer)
+    }
+
+    /// Open native registration: the id carries the registration, signed; nothing stored.
+    fn register_native(
+        &self,
+        metadata: ClientMetadata,
+        now: UnixTime,
+    ) -> Result<Value, OAuthError> {
+        let id = self.native_ids.issue(
+            metadata.client_name.as_deref(),
+            &metadata.redirect_uris,
+            &metadata.grant_types,
+            now,
+        )?;
+        // The id is up to 2 KiB: its start is enough to tie log lines together.
+        let tag = id.get(..24).unwrap_or(&id);
+        tracing::info!(client_id = %tag, "native client registered (self-contained id)");
+        Ok(answer(&id, now, metadata))
     }
 
     /// A secret and its hash for a confidential client; nothing for a public one.
@@ -411,137 +473,4 @@ mod tests {
 }
 
 #[cfg(test)]
-mod server_tests {
-    use serde_json::json;
-
-    use crate::model::TokenRequest;
-    use crate::store::{RegisteredBy, Store, PERMISSION_CLIENT_REGISTRATION};
-    use crate::testing::{basic, code_of, Harness};
-
-    fn metadata() -> serde_json::Value {
-        json!({
-            "redirect_uris": ["https://app.example/cb"],
-            "client_name": "Example Mail",
-            "software_id": "ignored",
-        })
-    }
-
-    #[test]
-    fn registration_needs_an_api_key_unless_anonymous() {
-        let h = Harness::new("");
-        assert_eq!(
-            code_of(h.server.register(None, &metadata())),
-            "invalid_token"
-        );
-        assert_eq!(
-            code_of(h.server.register(Some("bgk_unknown"), &metadata())),
-            "invalid_token"
-        );
-        let useless = h
-            .server
-            .create_api_key(&["something-else".to_owned()])
-            .unwrap();
-        assert_eq!(
-            code_of(h.server.register(Some(&useless), &metadata())),
-            "invalid_token"
-        );
-
-        let key = h
-            .server
-            .create_api_key(&[PERMISSION_CLIENT_REGISTRATION.to_owned()])
-            .unwrap();
-        assert!(key.starts_with("bgk_"));
-        let answer = h.server.register(Some(&key), &metadata()).unwrap();
-        let id = answer["client_id"].as_str().unwrap();
-        let secret = answer["client_secret"].as_str().unwrap();
-        assert_eq!(answer["client_secret_expires_at"], 0);
-        assert_eq!(answer["client_id_issued_at"], h.now());
-        assert_eq!(answer["token_endpoint_auth_method"], "client_secret_basic");
-        assert_eq!(
-            answer["grant_types"],
-            json!(["authorization_code", "refresh_token"])
-        );
-        assert_eq!(answer["client_name"], "Example Mail");
-        assert!(answer.get("software_id").is_none());
-
-        let record = h.store.client(id).unwrap().unwrap();
-        assert_eq!(record.registered_by, RegisteredBy::ApiKey);
-        assert_eq!(record.name.as_deref(), Some("Example Mail"));
-        // The secret it was given authenticates it (and only the hash is stored).
-        assert_ne!(
-            record.secret_hash.as_ref().map(|h| h.0.as_str()),
-            Some(secret)
-        );
-        let request = TokenRequest {
-            grant_type: Some("refresh_token".to_owned()),
-            refresh_token: Some("bgr_x".to_owned()),
-            ..TokenRequest::default()
-        };
-        assert_eq!(
-            code_of(h.server.token(&request, &basic(id, secret))),
-            "invalid_grant"
-        );
-        assert_eq!(
-            code_of(h.server.token(&request, &basic(id, "wrong"))),
-            "invalid_client"
-        );
-    }
-
-    #[test]
-    fn anonymous_registration_marks_the_client() {
-        let h = Harness::new("[client_registration]\nanonymous = true\n");
-        let public = json!({
-            "redirect_uris": ["com.example.mail:/cb"],
-            "token_endpoint_auth_method": "none",
-        });
-        let answer = h.server.register(None, &public).unwrap();
-        assert!(answer.get("client_secret").is_none());
-        let record = h
-            .store
-            .client(answer["client_id"].as_str().unwrap())
-            .unwrap()
-            .unwrap();
-        assert_eq!(record.registered_by, RegisteredBy::Anonymous);
-        // Its name is shown, but not as verified.
-        let pending = h
-            .server
-            .authorize(&crate::testing::pkce_request(
-                &record.id,
-                "com.example.mail:/cb",
-                "",
-            ))
-            .unwrap();
-        assert!(!pending.client.verified);
-    }
-
-    #[test]
-    fn admin_clients_follow_the_redirect_rules() {
-        let h = Harness::new("");
-        let bad = h
-            .server
-            .add_client("x", &["http://app.example/cb".to_owned()], None, false);
-        assert_eq!(code_of(bad), "invalid_redirect_uri");
-        assert_eq!(
-            code_of(h.server.add_client("", &[], None, false)),
-            "invalid_request"
-        );
-        let uris = [
-            "https://app.example/cb".to_owned(),
-            "http://127.0.0.1/cb".to_owned(),
-        ];
-        assert_eq!(
-            h.server
-                .add_client("x", &uris, Some("X Mail"), false)
-                .unwrap(),
-            None
-        );
-        assert_eq!(
-            code_of(h.server.add_client("x", &uris, None, false)),
-            "invalid_request"
-        );
-        let record = h.store.client("x").unwrap().unwrap();
-        assert_eq!(record.registered_by, RegisteredBy::Admin);
-        assert!(record.grant_types.iter().any(|g| g == "authorization_code"));
-        assert_eq!(h.server.clients().unwrap().len(), 1);
-    }
-}
+mod server_tests;

@@ -3,14 +3,30 @@
 
 use crate::error::{ErrorCode, OAuthError};
 
-/// The mail scope (draft-ietf-…-mail, as Thunderbird and others ask for it); the default when
-/// a request names none.
-pub(crate) const MAIL: &str = "urn:ietf:params:oauth:scope:mail";
+/// The mail scope (draft-ietf-mailmaint-oauth-public, as Thunderbird and others ask for it);
+/// the default when a request names none, and what a mail login needs.
+pub(crate) const MAIL: &str = crate::MAIL_SCOPE;
+/// The profile's contacts and calendars scopes: granted when asked for (a client setting up a
+/// whole account asks for all three), but they open no mail login.
+pub(crate) const CONTACTS: &str = crate::CONTACTS_SCOPE;
+/// See [`CONTACTS`].
+pub(crate) const CALENDARS: &str = crate::CALENDARS_SCOPE;
 /// OpenID Connect: an ID token comes with the access token.
 pub(crate) const OPENID: &str = "openid";
 
 /// Every scope the server grants, in the order responses list them.
-pub(crate) const SUPPORTED: [&str; 5] = [OPENID, "profile", "email", "offline_access", MAIL];
+pub(crate) const SUPPORTED: [&str; 7] = [
+    OPENID,
+    "profile",
+    "email",
+    "offline_access",
+    MAIL,
+    CONTACTS,
+    CALENDARS,
+];
+
+// A bit per scope: the set must fit its `u8`.
+const _: () = assert!(SUPPORTED.len() <= 8);
 
 /// A set of known scopes, kept in the order of [`SUPPORTED`] (a bit per scope).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -140,6 +156,19 @@ mod tests {
             format!("openid email {MAIL}")
         );
         assert!(wide.contains(OPENID) && !narrow.contains(OPENID));
+    }
+
+    #[test]
+    fn the_profiles_contacts_and_calendars_scopes_are_known() {
+        let scopes =
+            Scopes::parse_request(Some(&format!("{CALENDARS} {MAIL} {CONTACTS}"))).unwrap();
+        assert_eq!(
+            scopes.to_scope_string(),
+            format!("{MAIL} {CONTACTS} {CALENDARS}")
+        );
+        // Asked for alone, they are granted alone: no mail scope sneaks in.
+        let contacts = Scopes::parse_request(Some(CONTACTS)).unwrap();
+        assert!(!contacts.contains(MAIL) && contacts.contains(CONTACTS));
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct AuthServer {
     pub(crate) rng: SystemRandom,
     /// Access tokens whose signature is known good (module `verified`).
     pub(crate) verified: crate::verified::VerifiedTokens,
+    /// The key of self-contained client ids (module `native`).
+    pub(crate) native_ids: crate::native::NativeIds,
 }
 
 /// The system clock in Unix seconds (0 if the system clock is before 1970).
@@ -51,11 +53,12 @@ impl std::fmt::Debug for AuthServer {
 
 impl AuthServer {
     /// Opens the server over `store`: loads the signing keys, making the first one if there
-    /// is none.
+    /// is none, and the key of self-contained client ids, likewise.
     pub fn new(settings: Settings, store: Arc<dyn Store>) -> Result<Self, StoreError> {
         let clock: Clock = Arc::new(system_clock);
         let rng = SystemRandom::new();
         let keys = KeyRing::load(store.as_ref(), &rng, clock())?;
+        let native_ids = crate::native::NativeIds::load(store.as_ref(), &rng)?;
         Ok(Self {
             settings,
             store,
@@ -63,6 +66,7 @@ impl AuthServer {
             keys,
             rng,
             verified: crate::verified::VerifiedTokens::default(),
+            native_ids,
         })
     }
 
@@ -150,13 +154,15 @@ impl AuthServer {
         self.token_endpoint(request, caller)
     }
 
-    /// The device authorization endpoint (RFC 8628 §3.1; module `grants::device`).
+    /// The device authorization endpoint (RFC 8628 §3.1; module `grants::device`), with the
+    /// request's RFC 8707 `resource` parameters (none: the token is for every service).
     pub fn device_authorization(
         &self,
         scope: Option<&str>,
+        resource: &[String],
         caller: &ClientCredentials,
     ) -> Result<DeviceAuthorizationResponse, OAuthError> {
-        self.start_device_authorization(scope, caller)
+        self.start_device_authorization(scope, resource, caller)
     }
 
     /// What a person confirms after typing `user_code` (any case, dash optional). Unknown,
@@ -194,13 +200,22 @@ impl AuthServer {
 
     /// RFC 7591: registers a client; `api_key` is the bearer key the request carried
     /// (module `registration`). A missing or bad key (when one is needed) is
-    /// `invalid_token`: HTTP 401 with `WWW-Authenticate: Bearer`.
+    /// `invalid_token`: HTTP 401 with `WWW-Authenticate: Bearer`. Without a key, a public
+    /// native client is registered when `open_native` is on, with a self-contained client id
+    /// (nothing is stored).
     pub fn register(
         &self,
         api_key: Option<&str>,
         metadata: &serde_json::Value,
     ) -> Result<serde_json::Value, OAuthError> {
         self.register_client(api_key, metadata)
+    }
+
+    /// Whether `metadata`, sent without an API key, would be an open native registration
+    /// (see [`AuthServer::register`]): the HTTP layer limits those apart from the others.
+    pub fn is_open_native_registration(&self, metadata: &serde_json::Value) -> bool {
+        self.settings.client_registration.open_native()
+            && crate::registration::is_native_metadata(metadata)
     }
 
     /// OpenID userinfo for a bearer access token: `invalid_token` unless it is live
@@ -233,9 +248,12 @@ impl AuthServer {
         self.store.clients()
     }
 
-    /// Removes a client and revokes its grants; whether it existed.
+    /// Removes a client and revokes its grants; whether it existed. A self-contained client
+    /// id (open native registration) is not stored, so nothing is removed, but its grants are
+    /// revoked and it counts as existing when its MAC holds.
     pub fn remove_client(&self, id: &str) -> Result<bool, StoreError> {
-        self.store.remove_client(id, (self.clock)())
+        let removed = self.store.remove_client(id, (self.clock)())?;
+        Ok(removed || (crate::native::is_native_id(id) && self.native_ids.open(id).is_some()))
     }
 
     /// Creates an API key with `permissions`; the key (`bgk_…`), shown once.

@@ -28,6 +28,11 @@ pub struct Settings {
     /// Directory of the embedded store (`issuer.sqlite3`, WAL) and signing keys; relative to
     /// the configuration file.
     pub state_dir: PathBuf,
+    /// The store shared by several instances: a PostgreSQL URL in libpq's syntax
+    /// (`postgres://user:password@host/db?sslmode=verify-full`). Absent: the embedded SQLite
+    /// store in `state_dir`. Its password is redacted wherever settings are shown.
+    #[serde(default)]
+    pub store: Option<crate::store::StoreUrl>,
     /// How passwords are checked at sign-in.
     #[serde(default)]
     pub users: UserSource,
@@ -42,6 +47,11 @@ pub struct Settings {
     /// by address.
     #[serde(default)]
     pub username_domain: Option<String>,
+    /// The mail domains whose addresses the autoconfiguration documents answer for
+    /// (Thunderbird's `config-v1.1.xml`); empty: `username_domain` when set, else whatever
+    /// domain a client asks about.
+    #[serde(default)]
+    pub mail_domains: Vec<String>,
     /// Lower-case the ASCII letters of the user name typed at sign-in (the token's `sub`
     /// and the login at the backend). Default `true`, as Dovecot's `%Lu`.
     #[serde(default = "defaults::lowercase_username")]
@@ -92,6 +102,11 @@ pub struct Settings {
     /// Client registration rules.
     #[serde(default)]
     pub client_registration: ClientRegistration,
+    /// The mail services served, which RFC 8707 `resource` parameters may name: one per
+    /// listener (`imap://hostname`, …). Not a key of the file: the proxy fills it from its
+    /// listeners, so the list can never disagree with what is served.
+    #[serde(skip)]
+    pub mail_resources: Vec<crate::resource::MailResource>,
 }
 
 /// `[issuer.client_registration]`.
@@ -104,9 +119,30 @@ pub struct ClientRegistration {
     #[serde(default)]
     pub require: bool,
     /// `true`: RFC 7591 registration is open (rate-limited per address). `false`: it needs an
-    /// API key with the `oauth-client-registration` permission.
+    /// API key with the `oauth-client-registration` permission (but see `open_native`).
     #[serde(default)]
     pub anonymous: bool,
+    /// `true`: a public native client may register without an API key, as the mail-client
+    /// OAuth profile (draft-ietf-mailmaint-oauth-public) has every mail app do: no secret
+    /// (`token_endpoint_auth_method = "none"`), only loopback or private-use-scheme
+    /// redirects (or none, for the device flow), rate-limited per address. Its client id is
+    /// self-contained and signed by the server: nothing is written to the store.
+    ///
+    /// Safe: such a client gets no more than an unregistered client id already gets (PKCE
+    /// S256, native redirects, its name shown as unverified, consent asked every time); the
+    /// registration only lets it show its name. Default: on unless `require = true`, whose
+    /// promise (only the admin's clients) it would otherwise break; set it explicitly to
+    /// open native registration beside `require`.
+    #[serde(default)]
+    pub open_native: Option<bool>,
+}
+
+impl ClientRegistration {
+    /// Whether public native clients may register without an API key (`open_native`, by
+    /// default `!require`).
+    pub fn open_native(&self) -> bool {
+        self.open_native.unwrap_or(!self.require)
+    }
 }
 
 /// `users`: where passwords are checked.
@@ -217,6 +253,69 @@ impl Settings {
         if self.max_attempts == 0 {
             problems.push(("max_attempts", "must be at least 1".to_owned()));
         }
+        if let Some(problem) = self.store.as_ref().and_then(|store| store.problem()) {
+            problems.push(("store", problem));
+        }
+        for domain in &self.mail_domains {
+            if !is_domain_name(domain) || domain.bytes().any(|b| b.is_ascii_uppercase()) {
+                problems.push((
+                    "mail_domains",
+                    format!("{domain:?} is not a lower-case domain name (IDNs as xn--…)"),
+                ));
+            }
+        }
         problems
+    }
+}
+
+/// Whether `name` is a DNS host name as mail addresses use it (RFC 1123 §2.1, RFC 5321
+/// §4.1.2): dot-separated labels of ASCII letters, digits and inner hyphens, each 1–63
+/// octets, 253 in all, no trailing dot. Internationalised names pass in their A-label form.
+pub fn is_domain_name(name: &str) -> bool {
+    if name.is_empty() || name.len() > 253 {
+        return false;
+    }
+    name.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    })
+}
+
+#[cfg(test)]
+mod mail_domain_tests {
+    use super::is_domain_name;
+
+    #[test]
+    fn domain_names_are_ldh_labels() {
+        for good in [
+            "example.test",
+            "mail.example.com",
+            "xn--bcher-kva.example",
+            "a-b.c1",
+        ] {
+            assert!(is_domain_name(good), "{good}");
+        }
+        let long_label = format!("{}.test", "a".repeat(64));
+        let long_name = ["abcdefghi"; 26].join(".");
+        for bad in [
+            "",
+            "example.test.",
+            ".example",
+            "exa mple.test",
+            "-example.test",
+            "example-.test",
+            "ex_ample.test",
+            "bücher.example",
+            "example.test<x>",
+            long_label.as_str(),
+            long_name.as_str(),
+        ] {
+            assert!(!is_domain_name(bad), "{bad:?}");
+        }
     }
 }

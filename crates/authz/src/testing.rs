@@ -41,6 +41,11 @@ pub(crate) struct Harness {
 impl Harness {
     /// A server with default settings plus `extra` TOML.
     pub(crate) fn new(extra: &str) -> Self {
+        Self::with_settings(settings(extra))
+    }
+
+    /// A server with these settings (for fields no TOML sets, such as `mail_resources`).
+    pub(crate) fn with_settings(settings: Settings) -> Self {
         let store = Arc::new(SqliteStore::open_in_memory().expect("in-memory store"));
         let start = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -49,7 +54,7 @@ impl Harness {
         let now = Arc::new(AtomicI64::new(i64::try_from(start).expect("time fits")));
         let clock_now = now.clone();
         let shared: Arc<dyn Store> = store.clone();
-        let server = AuthServer::new(settings(extra), shared)
+        let server = AuthServer::new(settings, shared)
             .expect("server starts")
             .with_clock(Arc::new(move || clock_now.load(Ordering::SeqCst)));
         Harness { server, store, now }
@@ -111,6 +116,7 @@ pub(crate) fn pkce_request(client_id: &str, redirect: &str, scope: &str) -> Auth
         code_challenge_method: Some("S256".to_owned()),
         nonce: Some("n-0S6_WzA2Mj".to_owned()),
         response_mode: None,
+        resource: Vec::new(),
     }
 }
 

@@ -68,7 +68,7 @@ mod tests {
         Arc::new(AccessTokenClaims {
             iss: "https://auth.example.test".into(),
             sub: "alice".into(),
-            aud: "https://auth.example.test".into(),
+            aud: crate::jwt::Audience::One("https://auth.example.test".into()),
             client_id: "c".into(),
             scope: "s".into(),
             iat: 0,

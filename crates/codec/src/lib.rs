@@ -8,6 +8,7 @@
 //! - [`imap`]: IMAP command framing (literal-aware), the pre-authentication command parser,
 //!   server reply writers, and the backend side (response parser, login command writers).
 //! - [`limits`]: the size limits every decoder is built with.
+//! - [`proxy_protocol`]: HAProxy's PROXY protocol header (v1 and v2), read and written.
 //! - [`fuzzing`]: entry points for cargo-fuzz targets; they assert the codec's invariants.
 //!
 //! SMTP and ManageSieve codecs will live beside [`imap`] as `smtp` and `sieve`.
@@ -19,6 +20,7 @@ pub mod fuzzing;
 pub mod imap;
 pub mod limits;
 pub mod pop3;
+pub mod proxy_protocol;
 pub mod sieve;
 pub mod smtp;
 

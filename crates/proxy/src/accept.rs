@@ -20,6 +20,13 @@
 //! a [`ListenerSlot`] that a reload ([`crate::reload`]) replaces while the socket stays; the
 //! loop reads it once per accepted connection, and a connection keeps what it was accepted
 //! with until it ends.
+//!
+//! A listener with `proxy_protocol` admits in two steps ([`proxied`]): at accept, only
+//! load balancers from `proxy_trusted_networks` (anyone else is closed before a byte is
+//! sent) and within `max_connections`; then, once the PROXY header has named the client,
+//! `max_prelogin_per_address` for that client.
+
+mod proxied;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -34,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::admission::{Admission, PreloginLimit};
+use crate::admission::{Admission, Origin, PreloginLimit};
 use crate::config::ListenerTls;
 use crate::listener::ListenerContext;
 use crate::metrics::METRICS;
@@ -70,8 +77,12 @@ pub async fn accept_loop(listening: Listening, tracker: TaskTracker) {
         slot,
         stop,
     } = listening;
-    let mut refuser = Refuser::new();
+    let refuser = Arc::new(Refuser::new());
     let mut backoff = AcceptBackoff::new();
+    // What a connection's destination is when its socket cannot say.
+    let bound = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => {
@@ -108,18 +119,28 @@ pub async fn accept_loop(listening: Listening, tracker: TaskTracker) {
             }
         };
         let served = slot.current();
+        let origin = Origin {
+            client: peer,
+            destination: stream.local_addr().unwrap_or(bound),
+            via: None,
+            accepted: tokio::time::Instant::now(),
+        };
+        if served.context.proxy_protocol.is_some() {
+            proxied::admit(stream, origin, served, &refuser, &tracker);
+            continue;
+        }
         // The address's own cap first: a source over it is told so, whether or not the
         // listener also happens to be full.
         let Some(prelogin) = served.limits.prelogin.admit(peer.ip()) else {
-            refuser.refuse(&served, stream, peer, Busy::AddressLimit, &tracker);
+            refuser.refuse(&served, stream, peer, Busy::AddressLimit, &tracker, false);
             continue;
         };
         let Some(permit) = served.limits.connections.take() else {
             drop(prelogin);
-            refuser.refuse(&served, stream, peer, Busy::ListenerFull, &tracker);
+            refuser.refuse(&served, stream, peer, Busy::ListenerFull, &tracker, false);
             continue;
         };
-        let admission = Admission::new(prelogin, permit);
+        let admission = Admission::new(prelogin, permit, origin);
         let context = served.context.clone();
         tracker.spawn(async move {
             // Login latency matters more than the few bytes Nagle would save.
@@ -291,26 +312,32 @@ impl ConnectionSlots {
 /// what an accepted connection's would, and it happens only inside the bounded refusals in
 /// flight: beyond them an implicit-TLS connection is closed at once, so a flood buys no
 /// handshakes.
+///
+/// On a `proxy_protocol` listener the refusal that comes before the header was read
+/// (`max_connections`) reads it first, within the same time: a TLS handshake fed the header
+/// would fail, and the load balancer relays the line to the client.
 struct Refuser {
     in_flight: Arc<Semaphore>,
-    logs: [RefusalLog; 2],
+    /// `max_connections`, `max_prelogin_per_address`, untrusted PROXY senders.
+    logs: Mutex<[RefusalLog; 3]>,
 }
 
 impl Refuser {
     fn new() -> Self {
         Self {
             in_flight: Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT)),
-            logs: [RefusalLog::default(), RefusalLog::default()],
+            logs: Mutex::new(Default::default()),
         }
     }
 
     fn refuse(
-        &mut self,
+        &self,
         served: &Served,
         stream: TcpStream,
         peer: SocketAddr,
         why: Busy,
         tracker: &TaskTracker,
+        unread_header: bool,
     ) {
         METRICS.connection_refused(served.context.protocol, why);
         self.log(&served.context, peer, why);
@@ -327,7 +354,7 @@ impl Refuser {
         };
         let handshake = served.handshake.clone();
         tracker.spawn(async move {
-            let refusal = refuse_politely(stream, &line, handshake);
+            let refusal = refuse_politely(stream, &line, handshake, unread_header);
             if let Err(e) = tokio::time::timeout(REFUSAL_TIME, refusal).await {
                 debug!(peer = %peer, error = %e, "refusal not finished in time");
             }
@@ -335,12 +362,12 @@ impl Refuser {
         });
     }
 
-    fn log(&mut self, context: &ListenerContext, peer: SocketAddr, why: Busy) {
-        let (log, reason) = match why {
-            Busy::ListenerFull => (&mut self.logs[0], "max_connections"),
-            Busy::AddressLimit => (&mut self.logs[1], "per_address"),
+    fn log(&self, context: &ListenerContext, peer: SocketAddr, why: Busy) {
+        let (index, reason) = match why {
+            Busy::ListenerFull => (0, "max_connections"),
+            Busy::AddressLimit => (1, "per_address"),
         };
-        let Some(refused) = log.note(Instant::now()) else {
+        let Some(refused) = self.note(index) else {
             return;
         };
         let protocol = context.protocol.name();
@@ -363,14 +390,46 @@ impl Refuser {
     }
 }
 
+impl Refuser {
+    /// A connection to a `proxy_protocol` listener from outside `proxy_trusted_networks`:
+    /// closed by the caller without a byte, logged here as refusals are.
+    fn untrusted(&self, context: &ListenerContext, peer: SocketAddr) {
+        let Some(refused) = self.note(2) else {
+            return;
+        };
+        warn!(
+            protocol = context.protocol.name(),
+            reason = "untrusted_proxy",
+            peer = %peer,
+            refused,
+            "connections closed: not from proxy_trusted_networks, and this listener takes \
+             only load balancers sending a PROXY header"
+        );
+    }
+
+    /// Counts one of `logs[index]`'s kind; `Some(count)` when a line is due.
+    fn note(&self, index: usize) -> Option<u64> {
+        // Counters only: sound after any panic.
+        let mut logs = self.logs.lock().unwrap_or_else(PoisonError::into_inner);
+        logs.get_mut(index)?.note(Instant::now())
+    }
+}
+
 /// The refusal, then close. The client's side is read to its end before the socket goes:
 /// closing with unread client bytes sends a reset, which can destroy the refusal before the
-/// client has read it.
+/// client has read it. With `unread_header`, the load balancer's PROXY header is read (and
+/// dropped) first.
 async fn refuse_politely(
-    stream: TcpStream,
+    mut stream: TcpStream,
     line: &[u8],
     handshake: Option<TlsAcceptor>,
+    unread_header: bool,
 ) -> std::io::Result<()> {
+    if unread_header {
+        proxied::read_header(&mut stream)
+            .await
+            .map_err(std::io::Error::other)?;
+    }
     match handshake {
         Some(acceptor) => say_and_close(acceptor.accept(stream).await?, line).await,
         None => say_and_close(stream, line).await,
@@ -539,7 +598,7 @@ mod tests {
         });
         let (stream, _) = listener.accept().await.expect("accept");
         let line = b"* BYE [UNAVAILABLE] Too many connections, try again later.\r\n";
-        tokio::time::timeout(REFUSAL_TIME, refuse_politely(stream, line, None))
+        tokio::time::timeout(REFUSAL_TIME, refuse_politely(stream, line, None, false))
             .await
             .expect("within the refusal time")
             .expect("no I/O error");

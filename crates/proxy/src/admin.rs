@@ -1,6 +1,9 @@
 //! The admin's command line for the built-in authorization server: clients registered by
 //! hand and API keys for RFC 7591 registration. Each command opens the same store the
-//! running server uses (SQLite in WAL mode takes both at once) and prints what it did.
+//! running server uses (SQLite in WAL mode takes both at once; with `[issuer] store`, the
+//! PostgreSQL database every instance shares, so a client added once is known to all at
+//! once) and prints what it did. The commands run before any async runtime exists; the
+//! PostgreSQL store would be safe inside one too (its connections have threads of their own).
 
 use std::fmt::Write as _;
 use std::path::Path;

@@ -17,7 +17,7 @@
 //! connections (`max_connections`, plus the one being decided).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -26,19 +26,22 @@ use tokio::sync::OwnedSemaphorePermit;
 /// A connection's places on its listener: one of `max_connections` until it closes, and
 /// one of its address's connections before login until it logs in. The driver gives both
 /// back before it logs the connection's end, so a client that sees that line can connect
-/// again.
+/// again. It also says where the connection came from and when, which the places were
+/// decided on.
 #[derive(Debug)]
 pub struct Admission {
     prelogin: Option<PreloginSlot>,
     _connection: OwnedSemaphorePermit,
+    origin: Origin,
 }
 
 impl Admission {
-    /// The places the accept loop took for a connection.
-    pub fn new(prelogin: PreloginSlot, connection: OwnedSemaphorePermit) -> Self {
+    /// The places the accept loop took for a connection from `origin`.
+    pub fn new(prelogin: PreloginSlot, connection: OwnedSemaphorePermit, origin: Origin) -> Self {
         Self {
             prelogin: Some(prelogin),
             _connection: connection,
+            origin,
         }
     }
 
@@ -46,6 +49,27 @@ impl Admission {
     pub fn logged_in(&mut self) {
         self.prelogin = None;
     }
+
+    /// Where the connection came from.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+}
+
+/// Where a connection came from, as the session sees it: the socket's own endpoints, or
+/// those a trusted load balancer's PROXY header named (`proxy_protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The client: in logs, limits, and what the backend is told.
+    pub client: SocketAddr,
+    /// The address the client connected to: the destination of the PROXY header sent to a
+    /// backend (`send_proxy_protocol`).
+    pub destination: SocketAddr,
+    /// The load balancer that relayed the connection, when its header named the client.
+    pub via: Option<SocketAddr>,
+    /// When the connection was accepted: the pre-login deadline counts from here, so the
+    /// time a PROXY header took is part of it.
+    pub accepted: tokio::time::Instant,
 }
 
 /// One listener's count of connections before login, per address group.

@@ -299,6 +299,21 @@ pub struct ListenerConfig {
     /// no longer counts once logged in.
     #[serde(default = "defaults::max_prelogin_per_address")]
     pub max_prelogin_per_address: u32,
+    /// Every connection starts with a PROXY protocol header (HAProxy's v1 text or v2
+    /// binary, detected per connection), sent by a TCP load balancer in front of the proxy
+    /// (HAProxy `send-proxy-v2`, nginx `proxy_protocol on`, cloud load balancers), and the
+    /// client address is the one it names: in logs, metrics, `max_prelogin_per_address`,
+    /// `[auth_limits]` and what is forwarded to the backend. The header is read before TLS
+    /// and before the greeting. Connections from outside `proxy_trusted_networks` are
+    /// closed before a byte is sent; one without a valid header within 3 s is closed
+    /// without a word. Direct clients cannot use such a listener.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// The load balancers that may connect when `proxy_protocol = true`: networks
+    /// (`"10.0.0.0/8"`, `"2001:db8::/48"`) or single addresses. Required then; anyone who
+    /// may send the header chooses the client address every limit counts by.
+    #[serde(default, deserialize_with = "networks")]
+    pub proxy_trusted_networks: Vec<ipnet::IpNet>,
 }
 
 /// TLS towards a backend.
@@ -366,6 +381,14 @@ pub struct BackendConfig {
     /// `x-originating-ip`; Dovecot honours it from `login_trusted_networks`).
     #[serde(default = "defaults::yes")]
     pub forward_client_address: bool,
+    /// Start every connection to the backend with a PROXY protocol v2 header naming the
+    /// client's address and the address it connected to (for Dovecot: `haproxy = yes` on
+    /// the inet_listener and the proxy in `haproxy_trusted_networks`; Postfix:
+    /// `smtpd_upstream_proxy_protocol = haproxy`). Written right after the TCP connect,
+    /// before TLS; the proxy's own connections (start-up probes, the built-in issuer's
+    /// password checks) send LOCAL. The backend then refuses connections without it.
+    #[serde(default)]
+    pub send_proxy_protocol: bool,
 }
 
 /// Defaults, each with the reason for its number.
@@ -471,6 +494,24 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
     })
 }
 
+/// `proxy_trusted_networks`: CIDR networks, or single addresses (a /32 or /128).
+fn networks<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    let texts = Vec::<String>::deserialize(deserializer)?;
+    texts
+        .iter()
+        .map(|text| {
+            let text = text.trim();
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "`{text}` is not a network like \"10.0.0.0/8\" or an address"
+                    ))
+                })
+        })
+        .collect()
+}
+
 fn secret_opt<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<SecretString>, D::Error> {
@@ -507,11 +548,16 @@ impl Config {
     /// are not read yet ([`Config::load`] reads them).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let deserializer = toml::Deserializer::new(text);
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let message = e.into_inner().message().to_owned();
             ConfigError::new(if key == "." { String::new() } else { key }, message)
-        })
+        })?;
+        // The issuer's RFC 8707 resources are the listeners, never a list of their own.
+        if let Some(issuer) = &mut config.issuer {
+            issuer.mail_resources = crate::issuer::mail_resources(&config.listeners);
+        }
+        Ok(config)
     }
 }
 

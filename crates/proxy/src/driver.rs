@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, info_span, Instrument};
 
+use crate::admission::Origin;
 use crate::auth::{self, AuthError, Refused};
 use crate::backend::{self, LoggedIn};
 use crate::config::ListenerTls;
@@ -39,20 +40,27 @@ pub async fn serve<S: Session>(
 ) {
     let id = next_session_id();
     let protocol = context.protocol;
+    let origin = admission.origin();
+    // `peer` is the client: the socket's peer, or the one a trusted load balancer's PROXY
+    // header named (`via`, the balancer, is then in the span too).
     let span = info_span!(
         "session",
         id = %id,
         peer = %peer,
+        via = tracing::field::Empty,
         protocol = protocol.name(),
         user = tracing::field::Empty,
         mechanism = tracing::field::Empty,
     );
+    if let Some(via) = origin.via {
+        span.record("via", tracing::field::display(via));
+    }
     async move {
         debug!("connected");
         // The pre-login future (session state, validation, backend login) is large and lives
         // on its own heap allocation, freed at login: during the relay, which may last days,
         // the task holds only the two connections and the relay's counters.
-        let pre_login = Box::pin(run(tcp, peer, &context, &id, new_session));
+        let pre_login = Box::pin(run(tcp, peer, origin, &context, &id, new_session));
         // When the drain is over, a session waiting for its client says goodbye in `run`
         // (polled first); one busy with anything else (a handshake, a login) is cut here.
         let ended = tokio::select! {
@@ -122,7 +130,8 @@ struct Handoff {
     pipelined: BytesMut,
 }
 
-/// The pre-login phase, bounded by the listener's `preauth_deadline` counted from accept:
+/// The pre-login phase, bounded by the listener's `preauth_deadline` counted from accept
+/// (`origin.accepted`, before any PROXY header):
 /// every TLS handshake (implicit or STARTTLS), read and write before login ends when it
 /// passes, and the session then says the deadline's goodbye as far as the socket takes it
 /// at once. A login already asked of the identity provider or the backend is not cut: it
@@ -134,11 +143,16 @@ struct Handoff {
 async fn run<S: Session>(
     tcp: TcpStream,
     peer: SocketAddr,
+    origin: Origin,
     context: &ListenerContext,
     session_id: &str,
     new_session: impl FnOnce(bool) -> S,
 ) -> std::io::Result<PreLoginEnd> {
-    let deadline = tokio::time::Instant::now() + context.preauth_deadline;
+    let deadline = origin.accepted + context.preauth_deadline;
+    let connection = Connection {
+        peer,
+        destination: origin.destination,
+    };
     let mut client = match (&context.tls_mode, &context.acceptor) {
         (ListenerTls::Implicit, Some(acceptor)) => {
             match handshake(acceptor, tcp, context, deadline, "TLS").await {
@@ -216,7 +230,7 @@ async fn run<S: Session>(
                 session.tls_started().map_err(session_bug)?;
             }
             Action::PasswordLogin(credentials) => {
-                let attempt = Attempt::new(context, peer, Credential::Password, "password");
+                let attempt = Attempt::new(context, connection, Credential::Password, "password");
                 let login = attempt.password(&credentials, session.client_name(), session_id);
                 match login.await {
                     Ok(logged_in) => {
@@ -234,7 +248,7 @@ async fn run<S: Session>(
             }
             Action::Authenticate(credentials) => {
                 let mechanism = credentials.mechanism.name();
-                let attempt = Attempt::new(context, peer, Credential::Token, mechanism);
+                let attempt = Attempt::new(context, connection, Credential::Token, mechanism);
                 let login = attempt.token(&credentials, session.client_name(), session_id);
                 match login.await {
                     Ok((logged_in, user)) => {
@@ -253,11 +267,19 @@ async fn run<S: Session>(
     }
 }
 
+/// The client's address and the one it connected to, for the backend.
+#[derive(Debug, Clone, Copy)]
+struct Connection {
+    peer: SocketAddr,
+    destination: SocketAddr,
+}
+
 /// One login attempt: asking the identity provider and the backend, and then the one place
 /// where its outcome becomes metrics, logs, the failure delay and the reply.
 struct Attempt<'a> {
     context: &'a ListenerContext,
     peer: SocketAddr,
+    destination: SocketAddr,
     credential: Credential,
     mechanism: &'static str,
     /// What the attempt holds of the `[auth_limits]` budgets
@@ -268,13 +290,15 @@ struct Attempt<'a> {
 impl<'a> Attempt<'a> {
     fn new(
         context: &'a ListenerContext,
-        peer: SocketAddr,
+        connection: Connection,
         credential: Credential,
         mechanism: &'static str,
     ) -> Self {
+        let Connection { peer, destination } = connection;
         Self {
             context,
             peer,
+            destination,
             credential,
             mechanism,
             charge: Mutex::new(context.throttle.charge(peer.ip())),
@@ -327,6 +351,7 @@ impl<'a> Attempt<'a> {
         let request = backend::PasswordRequest {
             credentials,
             client: self.peer,
+            destination: Some(self.destination),
             client_name,
             session_id,
         };
@@ -352,10 +377,16 @@ impl<'a> Attempt<'a> {
         self.begin(credentials.authzid.as_deref(), cost)
             .await
             .map_err(LoginFailure::Throttled)?;
-        let checked = auth::check(validator, credentials, &self.context.scope_key).await;
+        let context = &self.context;
+        let checked =
+            auth::check(validator, credentials, &context.scope_key, &context.service).await;
+        // A valid token refused for its user or its audience was no guess.
         if matches!(
             &checked,
-            Ok(_) | Err(AuthError::Refused(Refused::WrongUser { .. }))
+            Ok(_)
+                | Err(AuthError::Refused(
+                    Refused::WrongUser { .. } | Refused::WrongService { .. }
+                ))
         ) {
             self.settle(|charge, _| charge.token_accepted());
         }
@@ -372,6 +403,7 @@ impl<'a> Attempt<'a> {
             user: &identity.backend_user,
             credentials,
             client: self.peer,
+            destination: self.destination,
             client_name,
             session_id,
         };

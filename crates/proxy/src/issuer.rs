@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use authz::model::TokenRejection;
 use authz::settings::UserSource;
-use authz::store::SqliteStore;
+use authz::store::{PostgresStore, SqliteStore, Store};
 use authz::{AuthServer, Settings};
 use secrecy::SecretString;
 use serde_json::{Map, Value};
@@ -51,19 +51,28 @@ pub enum IssuerError {
     Web(String),
 }
 
-/// Opens the authorization server's store under `state_dir` (made 0700: it holds the
-/// private signing keys) and the server over it.
+/// Opens the authorization server's store and the server over it: the PostgreSQL database
+/// of `store` when it is set (shared by several instances; the schema is created or
+/// migrated now), else SQLite under `state_dir` (made 0700: it holds the private signing
+/// keys). Safe on any thread: the PostgreSQL store talks to the database from threads of
+/// its own.
 pub fn open(settings: &Settings, base: &Path) -> Result<Arc<AuthServer>, IssuerError> {
-    let dir = config::resolve(base, &settings.state_dir);
-    create_private_dir(&dir).map_err(|source| IssuerError::StateDir {
-        path: dir.clone(),
-        source,
-    })?;
-    let store = SqliteStore::open(&dir.join(STORE_FILE))?;
-    Ok(Arc::new(AuthServer::new(
-        settings.clone(),
-        Arc::new(store),
-    )?))
+    let store: Arc<dyn Store> = match &settings.store {
+        Some(url) => {
+            let store = PostgresStore::open(url, base)?;
+            info!(store = ?url, "issuer: PostgreSQL store opened");
+            Arc::new(store)
+        }
+        None => {
+            let dir = config::resolve(base, &settings.state_dir);
+            create_private_dir(&dir).map_err(|source| IssuerError::StateDir {
+                path: dir.clone(),
+                source,
+            })?;
+            Arc::new(SqliteStore::open(&dir.join(STORE_FILE))?)
+        }
+    };
+    Ok(Arc::new(AuthServer::new(settings.clone(), store)?))
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -78,13 +87,33 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// The user-name rules of the built-in issuer: applied to what a person types at sign-in,
-/// so the token's `sub`, the backend login and a client's claimed user all agree.
+/// so the token's `sub`, the backend login and a client's claimed user all agree. Every
+/// login needs the mail scope; the profile's contacts and calendars scopes open none.
 pub fn user_policy(settings: &Settings) -> Policy {
     let mut policy = Policy::with_claim("sub");
     policy.username_domain = settings.username_domain.clone();
     policy.lowercase_username = settings.lowercase_username;
     policy.required_scopes = vec![authz::MAIL_SCOPE.to_owned()];
     policy
+}
+
+/// The mail services RFC 8707 `resource` parameters may name: one per listener, its
+/// protocol's URI scheme (`imap`; `smtp` for submission; `pop`, RFC 2384; `sieve`, RFC 5804),
+/// its `hostname` and its port. The proxy refuses a token for other services at login
+/// ([`crate::auth::check`]).
+pub fn mail_resources(listeners: &[config::ListenerConfig]) -> Vec<authz::resource::MailResource> {
+    let mut resources: Vec<authz::resource::MailResource> = Vec::new();
+    for listener in listeners {
+        let resource = authz::resource::MailResource {
+            scheme: crate::auth::resource_scheme(listener.protocol).to_owned(),
+            host: listener.hostname.to_ascii_lowercase(),
+            port: listener.listen.port(),
+        };
+        if !resources.contains(&resource) {
+            resources.push(resource);
+        }
+    }
+    resources
 }
 
 /// The validator's view of the built-in issuer: its tokens are judged by a call, and a
@@ -134,6 +163,11 @@ impl LocalTokens for BuiltInTokens {
         map.insert("scope".into(), Value::String(claims.scopes.join(" ")));
         map.insert("client_id".into(), Value::String(claims.client_id));
         map.insert("exp".into(), Value::from(claims.expires_at));
+        // The RFC 8707 resources it is for (or the issuer): the proxy holds logins to them.
+        map.insert(
+            "aud".into(),
+            Value::Array(claims.audiences.into_iter().map(Value::String).collect()),
+        );
         Ok(map)
     }
 }
@@ -163,6 +197,8 @@ impl authz_web::PasswordCheck for BackendPasswords {
             let request = PasswordRequest {
                 credentials: &credentials,
                 client: SocketAddr::from(([127, 0, 0, 1], 0)),
+                // The proxy's own login (a PROXY header to the backend says LOCAL).
+                destination: None,
                 client_name: None,
                 session_id: "issuer-signin",
             };
@@ -213,11 +249,14 @@ pub struct IssuerService {
 }
 
 /// Builds the issuer's router: pages and endpoints over `server`, passwords checked as
-/// `users` says (`password_backend` for `users = "backend"`).
+/// `users` says (`password_backend` for `users = "backend"`), and the autoconfiguration
+/// documents describing `listeners`. A reload builds it anew from the new configuration,
+/// so the documents always name the listeners that run.
 pub fn service(
     server: Arc<AuthServer>,
     base: &Path,
     password_backend: Option<Arc<Backend>>,
+    listeners: &[config::ListenerConfig],
 ) -> Result<IssuerService, IssuerError> {
     let settings = server.settings().clone();
     let passwords: Arc<dyn authz_web::PasswordCheck> = match settings.users {
@@ -255,9 +294,58 @@ pub fn service(
         // `plaintext` may sit behind a TLS terminator: what the browser sees is public_url.
         secure_cookies: settings.public_url.starts_with("https://"),
         signin_limits: authz::signin::SignInLimits::from_settings(&settings),
+        mail: mail_services(&settings, listeners),
     };
     let router = authz_web::router(web).map_err(|e| IssuerError::Web(e.to_string()))?;
     Ok(IssuerService { server, router })
+}
+
+/// The mail side as autoconfiguration describes it: every listener (the documents leave
+/// out the plaintext ones) by its `hostname` and listen port, the mail domains
+/// (`mail_domains`, else `username_domain`), and whether logins are addresses: with
+/// `username_domain` the mail server logs in by address, without it by the bare name.
+fn mail_services(
+    settings: &Settings,
+    listeners: &[config::ListenerConfig],
+) -> authz_web::autoconfig::MailServices {
+    use authz_web::autoconfig::{LoginName, MailProtocol, MailServer, MailServices, MailTls};
+    let servers = listeners
+        .iter()
+        .map(|listener| MailServer {
+            protocol: match listener.protocol {
+                Protocol::Imap => MailProtocol::Imap,
+                Protocol::Smtp => MailProtocol::Smtp,
+                Protocol::Sieve => MailProtocol::Sieve,
+                Protocol::Pop3 => MailProtocol::Pop3,
+            },
+            hostname: listener.hostname.clone(),
+            port: listener.listen.port(),
+            tls: match listener.tls {
+                config::ListenerTls::Implicit => MailTls::Implicit,
+                config::ListenerTls::Starttls => MailTls::Starttls,
+                config::ListenerTls::None => MailTls::None,
+            },
+            password: listener.password_fallback,
+        })
+        .collect();
+    let domains = if settings.mail_domains.is_empty() {
+        settings
+            .username_domain
+            .iter()
+            .map(|domain| domain.to_ascii_lowercase())
+            .collect()
+    } else {
+        settings.mail_domains.clone()
+    };
+    MailServices {
+        servers,
+        domains,
+        login: if settings.username_domain.is_some() {
+            LoginName::Address
+        } else {
+            LoginName::LocalPart
+        },
+    }
 }
 
 /// The issuer's pages learn the client's address (sign-in limits) from this extension.
@@ -285,5 +373,53 @@ pub async fn upkeep(server: Arc<AuthServer>, shutdown: CancellationToken) {
             Ok(Err(e)) => warn!(error = %e, "issuer: upkeep failed"),
             Err(e) => warn!(error = %e, "issuer: upkeep task failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listener_is_a_mail_resource_of_the_issuer() {
+        let listener = |protocol: &str, port: u16, hostname: &str| {
+            format!(
+                "[[listeners]]\nprotocol = \"{protocol}\"\nlisten = \"127.0.0.1:{port}\"\n\
+                 tls = \"implicit\"\nbackend = \"b\"\nhostname = \"{hostname}\"\n"
+            )
+        };
+        let text = [
+            listener("imap", 993, "Mail.Example.test"),
+            listener("imap", 143, "mail.example.test"),
+            listener("smtp", 465, "smtp.example.test"),
+            listener("pop3", 995, "mail.example.test"),
+            listener("sieve", 4190, "mail.example.test"),
+            listener("imap", 993, "mail.example.test"),
+            "[backends.b]\naddress = \"127.0.0.1:1\"\nlogin = \"passthrough\"\n\n\
+             [issuer]\npublic_url = \"https://mail.example.test\"\nlisten = \"127.0.0.1:8443\"\n\
+             state_dir = \"state\"\n"
+                .to_owned(),
+        ]
+        .concat();
+        let config = config::Config::parse(&text).expect("parses");
+        let issuer = config.issuer.expect("[issuer]");
+        // Mail logins need the mail scope: the profile's contacts and calendars scopes,
+        // which the issuer grants too, open none.
+        assert_eq!(user_policy(&issuer).required_scopes, [authz::MAIL_SCOPE]);
+        let named: Vec<String> = issuer
+            .mail_resources
+            .iter()
+            .map(|r| format!("{}:{}", r.uri(), r.port))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                "imap://mail.example.test:993",
+                "imap://mail.example.test:143",
+                "smtp://smtp.example.test:465",
+                "pop://mail.example.test:995",
+                "sieve://mail.example.test:4190",
+            ]
+        );
     }
 }

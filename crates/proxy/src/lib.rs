@@ -36,3 +36,4 @@ pub mod server;
 pub mod stream;
 pub mod throttle;
 pub mod tls;
+pub mod token;

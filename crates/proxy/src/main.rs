@@ -43,6 +43,10 @@ enum Command {
     /// API keys of the built-in authorization server.
     #[command(subcommand, name = "api-keys")]
     ApiKeys(ApiKeysCommand),
+    /// OAuth tokens for mail programs that run a command for them (neomutt, mbsync, msmtp);
+    /// needs no configuration file.
+    #[command(subcommand, after_help = bearergate::token::EXIT_STATUS_HELP)]
+    Token(bearergate::token::TokenCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +87,10 @@ enum ApiKeysCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = match cli.command {
+        Some(Command::Token(token)) => return bearergate::token::run(token),
+        other => other,
+    };
     let config = match Config::load(&cli.config) {
         Ok(config) => config,
         Err(errors) => {
@@ -98,7 +106,7 @@ fn main() -> ExitCode {
         .parent()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
-    let admin = match cli.command {
+    let admin = match command {
         None => None,
         Some(Command::CheckConfig) => {
             println!("{}: configuration is valid", cli.config.display());
@@ -124,6 +132,8 @@ fn main() -> ExitCode {
         Some(Command::ApiKeys(ApiKeysCommand::Create { permissions })) => {
             Some(admin::create_api_key(&config, &base, &permissions))
         }
+        // Handled before the configuration is read.
+        Some(Command::Token(_)) => None,
     };
     match admin {
         Some(Ok(output)) => {

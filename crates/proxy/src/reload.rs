@@ -396,8 +396,10 @@ impl Running {
             backend: backend.clone(),
             validator: self.shared.validator.clone(),
             scope_key: listener.protocol.scope_key(),
+            service: crate::auth::ServiceName::of(listener),
             challenge: challenge.clone(),
             drain_over: self.drain_over.clone(),
+            proxy_protocol: crate::listener::TrustedProxies::of(listener),
         }))
     }
 
@@ -512,7 +514,7 @@ async fn prepare_issuer(
             let password_backend = config
                 .password_backend(settings)
                 .and_then(|name| shared.backends.get(name).cloned());
-            crate::issuer::service(server.clone(), base, password_backend)
+            crate::issuer::service(server.clone(), base, password_backend, &config.listeners)
                 .map(|service| service.router)
                 .map_err(|e| errors.push(shared::issuer_error(e, settings)))
                 .ok()

@@ -198,6 +198,7 @@ mod tests {
             issuer: "idp".into(),
             scopes: vec!["mail".into()],
             client_id: None,
+            audiences: Vec::new(),
             expires_at: exp.map(|s| UNIX_EPOCH + Duration::from_secs(s)),
         }))
     }

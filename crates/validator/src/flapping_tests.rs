@@ -254,6 +254,7 @@ async fn a_confirmed_token_is_never_accepted_past_its_exp() {
         issuer: "idp".into(),
         scopes: vec!["mail".into()],
         client_id: None,
+        audiences: Vec::new(),
         expires_at: Some(now - Duration::from_secs(1)),
     });
     let expired = token("token-expired");

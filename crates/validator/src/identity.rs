@@ -29,6 +29,10 @@ pub struct Identity {
     pub scopes: Vec<String>,
     /// The OAuth client the token was issued to (`client_id`, else `azp`), when known.
     pub client_id: Option<String>,
+    /// The token's `aud` (RFC 7519 §4.1.3; a string becomes a list of one), empty when it has
+    /// none. RFC 8707 resource indicators such as `imap://mail.example.com` name the mail
+    /// services the token is for; the proxy holds a login to them.
+    pub audiences: Vec<String>,
     /// The token's `exp`, when it has one.
     pub expires_at: Option<SystemTime>,
 }
@@ -43,6 +47,7 @@ impl Identity {
             issuer: issuer.to_owned(),
             scopes: found.scopes,
             client_id: found.client_id,
+            audiences: found.audiences,
             expires_at,
         }
     }
@@ -378,6 +383,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(identity.user, "alice@example.org");
+    }
+
+    #[test]
+    fn audiences_come_from_aud() {
+        let one = judge(
+            json!({"active":true,"username":"a","aud":"imap://mail.example.test"}),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(one.audiences, ["imap://mail.example.test"]);
+        let two = judge(
+            json!({"active":true,"username":"a","aud":["imap://h","smtp://h"]}),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(two.audiences, ["imap://h", "smtp://h"]);
+        let none = judge(json!({"active":true,"username":"a"}), &[]).unwrap();
+        assert!(none.audiences.is_empty());
+        // Neither a string nor a list of strings: refused rather than read as "no audience",
+        // which would lift the restriction the issuer meant.
+        for bad in [json!(7), json!(["imap://h", 7]), json!({"imap": true})] {
+            assert!(
+                matches!(
+                    judge(json!({"active":true,"username":"a","aud":bad}), &[]),
+                    Err(InvalidReason::Malformed { ref claim, .. }) if claim == "aud"
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod cache;
+pub mod client;
 mod config;
 mod error;
 #[cfg(test)]
@@ -561,6 +562,7 @@ mod tests {
                 issuer: "idp".into(),
                 scopes: Vec::new(),
                 client_id: None,
+                audiences: Vec::new(),
                 expires_at,
             };
             Outcome::Valid(Arc::new(identity))

@@ -186,6 +186,40 @@ mod tests {
         );
     }
 
+    /// Answers with a token for the IMAP service of one host.
+    #[derive(Debug)]
+    struct ForImap;
+
+    impl LocalTokens for ForImap {
+        fn issuer(&self) -> &str {
+            ISSUER
+        }
+
+        fn check(&self, _token: &str) -> Result<Map<String, Value>, LocalRefusal> {
+            let exp = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() + 3_600)
+                .unwrap_or(0);
+            let claims = json!({"sub": "alice", "scope": "mail", "client_id": "c", "exp": exp,
+                                "aud": ["imap://mail.example.test"]});
+            Ok(claims.as_object().cloned().unwrap_or_default())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_audience_of_a_built_in_token_reaches_the_identity() {
+        let local = LocalIssuer {
+            name: "builtin".into(),
+            tokens: Arc::new(ForImap),
+            policy: Policy::with_claim("sub"),
+            discovery: Discovery::default(),
+        };
+        let validator =
+            Validator::with_local(ValidatorConfig::several(Vec::new()), local).expect("validator");
+        let identity = validator.validate(&token(ISSUER)).await.expect("valid");
+        assert_eq!(identity.audiences, ["imap://mail.example.test"]);
+    }
+
     #[tokio::test]
     async fn its_policy_demands_the_mail_scope_and_other_tokens_are_refused_without_a_call() {
         let fake = Arc::new(Fake::default());

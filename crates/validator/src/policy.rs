@@ -79,6 +79,7 @@ pub(crate) struct PolicyUser {
     pub backend_user: String,
     pub scopes: Vec<String>,
     pub client_id: Option<String>,
+    pub audiences: Vec<String>,
 }
 
 impl Policy {
@@ -190,6 +191,7 @@ impl Policy {
 
         let scopes = scopes_of(claims)?;
         missing_scope(&scopes, &self.required_scopes)?;
+        let audiences = audiences_of(claims)?;
 
         let backend_user = self.user_map.get(&user).unwrap_or(&user).clone();
         Ok(PolicyUser {
@@ -198,6 +200,7 @@ impl Policy {
             backend_user,
             scopes,
             client_id,
+            audiences,
         })
     }
 
@@ -297,6 +300,25 @@ pub(crate) fn scopes_of(claims: &Map<String, Value>) -> Result<Vec<String>, Inva
             })
             .collect(),
         Some(_) => Err(malformed("scp", "is not a string or an array")),
+    }
+}
+
+/// The token's audiences: `aud` as a string or an array of strings (RFC 7519 §4.1.3, RFC
+/// 7662 §2.2). Anything else is malformed: read as "no audience" it would lift a restriction
+/// the issuer meant (RFC 8707 resource indicators, checked per protocol by the proxy).
+pub(crate) fn audiences_of(claims: &Map<String, Value>) -> Result<Vec<String>, InvalidReason> {
+    let malformed = || InvalidReason::Malformed {
+        claim: "aud".to_owned(),
+        problem: "is not a string or an array of strings",
+    };
+    match claims.get("aud") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(aud)) => Ok(vec![aud.clone()]),
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|aud| aud.as_str().map(str::to_owned).ok_or_else(malformed))
+            .collect(),
+        Some(_) => Err(malformed()),
     }
 }
 

@@ -34,6 +34,7 @@ pub struct DovecotBuilder {
     oauth2: Option<String>,
     extra_config: String,
     pop3: bool,
+    haproxy: bool,
 }
 
 impl DovecotBuilder {
@@ -80,6 +81,14 @@ impl DovecotBuilder {
         self
     }
 
+    /// Also an IMAP listener that takes only connections opening with a PROXY protocol
+    /// header (`haproxy = yes`, [`Dovecot::imap_haproxy_addr`]), from 127.0.0.0/8
+    /// (`haproxy_trusted_networks`): a backend for `send_proxy_protocol = true`.
+    pub fn haproxy(mut self) -> Self {
+        self.haproxy = true;
+        self
+    }
+
     pub fn start(self) -> Dovecot {
         Dovecot::start(self)
     }
@@ -102,6 +111,8 @@ pub struct Dovecot {
     pub pop3_port: Option<u16>,
     /// Implicit-TLS POP3, when built with [`DovecotBuilder::pop3`] and [`DovecotBuilder::tls`].
     pub pop3s_port: Option<u16>,
+    /// IMAP behind a PROXY protocol header, when built with [`DovecotBuilder::haproxy`].
+    pub imap_haproxy_port: Option<u16>,
 }
 
 impl Dovecot {
@@ -115,6 +126,7 @@ impl Dovecot {
             oauth2: None,
             extra_config: String::new(),
             pop3: false,
+            haproxy: false,
         }
     }
 
@@ -206,6 +218,17 @@ impl Dovecot {
             )
             .expect("format POP3 config");
         }
+        let imap_haproxy_port = builder.haproxy.then(free_port);
+        if let Some(port) = imap_haproxy_port {
+            // Later settings win; a second listener of the same service.
+            write!(
+                conf,
+                "\nhaproxy_trusted_networks = 127.0.0.0/8\n\
+                 service imap-login {{\n  inet_listener imap_haproxy {{\n    \
+                 address = 127.0.0.1\n    port = {port}\n    haproxy = yes\n  }}\n}}\n"
+            )
+            .expect("format haproxy listener config");
+        }
         conf.push('\n');
         conf.push_str(&builder.extra_config);
         let conf_path = root.join("dovecot.conf");
@@ -236,8 +259,12 @@ impl Dovecot {
             submission_port,
             pop3_port,
             pop3s_port,
+            imap_haproxy_port,
         };
         dovecot.wait_ready(imap_port, "* OK");
+        if let Some(port) = imap_haproxy_port {
+            dovecot.wait_ready_after(port, LOCAL_V2_HEADER, "* OK");
+        }
         if let Some(port) = sieve_port {
             dovecot.wait_ready(port, "\"IMPLEMENTATION\"");
         }
@@ -284,6 +311,14 @@ impl Dovecot {
     pub fn pop3s_addr(&self) -> Option<SocketAddr> {
         self.pop3s_port
             .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// IMAP behind a PROXY protocol header, when built with [`DovecotBuilder::haproxy`].
+    pub fn imap_haproxy_addr(&self) -> SocketAddr {
+        let port = self
+            .imap_haproxy_port
+            .expect("Dovecot built without .haproxy()");
+        SocketAddr::from(([127, 0, 0, 1], port))
     }
 
     /// `user`'s home directory (Sieve scripts live in `sieve/` there, the active one is
@@ -335,13 +370,18 @@ impl Dovecot {
     /// listeners from the master and greets from login processes, so this is the real signal.
     /// A bounded poll is the only event an external daemon's port offers.
     fn wait_ready(&mut self, port: u16, prefix: &str) {
+        self.wait_ready_after(port, b"", prefix);
+    }
+
+    /// Like [`Dovecot::wait_ready`], sending `preamble` (a PROXY header) after connecting.
+    fn wait_ready_after(&mut self, port: u16, preamble: &[u8], prefix: &str) {
         let deadline = Instant::now() + READY_DEADLINE;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("dovecot exited early ({status})\n{}", self.log());
             }
-            if let Some(line) = first_line(addr) {
+            if let Some(line) = first_line_after(addr, preamble) {
                 if line.starts_with(prefix) {
                     return;
                 }
@@ -375,9 +415,15 @@ impl Drop for Dovecot {
     }
 }
 
-fn first_line(addr: SocketAddr) -> Option<String> {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+/// A PROXY protocol v2 header with the LOCAL command (a balancer's own connection, as its
+/// health checks are): Dovecot then uses the connection's own addresses.
+const LOCAL_V2_HEADER: &[u8] = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+
+fn first_line_after(addr: SocketAddr, preamble: &[u8]) -> Option<String> {
+    use std::io::Write as _;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.write_all(preamble).ok()?;
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line).ok()?;
     (!line.is_empty()).then_some(line)

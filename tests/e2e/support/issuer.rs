@@ -55,6 +55,14 @@ pub struct IssuerOptions {
     /// Keep the harness's `[validator]` (introspection at its fake identity provider)
     /// beside the built-in issuer.
     pub external_validator: bool,
+    /// `[issuer] store`: a PostgreSQL URL, for several instances sharing one database
+    /// ([`IssuerEnv::another_instance`]).
+    pub store: Option<String>,
+    /// Also Dovecot's POP3, behind an implicit-TLS POP3 listener ([`IssuerEnv::pop3`]).
+    pub pop3: bool,
+    /// More `[[listeners]]`, after the standard ones (their backends must exist: `imap`,
+    /// `submission`, `sieve`, and `pop3` with [`IssuerOptions::pop3`]).
+    pub extra_listeners: Vec<ListenerConfig>,
 }
 
 impl Default for IssuerOptions {
@@ -67,6 +75,9 @@ impl Default for IssuerOptions {
             anonymous_registration: false,
             extra: Vec::new(),
             external_validator: false,
+            store: None,
+            pop3: false,
+            extra_listeners: Vec::new(),
         }
     }
 }
@@ -85,13 +96,22 @@ pub struct IssuerEnv {
     pub imap: SocketAddr,
     pub smtp: SocketAddr,
     pub sieve: SocketAddr,
+    /// The POP3 listener (implicit TLS), with [`IssuerOptions::pop3`].
+    pub pop3: Option<SocketAddr>,
     config: ProxyConfig,
 }
 
 impl IssuerEnv {
     pub fn new(label: &str, options: IssuerOptions) -> Self {
         let sink = SmtpSink::start();
-        let env = TestEnv::with_dovecot(label, |b| b.sieve().submission(sink.port()));
+        let env = TestEnv::with_dovecot(label, |b| {
+            let b = b.sieve().submission(sink.port());
+            if options.pop3 {
+                b.pop3()
+            } else {
+                b
+            }
+        });
         let port = free_port();
         let scheme = if options.plaintext { "http" } else { "https" };
         let url = format!("{scheme}://127.0.0.1:{port}");
@@ -114,9 +134,23 @@ impl IssuerEnv {
             BackendConfig {
                 name: "sieve".into(),
                 address: env.dovecot.sieve_addr().to_string(),
-                ..imap_backend
+                ..imap_backend.clone()
             },
         ];
+        let mut pop3_addr = None;
+        if options.pop3 {
+            let pop3 = ListenerConfig::pop3(TlsMode::Implicit);
+            pop3_addr = Some(pop3.listen);
+            config.listeners.push(pop3);
+            config.backends.push(BackendConfig {
+                name: "pop3".into(),
+                address: env.dovecot.pop3_addr().to_string(),
+                ..imap_backend
+            });
+        }
+        config
+            .listeners
+            .extend(options.extra_listeners.iter().cloned());
         // No [validator]: the built-in issuer alone vouches for tokens (unless asked).
         if !options.external_validator {
             config.validator.raw = Some(String::new());
@@ -131,6 +165,7 @@ impl IssuerEnv {
             imap: imap_addr,
             smtp: smtp_addr,
             sieve: sieve_addr,
+            pop3: pop3_addr,
             config,
         }
     }
@@ -143,6 +178,46 @@ impl IssuerEnv {
     /// Start bearergate (a fresh process on the same `state_dir` each time).
     pub fn start(&self) -> Proxy {
         self.env.start_proxy_with(&self.config)
+    }
+
+    /// Another instance of the same service: the same `[issuer]` (`public_url`, `store`)
+    /// and backends, its own listener ports and issuer `listen`, as behind a load balancer.
+    /// Start it with `env.env.start_proxy_with(&instance.config)`.
+    pub fn another_instance(&self) -> IssuerInstance {
+        let mut config = self.config.clone();
+        for listener in &mut config.listeners {
+            listener.listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        }
+        let port = free_port();
+        config.extra_toml =
+            issuer_table(&self.env, port, &self.url, &self.state_dir, &self.options);
+        let scheme = if self.options.plaintext {
+            "http"
+        } else {
+            "https"
+        };
+        IssuerInstance {
+            config,
+            base_url: format!("{scheme}://127.0.0.1:{port}"),
+        }
+    }
+
+    /// [`IssuerEnv::post_form`] to the endpoints of the instance at `base_url`.
+    pub fn post_form_at(
+        &self,
+        base_url: &str,
+        path: &str,
+        form: &[(&str, &str)],
+        basic: Option<&str>,
+    ) -> (u16, String) {
+        let mut cmd = self.curl();
+        if let Some(credentials) = basic {
+            cmd.arg("--user").arg(credentials);
+        }
+        for (name, value) in form {
+            cmd.arg("--data-urlencode").arg(format!("{name}={value}"));
+        }
+        self.curl_status(cmd.arg(format!("{base_url}{path}")))
     }
 
     /// Write the configuration without starting anything, for the admin commands.
@@ -199,6 +274,14 @@ impl IssuerEnv {
             .env("API_KEY", api_key)
             .env("ISSUER_CERT", &self.env.certs.cert_pem);
         Report::run("browser.mjs", &mut cmd)
+    }
+
+    /// Run another script of `tests/issuer` with `args` (after the script's path) and
+    /// environment `vars`, as [`IssuerEnv::flows`] runs flows.mjs.
+    pub fn script(&self, script: &str, args: &[&str], vars: &[(&str, &str)]) -> Report {
+        let mut cmd = self.node(script);
+        cmd.args(args).envs(vars.iter().copied());
+        Report::run(script, &mut cmd)
     }
 
     /// `node SCRIPT` under `timeout`, with the test CA, the user's credentials and the
@@ -286,6 +369,15 @@ impl IssuerEnv {
     }
 }
 
+/// A second instance of an [`IssuerEnv`] ([`IssuerEnv::another_instance`]).
+#[derive(Debug, Clone)]
+pub struct IssuerInstance {
+    /// Its whole `proxy.toml`.
+    pub config: ProxyConfig,
+    /// Where its issuer endpoints answer (its `public_url` is the first instance's).
+    pub base_url: String,
+}
+
 /// The `[issuer]` table (and its `client_registration`) for this environment.
 fn issuer_table(
     env: &TestEnv,
@@ -310,6 +402,9 @@ fn issuer_table(
     }
     if let Some(lifetime) = &options.user_code_lifetime {
         table.push_str(&format!("user_code_lifetime = \"{lifetime}\"\n"));
+    }
+    if let Some(store) = &options.store {
+        table.push_str(&format!("store = \"{store}\"\n"));
     }
     for line in &options.extra {
         table.push_str(line);

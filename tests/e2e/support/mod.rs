@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod dovecot;
+pub mod haproxy;
 pub mod idp;
 pub mod imap_client;
 pub mod issuer;
@@ -11,8 +12,11 @@ pub mod jwks;
 pub mod oidc_provider;
 pub mod ports;
 pub mod postfix;
+pub mod postgres;
 pub mod proxy;
 pub mod smtp_sink;
+pub mod token_helper;
+pub mod token_helper_issuer;
 pub mod userinfo;
 
 use std::fs;
@@ -133,6 +137,15 @@ impl TestEnv {
         tweak(&mut config);
         Proxy::start(self.dir.path(), &config)
     }
+}
+
+/// Sends `signal` (`"-TERM"`, `"-HUP"`, …) to process `pid` with kill(1).
+pub fn signal(signal: &str, pid: u32) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}: {status}");
 }
 
 /// `n` random bytes from the kernel.

@@ -57,6 +57,8 @@ pub struct Options {
     pub signin_limits: Option<authz::signin::SignInLimits>,
     /// `public_url`; default [`ISSUER`].
     pub issuer: Option<String>,
+    /// The mail services RFC 8707 `resource` may name (none by default).
+    pub mail_resources: Vec<authz::resource::MailResource>,
 }
 
 pub struct Harness {
@@ -74,14 +76,16 @@ impl Harness {
 }
 
 pub fn settings(options: &Options) -> authz::Settings {
-    serde_json::from_value(serde_json::json!({
+    let mut settings: authz::Settings = serde_json::from_value(serde_json::json!({
         "public_url": options.issuer.as_deref().unwrap_or(ISSUER),
         "listen": "127.0.0.1:8443",
         "plaintext": true,
         "state_dir": "/nonexistent",
         "client_registration": { "anonymous": options.anonymous_registration },
     }))
-    .expect("test settings")
+    .expect("test settings");
+    settings.mail_resources = options.mail_resources.clone();
+    settings
 }
 
 pub fn config(
@@ -117,6 +121,7 @@ pub fn config(
                 ..Default::default()
             }
         }),
+        mail: Default::default(),
     };
     (config, server, passwords, clock)
 }

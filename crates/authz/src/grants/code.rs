@@ -9,6 +9,7 @@ use crate::clients::{Client, AUTHORIZATION_CODE};
 use crate::error::{AuthorizeError, ErrorCode, OAuthError};
 use crate::model::{AuthorizationRequest, PendingAuthorization, TokenRequest, TokenResponse};
 use crate::redirect::{self, RedirectKind};
+use crate::resource;
 use crate::scope::Scopes;
 use crate::server::AuthServer;
 use crate::store::{CodeRecord, StoreError, UnixTime};
@@ -160,6 +161,9 @@ impl AuthServer {
         }
         let scope = Scopes::parse_request(request.scope.as_deref())
             .map_err(|e| self.error_redirect(&redirect_uri, state, &e))?;
+        // RFC 8707 §2: an unknown resource is `invalid_target`, sent back to the client.
+        let resource = resource::requested(&request.resource, &self.settings.mail_resources)
+            .map_err(|e| self.error_redirect(&redirect_uri, state, &e))?;
         let code_challenge = pkce::check_challenge(
             request.code_challenge.as_deref(),
             request.code_challenge_method.as_deref(),
@@ -181,6 +185,7 @@ impl AuthServer {
             state: request.state.clone(),
             code_challenge,
             nonce: request.nonce.clone(),
+            resource,
         })
     }
 
@@ -254,6 +259,7 @@ impl AuthServer {
             redirect_uri: redirect_uri.clone(),
             code_challenge: pending.code_challenge.clone(),
             scope: encode_scope(scope, pending.nonce.as_deref()),
+            resource: pending.resource.clone(),
             expires_at: now.saturating_add(lifetime),
             failed_attempts: 0,
             grant_id: None,
@@ -308,11 +314,17 @@ impl AuthServer {
                  is wrong",
             ));
         }
+        let resource = resource::narrowed(
+            &request.resource,
+            &record.resource,
+            &self.settings.mail_resources,
+        )?;
         let (scope, nonce) = decode_scope(&record.scope);
         let grant = self.new_grant(
             &record.user,
             &record.client_id,
             &scope.to_scope_string(),
+            &record.resource,
             now,
         )?;
         // The grant is stored before the code is marked: a crash in between leaves an
@@ -326,7 +338,7 @@ impl AuthServer {
             }
             return Err(invalid_grant(unusable));
         }
-        self.start_grant(&grant, nonce.as_deref(), now)
+        self.start_grant(&grant, &resource, nonce.as_deref(), now)
     }
 
     /// Whether the token request repeats what the code is bound to: client, redirect URI and

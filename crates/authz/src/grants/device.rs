@@ -7,6 +7,7 @@ use crate::error::{ErrorCode, OAuthError};
 use crate::model::{
     ClientCredentials, DeviceAuthorizationResponse, DevicePrompt, TokenRequest, TokenResponse,
 };
+use crate::resource;
 use crate::scope::Scopes;
 use crate::server::AuthServer;
 use crate::store::{DeviceRecord, DeviceStatus, StoreError, UnixTime};
@@ -61,6 +62,7 @@ impl AuthServer {
     pub(crate) fn start_device_authorization(
         &self,
         scope: Option<&str>,
+        resource: &[String],
         caller: &ClientCredentials,
     ) -> Result<DeviceAuthorizationResponse, OAuthError> {
         let now = (self.clock)();
@@ -72,6 +74,7 @@ impl AuthServer {
             ));
         }
         let scope = Scopes::parse_request(scope)?;
+        let resource = resource::requested(resource, &self.settings.mail_resources)?;
         let lifetime = self.settings.user_code_lifetime.as_secs();
         let device_code = tokens::secret(&self.rng)?;
         for _ in 0..USER_CODE_ATTEMPTS {
@@ -81,6 +84,7 @@ impl AuthServer {
                 user_code: user_code.clone(),
                 client_id: client.id().to_owned(),
                 scope: scope.to_scope_string(),
+                resource: resource.clone(),
                 expires_at: now
                     .saturating_add(UnixTime::try_from(lifetime).unwrap_or(UnixTime::MAX)),
                 interval: POLL_INTERVAL,
@@ -140,6 +144,7 @@ impl AuthServer {
             user_code: display_user_code(&record.user_code),
             client: client.display(None),
             scope: record.scope,
+            resource: record.resource,
         })
     }
 
@@ -224,14 +229,26 @@ impl AuthServer {
                 "tokens were already issued for this device_code",
             )),
             DeviceStatus::Approved { user } => {
+                // Checked before finishing, so that a bad `resource` spends nothing.
+                let resource = resource::narrowed(
+                    &request.resource,
+                    &record.resource,
+                    &self.settings.mail_resources,
+                )?;
                 if !self.store.finish_device(&hash)? {
                     return Err(invalid_grant(
                         "tokens were already issued for this device_code",
                     ));
                 }
-                let grant = self.new_grant(&user, &record.client_id, &record.scope, now)?;
+                let grant = self.new_grant(
+                    &user,
+                    &record.client_id,
+                    &record.scope,
+                    &record.resource,
+                    now,
+                )?;
                 self.store.insert_grant(&grant)?;
-                self.start_grant(&grant, None, now)
+                self.start_grant(&grant, &resource, None, now)
             }
         }
     }

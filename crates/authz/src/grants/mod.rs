@@ -60,12 +60,14 @@ impl AuthServer {
         }
     }
 
-    /// Makes a grant for `user` and `client_id` (not yet stored).
+    /// Makes a grant for `user` and `client_id` with the approved `scope` and `resource`
+    /// (not yet stored).
     pub(crate) fn new_grant(
         &self,
         user: &str,
         client_id: &str,
         scope: &str,
+        resource: &[String],
         now: UnixTime,
     ) -> Result<GrantRecord, StoreError> {
         Ok(GrantRecord {
@@ -73,6 +75,7 @@ impl AuthServer {
             user: user.to_owned(),
             client_id: client_id.to_owned(),
             scope: scope.to_owned(),
+            resource: resource.to_vec(),
             created_at: now,
             revoked_at: None,
         })
@@ -97,17 +100,18 @@ impl AuthServer {
     }
 
     /// The access token (and ID token, with `openid`) for a stored grant and the refresh
-    /// token already stored for it.
+    /// token already stored for it; the access token is for `resource` (RFC 8707).
     pub(crate) fn token_response(
         &self,
         grant: &GrantRecord,
         scope: Scopes,
+        resource: &[String],
         refresh_token: String,
         nonce: Option<&str>,
         now: UnixTime,
     ) -> Result<TokenResponse, OAuthError> {
         let scope_string = scope.to_scope_string();
-        let access_token = self.mint_access_token(grant, &scope_string, now)?;
+        let access_token = self.mint_access_token(grant, &scope_string, resource, now)?;
         let id_token = if scope.contains(OPENID) {
             Some(self.mint_id_token(grant, nonce, now)?)
         } else {
@@ -123,17 +127,19 @@ impl AuthServer {
         })
     }
 
-    /// Stores a new grant with its first refresh token and answers with tokens: the end of
-    /// the code and device grants.
+    /// Stores a new grant with its first refresh token and answers with tokens for
+    /// `resource` (the grant's, or what the token request narrowed it to): the end of the
+    /// code and device grants.
     pub(crate) fn start_grant(
         &self,
         grant: &GrantRecord,
+        resource: &[String],
         nonce: Option<&str>,
         now: UnixTime,
     ) -> Result<TokenResponse, OAuthError> {
         let (refresh_token, record) = self.new_refresh(&grant.id, now)?;
         self.store.insert_refresh(&record)?;
         let scope = Scopes::parse_stored(&grant.scope);
-        self.token_response(grant, scope, refresh_token, nonce, now)
+        self.token_response(grant, scope, resource, refresh_token, nonce, now)
     }
 }

@@ -1,11 +1,13 @@
 //! The refresh token grant (RFC 6749 §6) with rotation: every use spends the token and
 //! issues its successor; presenting a spent one means it was copied, so the whole family
-//! (the grant) is revoked (RFC 9700 §4.14.2).
+//! (the grant) is revoked (RFC 9700 §4.14.2). Scope and RFC 8707 resources are the grant's,
+//! or narrower when the request says so; never wider.
 
 use super::{invalid_grant, missing};
 use crate::clients::Client;
 use crate::error::{ErrorCode, OAuthError};
 use crate::model::{TokenRequest, TokenResponse};
+use crate::resource;
 use crate::scope::Scopes;
 use crate::server::AuthServer;
 use crate::tokens;
@@ -56,6 +58,11 @@ impl AuthServer {
                 asked
             }
         };
+        let resource = resource::narrowed(
+            &request.resource,
+            &grant.resource,
+            &self.settings.mail_resources,
+        )?;
         let (successor, successor_record) = self.new_refresh(&grant.id, now)?;
         if !self.store.rotate_refresh(&hash, &successor_record, now)? {
             // Spent between our read and now: a concurrent second use, treated as reuse.
@@ -63,6 +70,6 @@ impl AuthServer {
             tracing::warn!(client_id = %grant.client_id, "refresh token used twice at once; grant revoked");
             return Err(invalid_grant(unusable));
         }
-        self.token_response(&grant, scope, successor, None, now)
+        self.token_response(&grant, scope, &resource, successor, None, now)
     }
 }

@@ -9,10 +9,14 @@
 //!
 //! Times are Unix seconds ([`UnixTime`]).
 
+#[cfg(test)]
+pub(crate) mod conformance;
+mod postgres;
 mod sqlite;
 
 use std::fmt;
 
+pub use postgres::{PostgresStore, StoreUrl, TlsMode};
 pub use sqlite::SqliteStore;
 
 /// Seconds since the Unix epoch.
@@ -130,6 +134,9 @@ pub struct GrantRecord {
     pub client_id: String,
     /// Granted scopes, space-separated.
     pub scope: String,
+    /// RFC 8707 resource indicators the user approved (`imap://host`, …): the audience of
+    /// the grant's access tokens. Empty: no restriction (the audience is the issuer).
+    pub resource: Vec<String>,
     /// When it was granted.
     pub created_at: UnixTime,
     /// When it was revoked (by the user, the client, or reuse of a spent refresh token).
@@ -151,6 +158,8 @@ pub struct CodeRecord {
     pub code_challenge: Option<String>,
     /// Approved scopes, space-separated.
     pub scope: String,
+    /// Approved RFC 8707 resource indicators (empty: none asked for).
+    pub resource: Vec<String>,
     /// When it stops being redeemable.
     pub expires_at: UnixTime,
     /// Failed redemptions so far (wrong verifier, client or redirect).
@@ -199,6 +208,8 @@ pub struct DeviceRecord {
     pub client_id: String,
     /// Requested scopes, space-separated.
     pub scope: String,
+    /// Requested RFC 8707 resource indicators (empty: none asked for).
+    pub resource: Vec<String>,
     /// When both codes die.
     pub expires_at: UnixTime,
     /// Seconds the client must wait between polls.
@@ -320,10 +331,27 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn signing_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
     /// Adds a signing key.
     fn insert_signing_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    /// Makes `fresh` the signing key, atomically against other instances sharing the store:
+    /// inserts it and retires every other unretired key (at `fresh.created_at`), unless an
+    /// unretired key created after `newer_than` exists — another instance rotated first.
+    /// `true` when `fresh` went in. `UnixTime::MIN` inserts only into a store with no
+    /// unretired key; `UnixTime::MAX` always inserts.
+    fn rotate_signing_key(
+        &self,
+        fresh: &KeyRecord,
+        newer_than: UnixTime,
+    ) -> Result<bool, StoreError>;
     /// Marks a key retired at `now`.
     fn retire_signing_key(&self, kid: &str, now: UnixTime) -> Result<(), StoreError>;
     /// Deletes a retired key.
     fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError>;
+
+    /// The server secret called `name`: the one stored, or `fresh` stored under that name
+    /// when there was none, in one atomic step, so that several instances sharing the store
+    /// all end up with the first one written. Secrets are never deleted by [`Store::sweep`];
+    /// like the signing keys they are kept in the clear (the store is private to the server).
+    /// Used for the MAC of self-contained client ids (`"client-id-mac"`).
+    fn server_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError>;
 
     /// Deletes what can never be used again (expired codes, device authorizations and
     /// refresh tokens; grants revoked or without a live refresh token for a day); the number

@@ -189,10 +189,11 @@ impl Store for SqliteStore {
     }
 
     fn insert_grant(&self, grant: &GrantRecord) -> Result<(), StoreError> {
+        let resource = rows::list_text(&grant.resource)?;
         self.conn()
             .execute(
-                "INSERT INTO grants (id, user, client_id, scope, created_at, revoked_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO grants (id, user, client_id, scope, created_at, revoked_at, \
+                 resource) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     grant.id,
                     grant.user,
@@ -200,6 +201,7 @@ impl Store for SqliteStore {
                     grant.scope,
                     grant.created_at,
                     grant.revoked_at,
+                    resource,
                 ],
             )
             .map_err(insert("insert_grant", || format!("grant {}", grant.id)))?;
@@ -223,11 +225,12 @@ impl Store for SqliteStore {
     }
 
     fn insert_code(&self, code: &CodeRecord) -> Result<(), StoreError> {
+        let resource = rows::list_text(&code.resource)?;
         self.conn()
             .execute(
                 "INSERT INTO codes (hash, user, client_id, redirect_uri, code_challenge, scope, \
-                 expires_at, failed_attempts, grant_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 expires_at, failed_attempts, grant_id, resource) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     code.hash.0,
                     code.user,
@@ -238,6 +241,7 @@ impl Store for SqliteStore {
                     code.expires_at,
                     code.failed_attempts,
                     code.grant_id,
+                    resource,
                 ],
             )
             .map_err(insert("insert_code", || format!("code {:?}", code.hash)))?;
@@ -344,11 +348,12 @@ impl Store for SqliteStore {
 
     fn insert_device(&self, device: &DeviceRecord) -> Result<(), StoreError> {
         let (status, user) = rows::status_columns(&device.status);
+        let resource = rows::list_text(&device.resource)?;
         self.conn()
             .execute(
                 "INSERT INTO devices (device_hash, user_code, client_id, scope, expires_at, \
-                 poll_interval, last_poll, status, user) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 poll_interval, last_poll, status, user, resource) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     device.device_hash.0,
                     device.user_code,
@@ -359,6 +364,7 @@ impl Store for SqliteStore {
                     device.last_poll,
                     status,
                     user,
+                    resource,
                 ],
             )
             // The user code is what a person types to approve: not echoed.
@@ -507,6 +513,50 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    /// In one `IMMEDIATE` transaction: a second process rotating at once waits, then finds
+    /// the first one's key.
+    fn rotate_signing_key(
+        &self,
+        fresh: &KeyRecord,
+        newer_than: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let op = "rotate_signing_key";
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(op))?;
+        let young: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM signing_keys \
+                 WHERE retired_at IS NULL AND created_at > ?1)",
+                [newer_than],
+                |row| row.get(0),
+            )
+            .map_err(db(op))?;
+        if young {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO signing_keys (kid, algorithm, private_pkcs8, created_at, retired_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                fresh.kid,
+                fresh.algorithm,
+                fresh.private_pkcs8,
+                fresh.created_at,
+                fresh.retired_at,
+            ],
+        )
+        .map_err(insert(op, || format!("signing key {}", fresh.kid)))?;
+        tx.execute(
+            "UPDATE signing_keys SET retired_at = ?2 WHERE kid <> ?1 AND retired_at IS NULL",
+            params![fresh.kid, fresh.created_at],
+        )
+        .map_err(db(op))?;
+        tx.commit().map_err(db(op))?;
+        Ok(true)
+    }
+
     /// A key retired already keeps its first retirement time (which dates its last tokens).
     fn retire_signing_key(&self, kid: &str, now: UnixTime) -> Result<(), StoreError> {
         self.conn()
@@ -527,6 +577,31 @@ impl Store for SqliteStore {
             )
             .map_err(db("delete_signing_key"))?;
         Ok(())
+    }
+
+    /// Insert-if-absent and read back in one `IMMEDIATE` transaction: of two instances
+    /// starting at once, the second reads the first one's secret.
+    fn server_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let op = "server_secret";
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(op))?;
+        tx.execute(
+            "INSERT INTO server_secrets (name, secret) VALUES (?1, ?2) \
+             ON CONFLICT (name) DO NOTHING",
+            params![name, fresh],
+        )
+        .map_err(db(op))?;
+        let secret: Vec<u8> = tx
+            .query_row(
+                "SELECT secret FROM server_secrets WHERE name = ?1",
+                [name],
+                |row| row.get(0),
+            )
+            .map_err(db(op))?;
+        tx.commit().map_err(db(op))?;
+        Ok(secret)
     }
 
     /// Deletes codes and device authorizations once expired (a redeemed code is kept until

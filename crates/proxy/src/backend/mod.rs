@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use codec::proxy_protocol;
 use sasl::BearerCredentials;
 use secrecy::SecretString;
 use session::backend::{
@@ -36,6 +37,9 @@ pub struct LoginRequest<'a> {
     pub credentials: &'a BearerCredentials,
     /// The client's address, forwarded where the backend accepts it.
     pub client: SocketAddr,
+    /// The address the client connected to, the destination of the PROXY header
+    /// (`send_proxy_protocol`).
+    pub destination: SocketAddr,
     /// The client's name for itself (SMTP EHLO), replayed to the backend.
     pub client_name: Option<&'a str>,
     /// The proxy's session id, forwarded for log correlation.
@@ -75,13 +79,14 @@ pub async fn login(
         },
         LoginStrategy::Xclient => Strategy::Xclient { user },
     };
+    let header = backend.proxy_header(Some((request.client, request.destination)));
     let request = backend.request(
         strategy,
         request.client,
         request.client_name,
         request.session_id,
     );
-    run(protocol, backend, request).await
+    run(protocol, backend, request, header.as_deref()).await
 }
 
 /// A password login for the backend to check (password fallback).
@@ -91,6 +96,10 @@ pub struct PasswordRequest<'a> {
     pub credentials: &'a sasl::PasswordCredentials,
     /// The client's address, forwarded where the backend accepts it.
     pub client: SocketAddr,
+    /// The address the client connected to, the destination of the PROXY header
+    /// (`send_proxy_protocol`); `None` when the login is the proxy's own (the built-in
+    /// issuer checking a password), which the header then says (LOCAL).
+    pub destination: Option<SocketAddr>,
     /// The client's name for itself (SMTP EHLO), replayed to the backend.
     pub client_name: Option<&'a str>,
     /// The proxy's session id, forwarded for log correlation.
@@ -107,27 +116,31 @@ pub async fn password_login(
     request: PasswordRequest<'_>,
 ) -> Result<LoggedIn, BackendError> {
     let strategy = Strategy::Password(request.credentials.clone());
+    let header = backend.proxy_header(request.destination.map(|to| (request.client, to)));
     let request = backend.request(
         strategy,
         request.client,
         request.client_name,
         request.session_id,
     );
-    run(protocol, backend, request).await
+    run(protocol, backend, request, header.as_deref()).await
 }
 
 /// Builds the protocol's machine (refusing a strategy it does not have before connecting)
-/// and drives it to a login.
+/// and drives it to a login, the connection starting with `header` (PROXY protocol) when
+/// there is one.
 async fn run(
     protocol: Protocol,
     backend: &Backend,
     request: machine::LoginRequest,
+    header: Option<&[u8]>,
 ) -> Result<LoggedIn, BackendError> {
+    use machine::{imap::ImapLogin, pop3::Pop3Login, sieve::SieveLogin, smtp::SmtpLogin};
     let driven = match protocol {
-        Protocol::Imap => drive(backend, machine::imap::ImapLogin::new(request)?).await?,
-        Protocol::Smtp => drive(backend, machine::smtp::SmtpLogin::new(request)?).await?,
-        Protocol::Sieve => drive(backend, machine::sieve::SieveLogin::new(request)?).await?,
-        Protocol::Pop3 => drive(backend, machine::pop3::Pop3Login::new(request)?).await?,
+        Protocol::Imap => drive(backend, ImapLogin::new(request)?, header).await?,
+        Protocol::Smtp => drive(backend, SmtpLogin::new(request)?, header).await?,
+        Protocol::Sieve => drive(backend, SieveLogin::new(request)?, header).await?,
+        Protocol::Pop3 => drive(backend, Pop3Login::new(request)?, header).await?,
     };
     match driven {
         Driven::LoggedIn(logged_in) => Ok(logged_in),
@@ -142,12 +155,16 @@ enum Driven {
     Probed,
 }
 
-/// The one loop for every backend conversation: connect (TCP, and TLS for `implicit`),
-/// then write what the machine says, read what it needs, run the STARTTLS handshake when
-/// it asks — discarding every byte read before it — and remember what it learned, until
-/// it is done.
-async fn drive<M: BackendLogin>(backend: &Backend, mut machine: M) -> Result<Driven, BackendError> {
-    let mut stream = backend.connect().await?;
+/// The one loop for every backend conversation: connect (TCP, the PROXY `header` when there
+/// is one, and TLS for `implicit`), then write what the machine says, read what it needs,
+/// run the STARTTLS handshake when it asks — discarding every byte read before it — and
+/// remember what it learned, until it is done.
+async fn drive<M: BackendLogin>(
+    backend: &Backend,
+    mut machine: M,
+    header: Option<&[u8]>,
+) -> Result<Driven, BackendError> {
+    let mut stream = backend.connect(header).await?;
     let mut input = BytesMut::with_capacity(1_024);
     loop {
         let event = machine.advance(&mut input);
@@ -187,9 +204,12 @@ async fn drive<M: BackendLogin>(backend: &Backend, mut machine: M) -> Result<Dri
     }
 }
 
-/// Runs a start-up probe (see [`smtp::probe`], [`sieve::probe`]) within `login_timeout`.
+/// Runs a start-up probe (see [`smtp::probe`], [`sieve::probe`]) within `login_timeout`. It
+/// is the proxy's own connection: its PROXY header, if any, says LOCAL.
 async fn probe<M: BackendLogin>(backend: &Backend, machine: M) -> Result<(), BackendError> {
-    tokio::time::timeout(backend.login_timeout, drive(backend, machine))
+    let header = backend.proxy_header(None);
+    let driven = drive(backend, machine, header.as_deref());
+    tokio::time::timeout(backend.login_timeout, driven)
         .await
         .map_err(|_| BackendError::Timeout)?
         .map(drop)
@@ -233,6 +253,8 @@ pub struct Backend {
     pub login_timeout: Duration,
     /// Send the client's address before login.
     pub forward_client_address: bool,
+    /// Start each connection with a PROXY protocol v2 header.
+    pub send_proxy_protocol: bool,
     /// Capabilities seen at the last login, advertised to the next clients.
     pub learned: std::sync::Mutex<Learned>,
 }
@@ -336,13 +358,16 @@ impl Backend {
             connect_timeout: config.connect_timeout,
             login_timeout: config.login_timeout,
             forward_client_address: config.forward_client_address,
+            send_proxy_protocol: config.send_proxy_protocol,
             learned: std::sync::Mutex::new(Learned::default()),
         })
     }
 
-    /// Opens TCP (and TLS for `implicit`).
-    pub async fn connect(&self) -> Result<BackendStream, BackendError> {
-        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
+    /// Opens TCP, writes the PROXY protocol `header` when there is one (before anything
+    /// else, TLS included: the backend reads it off the socket), and starts TLS for
+    /// `implicit`.
+    pub async fn connect(&self, header: Option<&[u8]>) -> Result<BackendStream, BackendError> {
+        let mut tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
             .await
             .map_err(|_| BackendError::Timeout)?
             .map_err(|source| BackendError::Connect {
@@ -350,10 +375,33 @@ impl Backend {
                 source,
             })?;
         let _ = tcp.set_nodelay(true);
+        if let Some(header) = header {
+            // One write into a new socket's empty send buffer: it goes at once.
+            tcp.write_all(header).await?;
+        }
         match (self.tls_mode, &self.tls) {
             (BackendTls::Implicit, Some(tls)) => self.start_tls(tcp, tls).await,
             _ => Ok(BackendStream::Plain(tcp)),
         }
+    }
+
+    /// The PROXY protocol v2 header a connection to this backend starts with, when it has
+    /// `send_proxy_protocol`: the client and the address it connected to (`relayed`), or
+    /// LOCAL for a connection that is the proxy's own (`None`).
+    pub fn proxy_header(&self, relayed: Option<(SocketAddr, SocketAddr)>) -> Option<Vec<u8>> {
+        if !self.send_proxy_protocol {
+            return None;
+        }
+        let addresses = match relayed {
+            Some((source, destination)) => proxy_protocol::Addresses::Tcp {
+                source,
+                destination,
+            },
+            None => proxy_protocol::Addresses::Local,
+        };
+        let mut header = Vec::with_capacity(proxy_protocol::V2_FIXED_LEN + 36);
+        proxy_protocol::write_v2(&addresses, &mut header);
+        Some(header)
     }
 
     /// Upgrades a plaintext connection after STARTTLS.

@@ -17,6 +17,7 @@ fn backend(format: &str) -> Backend {
         connect_timeout: Duration::from_secs(1),
         login_timeout: Duration::from_secs(1),
         forward_client_address: true,
+        send_proxy_protocol: false,
         learned: std::sync::Mutex::new(Learned::default()),
     }
 }
@@ -95,13 +96,28 @@ fn login_failures_keep_their_meaning_for_the_driver() {
 async fn fake_backend(
     script: Vec<Result<&'static str, &'static str>>,
 ) -> (String, tokio::task::JoinHandle<()>) {
-    use tokio::io::{AsyncBufReadExt, BufReader};
+    let (address, handle) = fake_backend_after_header(0, script).await;
+    let handle = tokio::spawn(async move {
+        handle.await.expect("the fake backend's checks");
+    });
+    (address, handle)
+}
+
+/// Like [`fake_backend`], reading exactly `header` octets first (a PROXY header), which the
+/// handle returns.
+async fn fake_backend_after_header(
+    header: usize,
+    script: Vec<Result<&'static str, &'static str>>,
+) -> (String, tokio::task::JoinHandle<Vec<u8>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let address = listener.local_addr().expect("address").to_string();
     let handle = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.expect("accept");
+        let (mut tcp, _) = listener.accept().await.expect("accept");
+        let mut received = vec![0; header];
+        tcp.read_exact(&mut received).await.expect("the header");
         let mut tcp = BufReader::new(tcp);
         for step in script {
             match step {
@@ -117,6 +133,7 @@ async fn fake_backend(
                 }
             }
         }
+        received
     });
     (address, handle)
 }
@@ -144,6 +161,7 @@ fn request<'a>(credentials: &'a BearerCredentials) -> LoginRequest<'a> {
         user: "alice",
         credentials,
         client: "192.0.2.7:51234".parse().expect("address"),
+        destination: "198.51.100.1:993".parse().expect("address"),
         client_name: None,
         session_id: "s1",
     }
@@ -251,6 +269,7 @@ async fn strategies_a_protocol_lacks_fail_before_connecting() {
     let request = PasswordRequest {
         credentials: &credentials,
         client: "192.0.2.7:51234".parse().expect("address"),
+        destination: Some("198.51.100.1:993".parse().expect("address")),
         client_name: None,
         session_id: "s1",
     };
@@ -261,4 +280,100 @@ async fn strategies_a_protocol_lacks_fail_before_connecting() {
         matches!(error, BackendError::Login(LoginError::Unsupported { .. })),
         "{error:?}"
     );
+}
+
+#[tokio::test]
+async fn send_proxy_protocol_starts_each_connection_with_a_v2_header() {
+    use codec::proxy_protocol::{decode, Addresses, Decoded, Limits};
+    let read_back = |header: &[u8]| match decode(header, &Limits::default()) {
+        Ok(Decoded::Header {
+            header: h,
+            consumed,
+        }) if consumed == header.len() => h.addresses,
+        other => panic!("{header:02x?} is not a whole header: {other:?}"),
+    };
+    // A client's login: the client and the address it connected to, before the greeting.
+    let (address, fake) = fake_backend_after_header(
+        28,
+        vec![
+            Ok("* OK [CAPABILITY IMAP4rev1 ID] ready\r\n"),
+            Err("bg2 ID (\"x-originating-ip\" \"192.0.2.7\""),
+            Ok("bg2 OK\r\n"),
+            Err("bg3 LOGIN \"alice*proxymaster\" secret"),
+            Ok("bg3 OK [CAPABILITY IMAP4rev1] Logged in\r\n"),
+        ],
+    )
+    .await;
+    let backend = Backend {
+        send_proxy_protocol: true,
+        ..at(address, BackendTls::None)
+    };
+    let credentials = token();
+    login(Protocol::Imap, &backend, request(&credentials))
+        .await
+        .expect("logged in");
+    let header = fake.await.expect("the fake backend's checks");
+    assert_eq!(
+        read_back(&header),
+        Addresses::Tcp {
+            source: "192.0.2.7:51234".parse().expect("address"),
+            destination: "198.51.100.1:993".parse().expect("address"),
+        }
+    );
+
+    // The proxy's own connections say LOCAL: a start-up probe, and a password check with
+    // no client behind it.
+    let (address, fake) = fake_backend_after_header(
+        16,
+        vec![
+            Ok("220 mx ESMTP\r\n"),
+            Err("EHLO"),
+            Ok("250 mx\r\n"),
+            Err("QUIT"),
+        ],
+    )
+    .await;
+    let backend = Backend {
+        send_proxy_protocol: true,
+        ..at(address, BackendTls::None)
+    };
+    smtp::probe(&backend).await.expect("probed");
+    assert_eq!(read_back(&fake.await.expect("checks")), Addresses::Local);
+
+    let (address, fake) = fake_backend_after_header(
+        16,
+        vec![
+            Ok("* OK [CAPABILITY IMAP4rev1 ID] ready\r\n"),
+            Err("bg2 ID"),
+            Ok("bg2 OK\r\n"),
+            Err("bg3 LOGIN "),
+            Ok("bg3 OK [CAPABILITY IMAP4rev1] Logged in\r\n"),
+        ],
+    )
+    .await;
+    let backend = Backend {
+        send_proxy_protocol: true,
+        ..at(address, BackendTls::None)
+    };
+    let credentials = sasl::PasswordCredentials {
+        authzid: None,
+        user: "alice".into(),
+        password: "pw".into(),
+    };
+    let request = PasswordRequest {
+        credentials: &credentials,
+        client: "127.0.0.1:0".parse().expect("address"),
+        destination: None,
+        client_name: None,
+        session_id: "issuer-signin",
+    };
+    password_login(Protocol::Imap, &backend, request)
+        .await
+        .expect("logged in");
+    assert_eq!(read_back(&fake.await.expect("checks")), Addresses::Local);
+
+    // Off (the default): nothing before the protocol.
+    assert!(at("127.0.0.1:1".into(), BackendTls::None)
+        .proxy_header(None)
+        .is_none());
 }

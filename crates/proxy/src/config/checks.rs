@@ -88,6 +88,21 @@ impl Config {
                     "must be at least 1",
                 ));
             }
+            match (
+                listener.proxy_protocol,
+                listener.proxy_trusted_networks.is_empty(),
+            ) {
+                (true, true) => errors.push(ConfigError::new(
+                    key("proxy_trusted_networks"),
+                    "proxy_protocol = true needs the load balancers' networks here: whoever \
+                     may send the header chooses the client address",
+                )),
+                (false, false) => errors.push(ConfigError::new(
+                    key("proxy_trusted_networks"),
+                    "only used with proxy_protocol = true, which is not set",
+                )),
+                _ => {}
+            }
             let duplicate = self.listeners[..i]
                 .iter()
                 .any(|other| other.listen == listener.listen);
@@ -246,6 +261,9 @@ impl Config {
     fn check_issuer(&self, issuer: &authz::Settings, base: &Path, errors: &mut Vec<ConfigError>) {
         for (key, problem) in issuer.problems() {
             errors.push(ConfigError::new(format!("issuer.{key}"), problem));
+        }
+        if let Some(ca) = issuer.store.as_ref().and_then(|s| s.root_cert_file()) {
+            check_file(base, &ca, "issuer.store", errors);
         }
         if issuer.plaintext && !issuer.listen.ip().is_loopback() {
             errors.push(ConfigError::new(

@@ -596,3 +596,72 @@ fn prelogin_per_address_defaults_to_20_and_refuses_zero() {
     let errors = config.validate(Path::new("."));
     assert_eq!(keys(&errors), ["listeners[0].max_prelogin_per_address"]);
 }
+
+#[test]
+fn proxy_protocol_is_off_by_default_and_needs_trusted_networks() {
+    let config = Config::parse(MINIMAL).expect("parses");
+    assert!(!config.listeners[0].proxy_protocol);
+    assert!(config.listeners[0].proxy_trusted_networks.is_empty());
+    assert!(!config.backends["imap"].send_proxy_protocol);
+
+    let with = |lines: &str| MINIMAL.replace("tls = \"none\"", &format!("tls = \"none\"\n{lines}"));
+    let text = with(
+        "proxy_protocol = true\n\
+         proxy_trusted_networks = [\"10.0.0.0/8\", \"2001:db8::/48\", \"192.0.2.7\", \" ::1 \"]",
+    );
+    let config = Config::parse(&text).expect("parses");
+    assert!(config.validate(Path::new(".")).is_empty());
+    let listener = &config.listeners[0];
+    assert!(listener.proxy_protocol);
+    let networks: Vec<String> = listener
+        .proxy_trusted_networks
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        networks,
+        ["10.0.0.0/8", "2001:db8::/48", "192.0.2.7/32", "::1/128"]
+    );
+
+    // Without networks anyone could choose the client address; networks without the
+    // header would silently do nothing.
+    for lines in [
+        "proxy_protocol = true",
+        "proxy_protocol = true\nproxy_trusted_networks = []",
+        "proxy_trusted_networks = [\"10.0.0.0/8\"]",
+    ] {
+        let config = Config::parse(&with(lines)).expect("parses");
+        assert_eq!(
+            keys(&config.validate(Path::new("."))),
+            ["listeners[0].proxy_trusted_networks"],
+            "{lines}"
+        );
+    }
+    for bad in ["10.0.0.0/33", "10.0.0", "example.net", ""] {
+        let text = with(&format!(
+            "proxy_protocol = true\nproxy_trusted_networks = [\"10.0.0.0/8\", \"{bad}\"]"
+        ));
+        let error = Config::parse(&text).expect_err("not a network");
+        assert_eq!(error.key, "listeners[0].proxy_trusted_networks", "{bad}");
+        assert!(error.message.contains(&format!("`{bad}`")), "{error}");
+    }
+    let error = Config::parse(&with("proxy_protocol = \"yes\"")).expect_err("not a bool");
+    assert_eq!(error.key, "listeners[0].proxy_protocol");
+}
+
+#[test]
+fn send_proxy_protocol_is_a_backend_switch() {
+    let text = MINIMAL.replace(
+        "master_password = \"secret\"",
+        "master_password = \"secret\"\nsend_proxy_protocol = true",
+    );
+    let config = Config::parse(&text).expect("parses");
+    assert!(config.validate(Path::new(".")).is_empty());
+    assert!(config.backends["imap"].send_proxy_protocol);
+    let text = MINIMAL.replace(
+        "master_password = \"secret\"",
+        "master_password = \"secret\"\nsend_proxy_protocol = 2",
+    );
+    let error = Config::parse(&text).expect_err("not a bool");
+    assert_eq!(error.key, "backends.imap.send_proxy_protocol");
+}

@@ -18,7 +18,7 @@ fn device_flow_from_codes_to_tokens() {
     let h = Harness::new("");
     let start = h
         .server
-        .device_authorization(None, &public("tv-app"))
+        .device_authorization(None, &[], &public("tv-app"))
         .unwrap();
     assert_eq!(start.user_code.len(), 9);
     assert_eq!(start.user_code.as_bytes()[4], b'-');
@@ -89,7 +89,7 @@ fn denied_device_gets_access_denied() {
     let h = Harness::new("");
     let start = h
         .server
-        .device_authorization(Some("openid"), &public("tv-app"))
+        .device_authorization(Some("openid"), &[], &public("tv-app"))
         .unwrap();
     h.server
         .device_decide(&start.user_code, "bob", false)
@@ -106,7 +106,7 @@ fn expired_device_code() {
     let h = Harness::new("");
     let start = h
         .server
-        .device_authorization(None, &public("tv-app"))
+        .device_authorization(None, &[], &public("tv-app"))
         .unwrap();
     h.advance(1_800);
     let request = poll(&start.device_code);
@@ -124,7 +124,7 @@ fn user_codes_are_forgiving_but_unknown_ones_fail() {
     let h = Harness::new("");
     let start = h
         .server
-        .device_authorization(None, &public("tv-app"))
+        .device_authorization(None, &[], &public("tv-app"))
         .unwrap();
     let bare = start.user_code.replace('-', "");
     for typed in [
@@ -153,7 +153,7 @@ fn required_registration_lets_only_override_users_approve_devices() {
     );
     let start = h
         .server
-        .device_authorization(None, &public("tv-app"))
+        .device_authorization(None, &[], &public("tv-app"))
         .unwrap();
     let refused = h
         .server
@@ -179,12 +179,12 @@ fn registered_clients_need_the_device_grant() {
         .expect("a secret");
     assert!(h
         .server
-        .device_authorization(None, &crate::testing::basic("web", &web))
+        .device_authorization(None, &[], &crate::testing::basic("web", &web))
         .is_ok());
     assert_eq!(
         code_of(
             h.server
-                .device_authorization(Some("nonsense"), &public("tv-app"))
+                .device_authorization(Some("nonsense"), &[], &public("tv-app"))
         ),
         "invalid_scope"
     );
@@ -200,7 +200,10 @@ fn registered_clients_need_the_device_grant() {
     };
     crate::store::Store::insert_client(h.store.as_ref(), &registered).unwrap();
     assert_eq!(
-        code_of(h.server.device_authorization(None, &public("code-only"))),
+        code_of(
+            h.server
+                .device_authorization(None, &[], &public("code-only"))
+        ),
         "unauthorized_client"
     );
 }

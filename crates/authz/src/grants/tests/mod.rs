@@ -3,3 +3,4 @@
 mod code;
 mod device;
 mod refresh;
+mod resource;

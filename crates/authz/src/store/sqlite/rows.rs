@@ -16,15 +16,15 @@ pub(super) const CLIENT: &str = "id, secret_hash, auth_method, name, redirect_ur
 /// Columns read by [`api_key`].
 pub(super) const API_KEY: &str = "hash, permissions, created_at";
 /// Columns read by [`grant`].
-pub(super) const GRANT: &str = "id, user, client_id, scope, created_at, revoked_at";
+pub(super) const GRANT: &str = "id, user, client_id, scope, created_at, revoked_at, resource";
 /// Columns read by [`code`].
 pub(super) const CODE: &str = "hash, user, client_id, redirect_uri, code_challenge, scope, \
-                               expires_at, failed_attempts, grant_id";
+                               expires_at, failed_attempts, grant_id, resource";
 /// Columns read by [`refresh`].
 pub(super) const REFRESH: &str = "hash, grant_id, expires_at, spent_at";
 /// Columns read by [`device`].
 pub(super) const DEVICE: &str = "device_hash, user_code, client_id, scope, expires_at, \
-                                 poll_interval, last_poll, status, user";
+                                 poll_interval, last_poll, status, user, resource";
 /// Columns read by [`signing_key`].
 pub(super) const SIGNING_KEY: &str = "kid, algorithm, private_pkcs8, created_at, retired_at";
 
@@ -61,6 +61,7 @@ pub(super) fn grant(row: &Row<'_>) -> rusqlite::Result<GrantRecord> {
         scope: row.get(3)?,
         created_at: row.get(4)?,
         revoked_at: row.get(5)?,
+        resource: list(row, 6)?,
     })
 }
 
@@ -75,6 +76,7 @@ pub(super) fn code(row: &Row<'_>) -> rusqlite::Result<CodeRecord> {
         expires_at: row.get(6)?,
         failed_attempts: row.get(7)?,
         grant_id: row.get(8)?,
+        resource: list(row, 9)?,
     })
 }
 
@@ -99,6 +101,7 @@ pub(super) fn device(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
         interval: row.get(5)?,
         last_poll: row.get(6)?,
         status: status_from_columns(&status, user).ok_or_else(|| unknown(7, "device status"))?,
+        resource: list(row, 9)?,
     })
 }
 

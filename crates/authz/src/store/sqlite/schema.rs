@@ -8,11 +8,11 @@
 //! Conventions of the tables:
 //! - `STRICT` tables, so a wrong type is an error rather than a silent conversion;
 //! - times are Unix seconds (`INTEGER`), absent times `NULL`;
-//! - lists of strings (`redirect_uris`, `grant_types`, `permissions`) are JSON arrays of
-//!   strings: unlike a newline-joined list it survives any character and needs no escaping
-//!   rules of our own;
-//! - secrets appear only as hex SHA-256 hashes; the one exception is the signing keys'
-//!   PKCS#8, which is why the file is created mode 0600;
+//! - lists of strings (`redirect_uris`, `grant_types`, `permissions`, `resource`) are JSON
+//!   arrays of strings: unlike a newline-joined list it survives any character and needs no
+//!   escaping rules of our own;
+//! - secrets appear only as hex SHA-256 hashes; the exceptions are the signing keys' PKCS#8
+//!   and the server secrets, which is why the file is created mode 0600;
 //! - `client_id` is not a foreign key anywhere: unregistered public clients get codes, grants
 //!   and device authorizations too. `refresh_tokens.grant_id` is one (a family without its
 //!   grant means nothing); `codes.grant_id` is not, because a code is redeemed before its
@@ -111,8 +111,22 @@ CREATE TABLE signing_keys (
 ) STRICT;
 ";
 
+/// Version 2: RFC 8707 resource indicators kept with codes, device authorizations and grants
+/// (JSON lists; `'[]'`, no restriction, for rows written before), and server secrets (the
+/// key of self-contained client ids), one row per name, written once.
+const V2: &str = "
+ALTER TABLE codes ADD COLUMN resource TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE devices ADD COLUMN resource TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE grants ADD COLUMN resource TEXT NOT NULL DEFAULT '[]';
+
+CREATE TABLE server_secrets (
+    name   TEXT PRIMARY KEY NOT NULL,
+    secret BLOB NOT NULL
+) STRICT;
+";
+
 /// Every step, oldest first; the schema version is `MIGRATIONS.len()`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
 pub(super) const VERSION: usize = MIGRATIONS.len();
@@ -147,4 +161,41 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 #[cfg(test)]
 pub(super) fn version(conn: &Connection) -> Result<i64, rusqlite::Error> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::rows;
+
+    /// A database written by version 1 keeps its rows, which read as asking for no resource.
+    #[test]
+    fn version_1_rows_read_as_unrestricted() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(V1).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO grants VALUES ('g', 'alice', 'app', 'openid', 1, NULL);
+             INSERT INTO codes VALUES ('h', 'alice', 'app', 'http://127.0.0.1/cb', NULL,
+                                       'openid', 2, 0, NULL);
+             INSERT INTO devices VALUES ('d', 'BCDFGHJK', 'tv', 'openid', 3, 5, NULL,
+                                         'pending', NULL);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(version(&conn).unwrap(), VERSION as i64);
+        let select = |table: &str, columns: &str| format!("SELECT {columns} FROM {table}");
+        let grant = conn
+            .query_row(&select("grants", rows::GRANT), [], rows::grant)
+            .unwrap();
+        let code = conn
+            .query_row(&select("codes", rows::CODE), [], rows::code)
+            .unwrap();
+        let device = conn
+            .query_row(&select("devices", rows::DEVICE), [], rows::device)
+            .unwrap();
+        assert!(grant.resource.is_empty() && code.resource.is_empty());
+        assert!(device.resource.is_empty());
+        assert_eq!(grant.scope, "openid");
+    }
 }

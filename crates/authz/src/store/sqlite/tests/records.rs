@@ -1,136 +1,12 @@
-//! Records in and out, the file, the schema version, errors.
+//! What is SQLite's own: the file, its mode and journal, the schema version, the lock, and
+//! server secrets across a reopen and between processes opening the file at once.
 
 use super::*;
-
-/// Every record type in, the same out.
-fn round_trip(store: &SqliteStore) {
-    let mut public = client("public");
-    public.secret_hash = None;
-    public.auth_method = ClientAuthMethod::None;
-    public.name = None;
-    public.redirect_uris = Vec::new();
-    public.registered_by = RegisteredBy::Anonymous;
-    let mut admin = client("admin-app");
-    admin.auth_method = ClientAuthMethod::ClientSecretPost;
-    admin.registered_by = RegisteredBy::Admin;
-    for c in [&public, &admin, &client("app")] {
-        store.insert_client(c).unwrap();
-    }
-    assert_eq!(store.client("app").unwrap(), Some(client("app")));
-    assert_eq!(store.client("public").unwrap(), Some(public.clone()));
-    assert_eq!(store.client("nobody").unwrap(), None);
-    let ids: Vec<_> = store.clients().unwrap().into_iter().map(|c| c.id).collect();
-    assert_eq!(ids, ["admin-app", "app", "public"]);
-
-    let api_key = ApiKeyRecord {
-        hash: hash("a91"),
-        permissions: vec![PERMISSION_CLIENT_REGISTRATION.to_owned()],
-        created_at: NOW,
-    };
-    store.insert_api_key(&api_key).unwrap();
-    assert_eq!(store.api_key(&hash("a91")).unwrap(), Some(api_key));
-    assert_eq!(store.api_key(&hash("a92")).unwrap(), None);
-
-    let mut revoked = grant("g2", "app", NOW);
-    revoked.revoked_at = Some(NOW + 1);
-    store.insert_grant(&grant("g1", "app", NOW)).unwrap();
-    store.insert_grant(&revoked).unwrap();
-    assert_eq!(store.grant("g1").unwrap(), Some(grant("g1", "app", NOW)));
-    assert_eq!(store.grant("g2").unwrap(), Some(revoked));
-    assert_eq!(store.grant("g3").unwrap(), None);
-
-    let mut confidential = code("c2", NOW + 600);
-    confidential.code_challenge = None;
-    confidential.failed_attempts = 2;
-    confidential.grant_id = Some("g1".to_owned());
-    store.insert_code(&code("c1", NOW + 600)).unwrap();
-    store.insert_code(&confidential).unwrap();
-    assert_eq!(
-        store.code(&hash("c1")).unwrap(),
-        Some(code("c1", NOW + 600))
-    );
-    assert_eq!(store.code(&hash("c2")).unwrap(), Some(confidential));
-    assert_eq!(store.code(&hash("c3")).unwrap(), None);
-
-    let mut spent = refresh("r2", "g1", NOW + 100);
-    spent.spent_at = Some(NOW + 50);
-    store
-        .insert_refresh(&refresh("r1", "g1", NOW + 100))
-        .unwrap();
-    store.insert_refresh(&spent).unwrap();
-    assert_eq!(
-        store.refresh(&hash("r1")).unwrap(),
-        Some(refresh("r1", "g1", NOW + 100))
-    );
-    assert_eq!(store.refresh(&hash("r2")).unwrap(), Some(spent));
-    assert_eq!(store.refresh(&hash("r3")).unwrap(), None);
-
-    let statuses = [
-        DeviceStatus::Pending,
-        DeviceStatus::Approved {
-            user: "bob".to_owned(),
-        },
-        DeviceStatus::Denied,
-        DeviceStatus::Finished,
-    ];
-    for (n, status) in statuses.into_iter().enumerate() {
-        let mut d = device(&format!("d{n}"), &format!("USER000{n}"), NOW + 900);
-        d.last_poll = (n % 2 == 1).then_some(NOW + 7);
-        d.interval = 5 + n as u32;
-        d.status = status;
-        store.insert_device(&d).unwrap();
-        assert_eq!(store.device(&d.device_hash).unwrap(), Some(d.clone()));
-        assert_eq!(store.device_by_user_code(&d.user_code).unwrap(), Some(d));
-    }
-    assert_eq!(store.device(&hash("d9")).unwrap(), None);
-    assert_eq!(store.device_by_user_code("NOSUCH00").unwrap(), None);
-
-    assert_eq!(store.consent("alice", "app").unwrap(), None);
-    store.put_consent("alice", "app", "imap", NOW).unwrap();
-    store.put_consent("alice", "other", "smtp", NOW).unwrap();
-    assert_eq!(
-        store.consent("alice", "app").unwrap().as_deref(),
-        Some("imap")
-    );
-    store
-        .put_consent("alice", "app", "imap smtp", NOW + 1)
-        .unwrap();
-    assert_eq!(
-        store.consent("alice", "app").unwrap().as_deref(),
-        Some("imap smtp")
-    );
-    assert_eq!(
-        store.consent("alice", "other").unwrap().as_deref(),
-        Some("smtp")
-    );
-    assert_eq!(store.consent("bob", "app").unwrap(), None);
-
-    let mut old = key("k-old", NOW - 10);
-    old.retired_at = Some(NOW);
-    store.insert_signing_key(&old).unwrap();
-    store.insert_signing_key(&key("k-new", NOW)).unwrap();
-    store
-        .insert_signing_key(&key("k-same-second", NOW))
-        .unwrap();
-    let kids: Vec<_> = store
-        .signing_keys()
-        .unwrap()
-        .into_iter()
-        .map(|k| k.kid)
-        .collect();
-    assert_eq!(kids, ["k-same-second", "k-new", "k-old"]);
-    assert_eq!(store.signing_keys().unwrap()[2], old);
-}
-
-#[test]
-fn round_trip_in_memory() {
-    round_trip(&mem());
-}
 
 #[test]
 fn round_trip_on_disk_and_reopen() {
     let db = TempDb::new("reopen");
-    round_trip(&SqliteStore::open(db.path()).unwrap());
+    conformance::records::round_trip(&SqliteStore::open(db.path()).unwrap());
     let store = SqliteStore::open(db.path()).unwrap();
     assert_eq!(store.client("app").unwrap(), Some(client("app")));
     assert_eq!(store.signing_keys().unwrap().len(), 3);
@@ -189,36 +65,6 @@ fn debug_shows_no_keys() {
 }
 
 #[test]
-fn duplicates_conflict() {
-    let store = mem();
-    store.insert_client(&client("app")).unwrap();
-    let error = store.insert_client(&client("app")).unwrap_err();
-    assert!(
-        matches!(&error, StoreError::Conflict(what) if what.contains("app")),
-        "{error}"
-    );
-
-    store
-        .insert_device(&device("d1", "ABCD2345", NOW + 900))
-        .unwrap();
-    let error = store
-        .insert_device(&device("d2", "ABCD2345", NOW + 900))
-        .unwrap_err();
-    assert!(matches!(&error, StoreError::Conflict(what) if !what.contains("ABCD2345")));
-    // The losing insert left nothing behind.
-    assert_eq!(store.device(&hash("d2")).unwrap(), None);
-}
-
-#[test]
-fn refresh_needs_its_grant() {
-    let store = mem();
-    let error = store
-        .insert_refresh(&refresh("r1", "no-grant", NOW))
-        .unwrap_err();
-    assert!(matches!(error, StoreError::Database(_)), "{error}");
-}
-
-#[test]
 fn poisoned_lock_is_recovered() {
     let store = Arc::new(mem());
     let poisoner = store.clone();
@@ -231,4 +77,37 @@ fn poisoned_lock_is_recovered() {
     assert!(store.conn.is_poisoned());
     store.insert_grant(&grant("g1", "app", NOW)).unwrap();
     assert!(store.grant("g1").unwrap().is_some());
+}
+
+/// The sharing itself is a conformance case; here, the file keeps them.
+#[test]
+fn server_secrets_survive_a_reopen() {
+    let db = TempDb::new("secrets");
+    let first = SqliteStore::open(db.path()).unwrap();
+    assert_eq!(first.server_secret("mac", b"one").unwrap(), b"one");
+    drop(first);
+    let reopened = SqliteStore::open(db.path()).unwrap();
+    assert_eq!(reopened.server_secret("mac", b"four").unwrap(), b"one");
+}
+
+#[test]
+fn server_secret_racers_agree() {
+    let db = TempDb::new("secret-race");
+    drop(SqliteStore::open(db.path()).unwrap());
+    let barrier = Arc::new(Barrier::new(4));
+    let path = db.path().to_path_buf();
+    let got: Vec<Vec<u8>> = (0..4u8)
+        .map(|n| {
+            let (barrier, path) = (barrier.clone(), path.clone());
+            thread::spawn(move || {
+                let store = SqliteStore::open(&path).unwrap();
+                barrier.wait();
+                store.server_secret("mac", &[n; 32]).unwrap()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert!(got.iter().all(|secret| secret == &got[0]), "{got:?}");
 }

@@ -1,10 +1,10 @@
-//! The atomic steps the grant logic relies on, and the sweep.
+//! The atomic steps the grant logic relies on, key rotation, and the sweep.
 
 use super::*;
+use crate::store::sqlite::SWEEP_GRACE;
+use crate::store::{DeviceStatus, Store, StoreError};
 
-#[test]
-fn code_is_redeemed_once_and_counts_failures() {
-    let store = mem();
+pub(crate) fn code_is_redeemed_once_and_counts_failures(store: &dyn Store) {
     store.insert_code(&code("c1", NOW + 600)).unwrap();
     assert_eq!(store.code_failed(&hash("c1")).unwrap(), 1);
     assert_eq!(store.code_failed(&hash("c1")).unwrap(), 2);
@@ -19,42 +19,7 @@ fn code_is_redeemed_once_and_counts_failures() {
     assert_eq!(store.code(&hash("c1")).unwrap(), None);
 }
 
-/// Threads share one store and, through a second store on the same file, a second
-/// connection: exactly one redemption wins either way.
-#[test]
-fn code_redemption_race_has_one_winner() {
-    let db = TempDb::new("race");
-    let first = Arc::new(SqliteStore::open(db.path()).unwrap());
-    let second = Arc::new(SqliteStore::open(db.path()).unwrap());
-    const THREADS: usize = 8;
-    for round in 0..4 {
-        let tag = format!("race{round}");
-        first.insert_code(&code(&tag, NOW + 600)).unwrap();
-        let barrier = Arc::new(Barrier::new(THREADS));
-        let handles: Vec<_> = (0..THREADS)
-            .map(|n| {
-                let store = Arc::clone(if n % 2 == 0 { &first } else { &second });
-                let barrier = barrier.clone();
-                let tag = tag.clone();
-                thread::spawn(move || {
-                    barrier.wait();
-                    store
-                        .redeem_code(&hash(&tag), &format!("grant-{n}"))
-                        .unwrap()
-                })
-            })
-            .collect();
-        let wins: Vec<bool> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        assert_eq!(wins.iter().filter(|&&won| won).count(), 1, "{wins:?}");
-        let winner = wins.iter().position(|&won| won).unwrap();
-        let stored = second.code(&hash(&tag)).unwrap().unwrap();
-        assert_eq!(stored.grant_id, Some(format!("grant-{winner}")));
-    }
-}
-
-#[test]
-fn refresh_rotates_once() {
-    let store = mem();
+pub(crate) fn refresh_rotates_once(store: &dyn Store) {
     store.insert_grant(&grant("g1", "app", NOW)).unwrap();
     store
         .insert_refresh(&refresh("r1", "g1", NOW + 100))
@@ -91,40 +56,7 @@ fn refresh_rotates_once() {
     assert_eq!(store.refresh(&hash("r2")).unwrap().unwrap().spent_at, None);
 }
 
-/// Two connections rotate the same refresh token at once: one successor, one winner.
-#[test]
-fn refresh_rotation_race_has_one_winner() {
-    let db = TempDb::new("rotate-race");
-    let first = Arc::new(SqliteStore::open(db.path()).unwrap());
-    let second = Arc::new(SqliteStore::open(db.path()).unwrap());
-    first.insert_grant(&grant("g1", "app", NOW)).unwrap();
-    first
-        .insert_refresh(&refresh("r0", "g1", NOW + 100))
-        .unwrap();
-    const THREADS: usize = 8;
-    let barrier = Arc::new(Barrier::new(THREADS));
-    let handles: Vec<_> = (0..THREADS)
-        .map(|n| {
-            let store = Arc::clone(if n % 2 == 0 { &first } else { &second });
-            let barrier = barrier.clone();
-            thread::spawn(move || {
-                barrier.wait();
-                let next = refresh(&format!("next{n}"), "g1", NOW + 200);
-                store.rotate_refresh(&hash("r0"), &next, NOW + 1).unwrap()
-            })
-        })
-        .collect();
-    let wins: Vec<bool> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert_eq!(wins.iter().filter(|&&won| won).count(), 1, "{wins:?}");
-    let successors = (0..THREADS)
-        .filter(|n| first.refresh(&hash(&format!("next{n}"))).unwrap().is_some())
-        .collect::<Vec<_>>();
-    assert_eq!(successors, [wins.iter().position(|&won| won).unwrap()]);
-}
-
-#[test]
-fn device_decided_only_while_pending_and_finished_once() {
-    let store = mem();
+pub(crate) fn device_decided_only_while_pending_and_finished_once(store: &dyn Store) {
     store
         .insert_device(&device("d1", "AAAA1111", NOW + 900))
         .unwrap();
@@ -173,9 +105,7 @@ fn device_decided_only_while_pending_and_finished_once() {
     assert!(!store.decide_device("NOSUCH00", &approved).unwrap());
 }
 
-#[test]
-fn device_polls_are_recorded() {
-    let store = mem();
+pub(crate) fn device_polls_are_recorded(store: &dyn Store) {
     store
         .insert_device(&device("d1", "AAAA1111", NOW + 900))
         .unwrap();
@@ -189,9 +119,7 @@ fn device_polls_are_recorded() {
     assert_eq!(store.device_polled(&hash("nope"), NOW, 5).unwrap(), None);
 }
 
-#[test]
-fn revoke_grant_is_idempotent() {
-    let store = mem();
+pub(crate) fn revoke_grant_is_idempotent(store: &dyn Store) {
     store.insert_grant(&grant("g1", "app", NOW)).unwrap();
     assert!(store.revoke_grant("g1", NOW + 5).unwrap());
     assert!(!store.revoke_grant("g1", NOW + 9).unwrap());
@@ -202,9 +130,7 @@ fn revoke_grant_is_idempotent() {
     assert!(!store.revoke_grant("nope", NOW).unwrap());
 }
 
-#[test]
-fn removing_a_client_revokes_its_grants() {
-    let store = mem();
+pub(crate) fn removing_a_client_revokes_its_grants(store: &dyn Store) {
     store.insert_client(&client("app")).unwrap();
     store.insert_client(&client("other")).unwrap();
     store.insert_grant(&grant("g1", "app", NOW)).unwrap();
@@ -246,9 +172,7 @@ fn removing_a_client_revokes_its_grants() {
     );
 }
 
-#[test]
-fn retired_keys_only_are_deleted() {
-    let store = mem();
+pub(crate) fn retired_keys_only_are_deleted(store: &dyn Store) {
     store.insert_signing_key(&key("k1", NOW)).unwrap();
     store.delete_signing_key("k1").unwrap();
     assert_eq!(store.signing_keys().unwrap().len(), 1, "current key kept");
@@ -259,9 +183,7 @@ fn retired_keys_only_are_deleted() {
     assert!(store.signing_keys().unwrap().is_empty());
 }
 
-#[test]
-fn sweep_deletes_the_dead_and_keeps_the_living() {
-    let store = mem();
+pub(crate) fn sweep_deletes_the_dead_and_keeps_the_living(store: &dyn Store) {
     let day = SWEEP_GRACE;
     // Codes: expired (one redeemed) go; live ones, redeemed or not, stay.
     store.insert_code(&code("c-expired", NOW - 1)).unwrap();
@@ -357,4 +279,54 @@ fn sweep_deletes_the_dead_and_keeps_the_living() {
     assert_eq!(store.grant("g-recent-expiry").unwrap(), None);
     assert_eq!(store.refresh(&hash("r-recent")).unwrap(), None);
     assert!(store.grant("g-live").unwrap().is_some());
+}
+
+/// A rotation goes in only while no unretired key is younger than the cut-off, and retires
+/// every other unretired key when it does.
+pub(crate) fn signing_key_rotation_is_conditional(store: &dyn Store) {
+    assert!(store
+        .rotate_signing_key(&key("k1", NOW), UnixTime::MIN)
+        .unwrap());
+    assert!(
+        !store
+            .rotate_signing_key(&key("k1b", NOW), UnixTime::MIN)
+            .unwrap(),
+        "a store with a key gets no first key"
+    );
+    // k1 is 600 s old at NOW + 600: due for a 600 s lifetime, not for a longer one.
+    assert!(!store
+        .rotate_signing_key(&key("k2", NOW + 600), NOW - 1)
+        .unwrap());
+    assert!(store
+        .rotate_signing_key(&key("k2", NOW + 600), NOW)
+        .unwrap());
+    let keys = store.signing_keys().unwrap();
+    let state: Vec<_> = keys
+        .iter()
+        .map(|k| (k.kid.as_str(), k.retired_at))
+        .collect();
+    assert_eq!(state, [("k2", None), ("k1", Some(NOW + 600))]);
+    // A second instance rotating with the same cut-off finds k2: nothing changes.
+    assert!(!store
+        .rotate_signing_key(&key("k3", NOW + 601), NOW)
+        .unwrap());
+    assert_eq!(store.signing_keys().unwrap().len(), 2);
+    // MAX always rotates; a kid taken is a conflict and changes nothing.
+    assert!(matches!(
+        store.rotate_signing_key(&key("k2", NOW + 700), UnixTime::MAX),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.signing_keys().unwrap()[0].retired_at, None);
+    assert!(store
+        .rotate_signing_key(&key("k4", NOW + 700), UnixTime::MAX)
+        .unwrap());
+    let keys = store.signing_keys().unwrap();
+    assert_eq!(keys[0].kid, "k4");
+    assert!(keys[1..].iter().all(|k| k.retired_at.is_some()), "{keys:?}");
+    assert_eq!(keys[1].retired_at, Some(NOW + 700), "k2 retired by k4");
+    assert_eq!(
+        keys[2].retired_at,
+        Some(NOW + 600),
+        "k1 keeps its first retirement"
+    );
 }

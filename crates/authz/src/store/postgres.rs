@@ -1,0 +1,567 @@
+//! [`PostgresStore`]: the store shared by several instances (`[issuer] store =
+//! "postgres://…"`), so that a client registered, a code minted, a refresh token rotated,
+//! a grant revoked or a key made on one instance holds on every other at once.
+//!
+//! Every [`Store`] method is one statement, or one transaction where it must read before it
+//! writes, at PostgreSQL's default READ COMMITTED: the single-winner steps (a code redeemed,
+//! a refresh token rotated, a device finished) are conditional `UPDATE`s whose row count
+//! says who won — a second updater of the row waits for the first to commit, then finds the
+//! condition false. A rotation of signing keys locks its table against other rotations
+//! (not against readers); a sweep that finds another instance sweeping leaves it the work.
+//!
+//! What instances do not share, and the bounds that follow: nothing about a grant is kept
+//! per instance — the token check at every login reads the grant (`check_access_token`;
+//! the validator never caches the built-in issuer's answers), so a revocation through any
+//! instance is refused at the next login on every other, with no delay. Verified token
+//! signatures are remembered per instance, but not their grants' state. Signing keys are
+//! cached with the bounds stated in `keys` (a new key verifies everywhere at once, and is
+//! published in every instance's JWKS within seconds). Clients, consents, codes, refresh
+//! tokens and device codes are read from the database at each use. Per instance only: the
+//! sign-in and registration rate limits (so N instances allow N times the attempts) and the
+//! sign-in pages' browser sessions and CSRF key (one browser must stay on one instance).
+//!
+//! Statements live in `sql`, readers in `rows`, the steps that are transactions in
+//! `transactions`, the schema and its migrations in `schema`, the connections in `pool`
+//! (threads of their own: callable from any thread, async or not), the URL in `url` and
+//! TLS in `tls`. The database password never reaches a log line or an error: the URL
+//! redacts itself, and database errors are reported by code and message, without the
+//! `DETAIL` that can quote a row.
+
+mod pool;
+mod rows;
+mod schema;
+mod sql;
+#[cfg(test)]
+#[path = "../../tests/support/postgres.rs"]
+mod test_server;
+#[cfg(test)]
+mod tests;
+mod tls;
+mod transactions;
+mod url;
+
+use std::fmt;
+use std::path::Path;
+
+use postgres::error::SqlState;
+
+use self::pool::Pool;
+pub use self::url::{StoreUrl, TlsMode};
+use crate::store::sqlite::SWEEP_GRACE;
+use crate::store::{
+    ApiKeyRecord, ClientRecord, CodeRecord, DeviceRecord, DeviceStatus, GrantRecord, KeyRecord,
+    RefreshRecord, Store, StoreError, TokenHash, UnixTime,
+};
+
+/// The advisory lock held while the schema is checked and migrated ("bearer" + 1).
+const MIGRATION_LOCK: i64 = 0x6265_6172_6572_0001;
+/// The advisory lock of a sweep ("bearer" + 2).
+const SWEEP_LOCK: i64 = 0x6265_6172_6572_0002;
+
+/// The shared store: a PostgreSQL database (or schema) of its own, reached through a small
+/// pool of connections.
+pub struct PostgresStore {
+    pool: Pool,
+    /// The URL without its password, for `Debug`.
+    url: String,
+}
+
+impl PostgresStore {
+    /// Connects, and creates or migrates the schema (waiting for another instance doing the
+    /// same). A relative `sslrootcert` in the URL is taken relative to `base`.
+    pub fn open(url: &StoreUrl, base: &Path) -> Result<Self, StoreError> {
+        let target = url
+            .target(base)
+            .map_err(|why| StoreError::Database(format!("store URL: {why}")))?;
+        let pool = Pool::start(target).map_err(StoreError::Database)?;
+        let store = Self {
+            pool,
+            url: url.redacted(),
+        };
+        store.pool.run("migrate", schema::migrate)?;
+        Ok(store)
+    }
+
+    /// The schema version this build writes (tests compare it with the database's).
+    pub const SCHEMA_VERSION: usize = schema::VERSION;
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("url", &self.url)
+            .field("connections", &pool::POOL_SIZE)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A database error in words that never quote a row: the server's code and message, or
+/// the driver's own (connection) message.
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+        None => {
+            // The driver's own message is general ("error performing TLS handshake"); the
+            // causes say what went wrong.
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(inner) = cause {
+                text.push_str(": ");
+                text.push_str(&inner.to_string());
+                cause = inner.source();
+            }
+            text
+        }
+    }
+}
+
+/// Maps a failure of operation `op`.
+fn db(op: &'static str) -> impl Fn(postgres::Error) -> StoreError {
+    move |e| StoreError::Database(format!("{op}: {}", describe(&e)))
+}
+
+/// Like [`db`], but a uniqueness violation is [`StoreError::Conflict`] naming `what`.
+fn insert(
+    op: &'static str,
+    what: impl FnOnce() -> String,
+) -> impl FnOnce(postgres::Error) -> StoreError {
+    move |e| {
+        if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+            StoreError::Conflict(what())
+        } else {
+            db(op)(e)
+        }
+    }
+}
+
+/// A record's `u32` in a `BIGINT` column.
+fn wide(value: u32) -> i64 {
+    i64::from(value)
+}
+
+impl Store for PostgresStore {
+    fn insert_client(&self, client: &ClientRecord) -> Result<(), StoreError> {
+        let client = client.clone();
+        self.pool.run("insert_client", move |conn| {
+            let secret_hash = client.secret_hash.as_ref().map(|h| &h.0);
+            conn.execute(
+                sql::clients::INSERT,
+                &[
+                    &client.id,
+                    &secret_hash,
+                    &client.auth_method.name(),
+                    &client.name,
+                    &client.redirect_uris,
+                    &client.grant_types,
+                    &rows::registered_by_name(client.registered_by),
+                    &client.created_at,
+                ],
+            )
+            .map_err(insert("insert_client", || format!("client {}", client.id)))?;
+            Ok(())
+        })
+    }
+
+    fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        let id = id.to_owned();
+        self.pool.read("client", move |conn| {
+            conn.query_opt(sql::clients::BY_ID, &[&id])
+                .map_err(db("client"))?
+                .map(|row| rows::client(&row))
+                .transpose()
+        })
+    }
+
+    fn clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        self.pool.read("clients", move |conn| {
+            conn.query(sql::clients::ALL, &[])
+                .map_err(db("clients"))?
+                .iter()
+                .map(rows::client)
+                .collect()
+        })
+    }
+
+    /// Also revokes grants of an id that was never registered, and drops the client's
+    /// consents, codes and device authorizations, as the SQLite store does.
+    fn remove_client(&self, id: &str, now: UnixTime) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.pool.run("remove_client", move |conn| {
+            transactions::remove_client(conn, &id, now)
+        })
+    }
+
+    fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        let key = key.clone();
+        self.pool.run("insert_api_key", move |conn| {
+            conn.execute(
+                sql::api_keys::INSERT,
+                &[&key.hash.0, &key.permissions, &key.created_at],
+            )
+            .map_err(insert("insert_api_key", || {
+                format!("API key {:?}", key.hash)
+            }))?;
+            Ok(())
+        })
+    }
+
+    fn api_key(&self, hash: &TokenHash) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let hash = hash.0.clone();
+        self.pool.read("api_key", move |conn| {
+            conn.query_opt(sql::api_keys::BY_HASH, &[&hash])
+                .map_err(db("api_key"))?
+                .map(|row| rows::api_key(&row))
+                .transpose()
+        })
+    }
+
+    fn insert_grant(&self, grant: &GrantRecord) -> Result<(), StoreError> {
+        let grant = grant.clone();
+        self.pool.run("insert_grant", move |conn| {
+            conn.execute(
+                sql::grants::INSERT,
+                &[
+                    &grant.id,
+                    &grant.user,
+                    &grant.client_id,
+                    &grant.scope,
+                    &grant.created_at,
+                    &grant.revoked_at,
+                    &grant.resource,
+                ],
+            )
+            .map_err(insert("insert_grant", || format!("grant {}", grant.id)))?;
+            Ok(())
+        })
+    }
+
+    fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError> {
+        let id = id.to_owned();
+        self.pool.read("grant", move |conn| {
+            conn.query_opt(sql::grants::BY_ID, &[&id])
+                .map_err(db("grant"))?
+                .map(|row| rows::grant(&row))
+                .transpose()
+        })
+    }
+
+    fn revoke_grant(&self, id: &str, now: UnixTime) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.pool.run("revoke_grant", move |conn| {
+            let changed = conn
+                .execute(sql::grants::REVOKE, &[&id, &now])
+                .map_err(db("revoke_grant"))?;
+            Ok(changed > 0)
+        })
+    }
+
+    fn insert_code(&self, code: &CodeRecord) -> Result<(), StoreError> {
+        let code = code.clone();
+        self.pool.run("insert_code", move |conn| {
+            conn.execute(
+                sql::codes::INSERT,
+                &[
+                    &code.hash.0,
+                    &code.user,
+                    &code.client_id,
+                    &code.redirect_uri,
+                    &code.code_challenge,
+                    &code.scope,
+                    &code.expires_at,
+                    &wide(code.failed_attempts),
+                    &code.grant_id,
+                    &code.resource,
+                ],
+            )
+            .map_err(insert("insert_code", || format!("code {:?}", code.hash)))?;
+            Ok(())
+        })
+    }
+
+    fn code(&self, hash: &TokenHash) -> Result<Option<CodeRecord>, StoreError> {
+        let hash = hash.0.clone();
+        self.pool.read("code", move |conn| {
+            conn.query_opt(sql::codes::BY_HASH, &[&hash])
+                .map_err(db("code"))?
+                .map(|row| rows::code(&row))
+                .transpose()
+        })
+    }
+
+    /// 0 when there is no such code.
+    fn code_failed(&self, hash: &TokenHash) -> Result<u32, StoreError> {
+        let hash = hash.0.clone();
+        self.pool.run("code_failed", move |conn| {
+            let Some(row) = conn
+                .query_opt(sql::codes::FAILED, &[&hash])
+                .map_err(db("code_failed"))?
+            else {
+                return Ok(0);
+            };
+            let count: i64 = rows::first(&row)?;
+            Ok(u32::try_from(count).unwrap_or(u32::MAX))
+        })
+    }
+
+    fn redeem_code(&self, hash: &TokenHash, grant_id: &str) -> Result<bool, StoreError> {
+        let (hash, grant_id) = (hash.0.clone(), grant_id.to_owned());
+        self.pool.run("redeem_code", move |conn| {
+            let changed = conn
+                .execute(sql::codes::REDEEM, &[&hash, &grant_id])
+                .map_err(db("redeem_code"))?;
+            Ok(changed > 0)
+        })
+    }
+
+    fn delete_code(&self, hash: &TokenHash) -> Result<(), StoreError> {
+        let hash = hash.0.clone();
+        self.pool.run("delete_code", move |conn| {
+            conn.execute(sql::codes::DELETE, &[&hash])
+                .map_err(db("delete_code"))?;
+            Ok(())
+        })
+    }
+
+    /// The grant must exist (a refresh token belongs to a family).
+    fn insert_refresh(&self, token: &RefreshRecord) -> Result<(), StoreError> {
+        let token = token.clone();
+        self.pool.run("insert_refresh", move |conn| {
+            conn.execute(
+                sql::refresh_tokens::INSERT,
+                &[
+                    &token.hash.0,
+                    &token.grant_id,
+                    &token.expires_at,
+                    &token.spent_at,
+                ],
+            )
+            .map_err(insert("insert_refresh", || {
+                format!("refresh token {:?}", token.hash)
+            }))?;
+            Ok(())
+        })
+    }
+
+    fn refresh(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
+        let hash = hash.0.clone();
+        self.pool.read("refresh", move |conn| {
+            conn.query_opt(sql::refresh_tokens::BY_HASH, &[&hash])
+                .map_err(db("refresh"))?
+                .map(|row| rows::refresh(&row))
+                .transpose()
+        })
+    }
+
+    /// `false` too when `old` does not exist; a failed insert of `new` rolls the spending
+    /// of `old` back.
+    fn rotate_refresh(
+        &self,
+        old: &TokenHash,
+        new: &RefreshRecord,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let (old, new) = (old.0.clone(), new.clone());
+        self.pool.run("rotate_refresh", move |conn| {
+            transactions::rotate_refresh(conn, &old, &new, now)
+        })
+    }
+
+    fn insert_device(&self, device: &DeviceRecord) -> Result<(), StoreError> {
+        let device = device.clone();
+        self.pool.run("insert_device", move |conn| {
+            let (status, user) = rows::status_columns(&device.status);
+            conn.execute(
+                sql::devices::INSERT,
+                &[
+                    &device.device_hash.0,
+                    &device.user_code,
+                    &device.client_id,
+                    &device.scope,
+                    &device.expires_at,
+                    &wide(device.interval),
+                    &device.last_poll,
+                    &status,
+                    &user,
+                    &device.resource,
+                ],
+            )
+            // The user code is what a person types to approve: not echoed.
+            .map_err(insert("insert_device", || {
+                "device authorization with this user code or device code".to_owned()
+            }))?;
+            Ok(())
+        })
+    }
+
+    fn device(&self, hash: &TokenHash) -> Result<Option<DeviceRecord>, StoreError> {
+        let hash = hash.0.clone();
+        self.pool.read("device", move |conn| {
+            conn.query_opt(sql::devices::BY_HASH, &[&hash])
+                .map_err(db("device"))?
+                .map(|row| rows::device(&row))
+                .transpose()
+        })
+    }
+
+    fn device_by_user_code(&self, user_code: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        let user_code = user_code.to_owned();
+        self.pool.read("device_by_user_code", move |conn| {
+            conn.query_opt(sql::devices::BY_USER_CODE, &[&user_code])
+                .map_err(db("device_by_user_code"))?
+                .map(|row| rows::device(&row))
+                .transpose()
+        })
+    }
+
+    fn device_polled(
+        &self,
+        hash: &TokenHash,
+        now: UnixTime,
+        interval: u32,
+    ) -> Result<Option<UnixTime>, StoreError> {
+        let hash = hash.0.clone();
+        self.pool.run("device_polled", move |conn| {
+            transactions::device_polled(conn, &hash, now, interval)
+        })
+    }
+
+    /// Only [`DeviceStatus::Approved`] and [`DeviceStatus::Denied`] are decisions; any other
+    /// `status` changes nothing and answers `false`.
+    fn decide_device(&self, user_code: &str, status: &DeviceStatus) -> Result<bool, StoreError> {
+        if !matches!(status, DeviceStatus::Approved { .. } | DeviceStatus::Denied) {
+            return Ok(false);
+        }
+        let (user_code, status) = (user_code.to_owned(), status.clone());
+        self.pool.run("decide_device", move |conn| {
+            let (status, user) = rows::status_columns(&status);
+            let changed = conn
+                .execute(sql::devices::DECIDE, &[&user_code, &status, &user])
+                .map_err(db("decide_device"))?;
+            Ok(changed > 0)
+        })
+    }
+
+    fn finish_device(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        let hash = hash.0.clone();
+        self.pool.run("finish_device", move |conn| {
+            let changed = conn
+                .execute(sql::devices::FINISH, &[&hash])
+                .map_err(db("finish_device"))?;
+            Ok(changed > 0)
+        })
+    }
+
+    fn consent(&self, user: &str, client_id: &str) -> Result<Option<String>, StoreError> {
+        let (user, client_id) = (user.to_owned(), client_id.to_owned());
+        self.pool.read("consent", move |conn| {
+            conn.query_opt(sql::consents::SCOPE, &[&user, &client_id])
+                .map_err(db("consent"))?
+                .map(|row| rows::first(&row))
+                .transpose()
+        })
+    }
+
+    /// Replaces what was remembered before.
+    fn put_consent(
+        &self,
+        user: &str,
+        client_id: &str,
+        scope: &str,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let (user, client_id, scope) = (user.to_owned(), client_id.to_owned(), scope.to_owned());
+        self.pool.run("put_consent", move |conn| {
+            conn.execute(sql::consents::PUT, &[&user, &client_id, &scope, &now])
+                .map_err(db("put_consent"))?;
+            Ok(())
+        })
+    }
+
+    /// Newest by `created_at`; of two made in the same second, the one inserted last.
+    fn signing_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.pool.read("signing_keys", move |conn| {
+            conn.query(sql::signing_keys::ALL, &[])
+                .map_err(db("signing_keys"))?
+                .iter()
+                .map(rows::signing_key)
+                .collect()
+        })
+    }
+
+    fn insert_signing_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        let key = key.clone();
+        self.pool.run("insert_signing_key", move |conn| {
+            conn.execute(
+                sql::signing_keys::INSERT,
+                &[
+                    &key.kid,
+                    &key.algorithm,
+                    &key.private_pkcs8,
+                    &key.created_at,
+                    &key.retired_at,
+                ],
+            )
+            .map_err(insert("insert_signing_key", || {
+                format!("signing key {}", key.kid)
+            }))?;
+            Ok(())
+        })
+    }
+
+    /// Under a lock that other rotations wait for (readers do not), so that of several
+    /// instances rotating at once one key wins and the others see it.
+    fn rotate_signing_key(
+        &self,
+        fresh: &KeyRecord,
+        newer_than: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let fresh = fresh.clone();
+        self.pool.run("rotate_signing_key", move |conn| {
+            transactions::rotate_signing_key(conn, &fresh, newer_than)
+        })
+    }
+
+    /// A key retired already keeps its first retirement time (which dates its last tokens).
+    fn retire_signing_key(&self, kid: &str, now: UnixTime) -> Result<(), StoreError> {
+        let kid = kid.to_owned();
+        self.pool.run("retire_signing_key", move |conn| {
+            conn.execute(sql::signing_keys::RETIRE, &[&kid, &now])
+                .map_err(db("retire_signing_key"))?;
+            Ok(())
+        })
+    }
+
+    /// A key not retired yet is kept: it may be the one signing now.
+    fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError> {
+        let kid = kid.to_owned();
+        self.pool.run("delete_signing_key", move |conn| {
+            conn.execute(sql::signing_keys::DELETE, &[&kid])
+                .map_err(db("delete_signing_key"))?;
+            Ok(())
+        })
+    }
+
+    /// Insert-if-absent, then read back: of two instances starting at once, the second
+    /// waits for the first one's insert and reads its secret.
+    fn server_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let (name, fresh) = (name.to_owned(), fresh.to_vec());
+        self.pool.run("server_secret", move |conn| {
+            let op = db("server_secret");
+            conn.execute(sql::server_secrets::INSERT_ABSENT, &[&name, &fresh])
+                .map_err(&op)?;
+            let row = conn
+                .query_opt(sql::server_secrets::BY_NAME, &[&name])
+                .map_err(&op)?
+                .ok_or_else(|| StoreError::Database("server_secret: vanished".to_owned()))?;
+            rows::first(&row)
+        })
+    }
+
+    /// What the SQLite store's sweep deletes, with the same grace; 0 when another instance
+    /// is sweeping at this moment.
+    fn sweep(&self, now: UnixTime) -> Result<u64, StoreError> {
+        let cutoff = now.saturating_sub(SWEEP_GRACE);
+        self.pool
+            .run("sweep", move |conn| transactions::sweep(conn, now, cutoff))
+    }
+}

@@ -1,0 +1,140 @@
+//! A private HAProxy (Debian's `haproxy`, 2.6) per test: its own configuration file in the
+//! test directory, run in the foreground (`-db`) as a child process, a TCP frontend on a
+//! free loopback port balancing over the servers it is given, each sent a PROXY protocol
+//! header. Several servers make it the load balancer in front of several proxy instances.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::ports::free_port;
+
+const READY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Which PROXY header HAProxy sends its servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendProxy {
+    /// `send-proxy`: the v1 text header.
+    V1,
+    /// `send-proxy-v2`: the binary header.
+    V2,
+}
+
+/// A running HAProxy; killed on drop.
+#[derive(Debug)]
+pub struct Haproxy {
+    child: Child,
+    dir: PathBuf,
+    /// Where clients connect.
+    pub frontend: SocketAddr,
+}
+
+impl Haproxy {
+    /// Writes `dir/haproxy/haproxy.cfg` — mode tcp, a frontend on a free loopback port,
+    /// round-robin over `servers` (`s0`, `s1`, …), each sent `header` — starts HAProxy with
+    /// it and waits until the frontend listens.
+    pub fn start(dir: &Path, servers: &[SocketAddr], header: SendProxy) -> Self {
+        let dir = dir.join("haproxy");
+        fs::create_dir_all(&dir).expect("create the haproxy directory");
+        let frontend = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let config = dir.join("haproxy.cfg");
+        fs::write(&config, render(frontend, servers, header)).expect("write haproxy.cfg");
+        let stderr = fs::File::create(dir.join("stderr.log")).expect("create the haproxy log");
+        let child = Command::new("haproxy")
+            .arg("-f")
+            .arg(&config)
+            .arg("-db")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn haproxy (is the haproxy package installed?)");
+        let mut haproxy = Self {
+            child,
+            dir,
+            frontend,
+        };
+        haproxy.wait_listening();
+        haproxy
+    }
+
+    /// What HAProxy wrote to stderr, with its configuration (for failure messages).
+    pub fn log(&self) -> String {
+        let config = fs::read_to_string(self.dir.join("haproxy.cfg")).unwrap_or_default();
+        let stderr = fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default();
+        format!("--- haproxy.cfg ---\n{config}--- haproxy stderr ---\n{stderr}")
+    }
+
+    /// Waits until the frontend's socket is in the kernel's table of listening sockets: a
+    /// connection to find out would itself be relayed to a server. A bounded poll is the
+    /// only event an external daemon's socket offers.
+    fn wait_listening(&mut self) {
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("haproxy exited early ({status})\n{}", self.log());
+            }
+            if is_listening(self.frontend) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "haproxy not listening on {} after {READY_DEADLINE:?}\n{}",
+                self.frontend,
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!("{}", self.log());
+        }
+    }
+}
+
+fn render(frontend: SocketAddr, servers: &[SocketAddr], header: SendProxy) -> String {
+    let send = match header {
+        SendProxy::V1 => "send-proxy",
+        SendProxy::V2 => "send-proxy-v2",
+    };
+    let mut config = format!(
+        "# written by tests/e2e/support/haproxy.rs\n\
+         global\n    maxconn 2000\n\n\
+         defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 2m\n    \
+         timeout server 2m\n\n\
+         frontend mail\n    bind {frontend}\n    default_backend proxies\n\n\
+         backend proxies\n    balance roundrobin\n"
+    );
+    for (index, server) in servers.iter().enumerate() {
+        writeln!(config, "    server s{index} {server} {send}").expect("format a server");
+    }
+    config
+}
+
+/// Whether an IPv4 socket listens on `address`, by `/proc/net/tcp` (state `0A`).
+fn is_listening(address: SocketAddr) -> bool {
+    let SocketAddr::V4(v4) = address else {
+        panic!("IPv4 frontends only: {address}");
+    };
+    // The kernel writes the address as the hex of its in-memory (little-endian) u32.
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
+    })
+}
