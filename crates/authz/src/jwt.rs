@@ -60,7 +60,9 @@ impl Audience {
     }
 }
 
-/// An access token's claims (RFC 9068 §2.2, plus `gid`: the grant, checked for revocation).
+/// An access token's claims (RFC 9068 §2.2). The grant, checked for revocation at every
+/// use, is named by the `jti` itself (`{grant}.{random}`) rather than a claim of its own:
+/// 30 octets fewer in every token, and neomutt refuses tokens over 510 octets.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct AccessTokenClaims {
     pub(crate) iss: String,
@@ -71,8 +73,25 @@ pub(crate) struct AccessTokenClaims {
     pub(crate) scope: String,
     pub(crate) iat: UnixTime,
     pub(crate) exp: UnixTime,
+    /// `{grant id}.{random}`: unique per token, and says which grant it belongs to.
     pub(crate) jti: String,
+    /// The grant: read from `gid` in tokens minted before the grant moved into `jti`, else
+    /// from `jti` when the token is verified; never written.
+    #[serde(default, skip_serializing)]
     pub(crate) gid: String,
+}
+
+impl AccessTokenClaims {
+    /// Fills [`AccessTokenClaims::gid`] from `jti` when the token had no `gid` claim.
+    fn with_grant(mut self) -> Result<Self, TokenRejection> {
+        if self.gid.is_empty() {
+            let Some((grant, _)) = self.jti.rsplit_once('.') else {
+                return Err(TokenRejection::NotOurs);
+            };
+            self.gid = grant.to_owned();
+        }
+        Ok(self)
+    }
 }
 
 /// An ID token's claims (OpenID Connect Core §2).
@@ -111,7 +130,7 @@ impl AuthServer {
             scope: scope.to_owned(),
             iat: now,
             exp: now.saturating_add(self.access_lifetime()),
-            jti: tokens::random_id(&self.rng)?,
+            jti: format!("{}.{}", grant.id, tokens::token_suffix(&self.rng)?),
             gid: grant.id.clone(),
         });
         let token = self.keys.sign(
@@ -156,9 +175,10 @@ impl AuthServer {
         if let Some(known) = self.verified.get(token) {
             return Ok(AccessTokenClaims::clone(&known));
         }
-        let claims: AccessTokenClaims =
-            self.keys
-                .verify(self.store.as_ref(), now, token, ACCESS_TOKEN_TYPE)?;
+        let claims = self
+            .keys
+            .verify::<AccessTokenClaims>(self.store.as_ref(), now, token, ACCESS_TOKEN_TYPE)?
+            .with_grant()?;
         if claims.iss != self.settings.public_url || !claims.aud.is_ours(&self.settings.public_url)
         {
             return Err(TokenRejection::NotOurs);
@@ -187,6 +207,81 @@ impl AuthServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
+    use crate::testing::{Harness, LOOPBACK};
+
+    /// The claims of an access token minted before the grant moved into `jti`.
+    #[derive(Serialize)]
+    struct WithGrantClaim<'a> {
+        iss: &'a str,
+        sub: &'a str,
+        aud: &'a str,
+        client_id: &'a str,
+        scope: &'a str,
+        iat: UnixTime,
+        exp: UnixTime,
+        jti: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        gid: Option<&'a str>,
+    }
+
+    #[test]
+    fn the_grant_is_read_from_jti_or_from_an_older_gid_claim() {
+        let h = Harness::new("");
+        let tokens = h.tokens_for("alice", "mail-app", LOOPBACK);
+        let fresh = h.server.check_access_token(&tokens.access_token).unwrap();
+        let payload = tokens.access_token.split('.').nth(1).unwrap();
+        let payload =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                .unwrap();
+        let payload: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert!(payload.get("gid").is_none(), "{payload}");
+        let jti = payload["jti"].as_str().unwrap();
+        let (grant, _) = jti.rsplit_once('.').unwrap();
+
+        let now = h.now();
+        let sign = |gid: Option<&str>, jti: &str| {
+            let claims = WithGrantClaim {
+                iss: crate::testing::ISSUER,
+                sub: "alice",
+                aud: crate::testing::ISSUER,
+                client_id: "mail-app",
+                scope: crate::scope::MAIL,
+                iat: now,
+                exp: now + 60,
+                jti,
+                gid,
+            };
+            h.server
+                .keys
+                .sign(
+                    h.server.store.as_ref(),
+                    &h.server.rng,
+                    now,
+                    ACCESS_TOKEN_TYPE,
+                    &claims,
+                )
+                .unwrap()
+        };
+        // An older token: its own `gid` claim, a `jti` without one.
+        let older = sign(Some(grant), "uaBjzJVqrR3zkW9SUxsLcw");
+        let checked = h.server.check_access_token(&older).unwrap();
+        assert_eq!(checked.user, fresh.user);
+        // Neither: no grant to check revocation against, so not a token of ours.
+        let orphan = sign(None, "uaBjzJVqrR3zkW9SUxsLcw");
+        assert_eq!(
+            h.server.check_access_token(&orphan).unwrap_err(),
+            TokenRejection::NotOurs
+        );
+        // Revoking the grant ends both kinds.
+        h.store.revoke_grant(grant, now).unwrap();
+        for token in [&tokens.access_token, &older] {
+            assert_eq!(
+                h.server.check_access_token(token).unwrap_err(),
+                TokenRejection::Revoked
+            );
+        }
+    }
 
     #[test]
     fn audience_is_the_issuer_one_resource_or_a_list() {

@@ -13,13 +13,15 @@ pub(crate) const CONTACTS: &str = crate::CONTACTS_SCOPE;
 pub(crate) const CALENDARS: &str = crate::CALENDARS_SCOPE;
 /// OpenID Connect: an ID token comes with the access token.
 pub(crate) const OPENID: &str = "openid";
+/// A refresh token is wanted (OpenID Connect Core §11).
+pub(crate) const OFFLINE_ACCESS: &str = "offline_access";
 
 /// Every scope the server grants, in the order responses list them.
 pub(crate) const SUPPORTED: [&str; 7] = [
     OPENID,
     "profile",
     "email",
-    "offline_access",
+    OFFLINE_ACCESS,
     MAIL,
     CONTACTS,
     CALENDARS,
@@ -109,6 +111,13 @@ impl Scopes {
             .map(|(_, scope)| *scope)
     }
 
+    /// The scopes a resource server is told of in an access token: all but
+    /// `offline_access`, which only says that a refresh token was wanted and means nothing to
+    /// a mail server. Every byte counts there: neomutt refuses tokens over 510 octets.
+    pub(crate) fn for_access_token(self) -> Scopes {
+        Scopes(self.0 & !Self::single(OFFLINE_ACCESS).0)
+    }
+
     /// The scopes as one space-separated string: the normal form stored and sent.
     pub(crate) fn to_scope_string(self) -> String {
         self.iter().collect::<Vec<_>>().join(" ")
@@ -118,6 +127,19 @@ impl Scopes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_tokens_leave_out_offline_access_only() {
+        let granted =
+            Scopes::parse_request(Some(&format!("openid offline_access {MAIL} {CONTACTS}")))
+                .unwrap();
+        assert_eq!(
+            granted.for_access_token().to_scope_string(),
+            format!("openid {MAIL} {CONTACTS}")
+        );
+        let mail = Scopes::parse_request(Some(MAIL)).unwrap();
+        assert_eq!(mail.for_access_token(), mail);
+    }
 
     #[test]
     fn absent_or_empty_means_mail() {

@@ -48,6 +48,15 @@ pub(crate) fn random_id(rng: &SystemRandom) -> Result<String, StoreError> {
     Ok(URL_SAFE_NO_PAD.encode(random_bytes::<ID_BYTES>(rng)?))
 }
 
+/// Random octets that tell apart the access tokens of one grant.
+const SUFFIX_BYTES: usize = 6;
+
+/// A short random suffix (8 characters): with the grant id before it, an access token's
+/// `jti`. 48 bits suffice among the few tokens one grant mints.
+pub(crate) fn token_suffix(rng: &SystemRandom) -> Result<String, StoreError> {
+    Ok(URL_SAFE_NO_PAD.encode(random_bytes::<SUFFIX_BYTES>(rng)?))
+}
+
 /// The hash a secret is stored under: lowercase hex SHA-256 of its exact text.
 pub(crate) fn hash(secret: &str) -> TokenHash {
     let digest = Sha256::digest(secret.as_bytes());

@@ -16,7 +16,6 @@ pub mod postgres;
 pub mod proxy;
 pub mod smtp_sink;
 pub mod token_helper;
-pub mod token_helper_issuer;
 pub mod userinfo;
 
 use std::fs;

@@ -111,7 +111,8 @@ impl AuthServer {
         now: UnixTime,
     ) -> Result<TokenResponse, OAuthError> {
         let scope_string = scope.to_scope_string();
-        let access_token = self.mint_access_token(grant, &scope_string, resource, now)?;
+        let access_scope = scope.for_access_token().to_scope_string();
+        let access_token = self.mint_access_token(grant, &access_scope, resource, now)?;
         let id_token = if scope.contains(OPENID) {
             Some(self.mint_id_token(grant, nonce, now)?)
         } else {
