@@ -131,13 +131,37 @@ pub fn local_issuer(server: Arc<AuthServer>) -> LocalIssuer {
                 authz::paths::OPENID_CONFIGURATION
             )),
         },
-        tokens: Arc::new(BuiltInTokens { server }),
+        tokens: Arc::new(BuiltInTokens {
+            remote_store: settings.store.is_some(),
+            server,
+        }),
     }
 }
 
 #[derive(Debug)]
 struct BuiltInTokens {
     server: Arc<AuthServer>,
+    /// The store is a database across the network (PostgreSQL): each check waits for a
+    /// round trip, so the worker thread is handed over first.
+    remote_store: bool,
+}
+
+impl BuiltInTokens {
+    /// Checks `token`, letting the runtime move its other tasks off this thread while a
+    /// remote store answers (a slow database must not stall the sessions relaying on it).
+    fn check_access_token(
+        &self,
+        token: &str,
+    ) -> Result<authz::model::AccessClaims, TokenRejection> {
+        let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        if self.remote_store && multi_thread {
+            tokio::task::block_in_place(|| self.server.check_access_token(token))
+        } else {
+            self.server.check_access_token(token)
+        }
+    }
 }
 
 impl LocalTokens for BuiltInTokens {
@@ -146,7 +170,7 @@ impl LocalTokens for BuiltInTokens {
     }
 
     fn check(&self, token: &str) -> Result<Map<String, Value>, LocalRefusal> {
-        let claims = self.server.check_access_token(token).map_err(|rejection| {
+        let claims = self.check_access_token(token).map_err(|rejection| {
             LocalRefusal::Invalid(match rejection {
                 TokenRejection::NotOurs => InvalidReason::BadSignature,
                 TokenRejection::Expired => InvalidReason::Expired,
