@@ -22,6 +22,7 @@ mod imap_passthrough_fallback;
 mod imap_security;
 mod issuer;
 mod issuer_postgres;
+mod issuer_proxy_protocol;
 mod mail_profile;
 mod managesieve;
 mod new_mail_client;

@@ -25,6 +25,16 @@ pub struct Settings {
     /// tests. Default `false`.
     #[serde(default)]
     pub plaintext: bool,
+    /// Every connection starts with a PROXY protocol header (v1 or v2) from a load balancer
+    /// in `proxy_trusted_networks`, naming the browser or client: its address is the one the
+    /// sign-in, device and registration limits count by and the logs show. Read before TLS.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// The load balancers that may connect when `proxy_protocol = true`: networks
+    /// (`"10.0.0.0/8"`) or single addresses, as for a mail listener. Checked by the proxy,
+    /// which owns the sockets.
+    #[serde(default)]
+    pub proxy_trusted_networks: Vec<String>,
     /// Directory of the embedded store (`issuer.sqlite3`, WAL) and signing keys; relative to
     /// the configuration file.
     pub state_dir: PathBuf,

@@ -26,7 +26,7 @@
 //! sent) and within `max_connections`; then, once the PROXY header has named the client,
 //! `max_prelogin_per_address` for that client.
 
-mod proxied;
+pub mod proxied;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};

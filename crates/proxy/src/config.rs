@@ -499,17 +499,16 @@ fn networks<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ipnet::IpN
     let texts = Vec::<String>::deserialize(deserializer)?;
     texts
         .iter()
-        .map(|text| {
-            let text = text.trim();
-            text.parse::<ipnet::IpNet>()
-                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    serde::de::Error::custom(format!(
-                        "`{text}` is not a network like \"10.0.0.0/8\" or an address"
-                    ))
-                })
-        })
+        .map(|text| network(text).map_err(serde::de::Error::custom))
         .collect()
+}
+
+/// A `proxy_trusted_networks` entry: a network (`"10.0.0.0/8"`) or a single address.
+pub fn network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{text}` is not a network like \"10.0.0.0/8\" or an address"))
 }
 
 fn secret_opt<'de, D: Deserializer<'de>>(

@@ -20,7 +20,10 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
+
+use crate::accept::proxied;
+use crate::listener::TrustedProxies;
 
 /// Bounds on what one HTTP client may hold.
 #[derive(Debug, Clone, Copy)]
@@ -57,9 +60,11 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: CancellationToken,
     tag: PeerTag,
+    proxies: Option<Arc<TrustedProxies>>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let connections = TaskTracker::new();
+    let mut untrusted = UntrustedPeers::default();
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
@@ -68,18 +73,35 @@ pub async fn serve(
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let (tcp, peer) = match accepted {
+        let (mut tcp, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 debug!(error = %e, "HTTP accept failed");
                 continue;
             }
         };
-        let service = TowerToHyperService::new(with_peer(router.clone(), peer, tag));
+        if proxies
+            .as_ref()
+            .is_some_and(|trusted| !trusted.trusts(peer.ip()))
+        {
+            untrusted.closed(peer);
+            continue;
+        }
+        let router = router.clone();
+        let expects_header = proxies.is_some();
         let tls = tls.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             let _permit = permit;
+            let peer = if expects_header {
+                let Some(client) = relayed_client(&mut tcp, peer).await else {
+                    return;
+                };
+                client
+            } else {
+                peer
+            };
+            let service = TowerToHyperService::new(with_peer(router, peer, tag));
             let result = match tls {
                 Some(acceptor) => {
                     let handshake = acceptor.accept(tcp);
@@ -108,6 +130,57 @@ pub async fn serve(
     }
     connections.close();
     connections.wait().await;
+}
+
+/// The client a trusted load balancer's PROXY header names (its own address for LOCAL);
+/// `None` when no whole, valid header came within [`proxied::HEADER_TIME`]: the connection
+/// is then closed without a word.
+async fn relayed_client(
+    tcp: &mut tokio::net::TcpStream,
+    balancer: SocketAddr,
+) -> Option<SocketAddr> {
+    match tokio::time::timeout(proxied::HEADER_TIME, proxied::read_header(tcp)).await {
+        Ok(Ok(header)) => Some(proxied::client_of(&header).unwrap_or(balancer)),
+        Ok(Err(e)) => {
+            debug!(peer = %balancer, error = %e, "HTTP: PROXY header refused; closed");
+            None
+        }
+        Err(_) => {
+            debug!(peer = %balancer, "HTTP: no whole PROXY header in time; closed");
+            None
+        }
+    }
+}
+
+/// Connections from outside `proxy_trusted_networks`, closed at accept without a byte and
+/// logged at most once per [`UntrustedPeers::INTERVAL`] with a count, so that a scan cannot
+/// flood the log.
+#[derive(Debug, Default)]
+struct UntrustedPeers {
+    last_logged: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl UntrustedPeers {
+    const INTERVAL: Duration = Duration::from_secs(10);
+
+    fn closed(&mut self, peer: SocketAddr) {
+        self.unlogged += 1;
+        let now = std::time::Instant::now();
+        if self
+            .last_logged
+            .is_some_and(|last| now.duration_since(last) < Self::INTERVAL)
+        {
+            return;
+        }
+        warn!(
+            %peer,
+            closed = self.unlogged,
+            "HTTP connection from outside proxy_trusted_networks closed without a byte"
+        );
+        self.last_logged = Some(now);
+        self.unlogged = 0;
+    }
 }
 
 /// Puts the client's address into a request's extensions, as the service's own type.
@@ -187,6 +260,7 @@ mod tests {
             limits,
             shutdown.clone(),
             no_peer_tag,
+            None,
         ));
         (address, shutdown, served)
     }

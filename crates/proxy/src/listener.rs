@@ -88,6 +88,20 @@ impl TrustedProxies {
         })
     }
 
+    /// The built-in issuer's, when its `[issuer]` has `proxy_protocol = true` (its networks
+    /// were checked at load; an entry that does not parse trusts no one).
+    pub fn of_issuer(settings: &authz::Settings) -> Option<Arc<Self>> {
+        settings.proxy_protocol.then(|| {
+            Arc::new(Self {
+                networks: settings
+                    .proxy_trusted_networks
+                    .iter()
+                    .filter_map(|text| crate::config::network(text).ok())
+                    .collect(),
+            })
+        })
+    }
+
     /// Whether `peer` is one of them. An IPv4 peer of a dual-stack socket (`::ffff:a.b.c.d`)
     /// is matched as the IPv4 address it is.
     pub fn trusts(&self, peer: IpAddr) -> bool {

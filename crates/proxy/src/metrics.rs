@@ -384,6 +384,7 @@ pub async fn serve(
         HttpLimits::default(),
         shutdown,
         crate::http::no_peer_tag,
+        None,
     )
     .await
 }

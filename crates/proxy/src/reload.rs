@@ -319,6 +319,11 @@ impl Running {
             tls,
             socket,
         } = next;
+        let proxies = self
+            .config
+            .issuer
+            .as_ref()
+            .and_then(crate::listener::TrustedProxies::of_issuer);
         let tracker = self.tracker.clone();
         let http = socket.start(old_http, &self.shutdown, |listener, stop| {
             tracker.spawn(crate::http::serve(
@@ -328,6 +333,7 @@ impl Running {
                 crate::http::HttpLimits::default(),
                 stop,
                 crate::issuer::tag_peer,
+                proxies,
             ));
         });
         if let Some(old) = old_upkeep {

@@ -167,6 +167,15 @@ fn relayed(socket: Origin, header: &ProxyHeader) -> Origin {
     }
 }
 
+/// The client a header names: `None` for LOCAL (and the families the proxy does not
+/// serve), where the socket's own peer stands.
+pub fn client_of(header: &ProxyHeader) -> Option<SocketAddr> {
+    match header.addresses {
+        Addresses::Tcp { source, .. } => Some(canonical(source)),
+        Addresses::Local => None,
+    }
+}
+
 fn canonical(address: SocketAddr) -> SocketAddr {
     SocketAddr::new(address.ip().to_canonical(), address.port())
 }

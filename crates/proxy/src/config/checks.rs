@@ -265,6 +265,28 @@ impl Config {
         if let Some(ca) = issuer.store.as_ref().and_then(|s| s.root_cert_file()) {
             check_file(base, &ca, "issuer.store", errors);
         }
+        for (index, text) in issuer.proxy_trusted_networks.iter().enumerate() {
+            if let Err(problem) = super::network(text) {
+                errors.push(ConfigError::new(
+                    format!("issuer.proxy_trusted_networks[{index}]"),
+                    problem,
+                ));
+            }
+        }
+        match (
+            issuer.proxy_protocol,
+            issuer.proxy_trusted_networks.is_empty(),
+        ) {
+            (true, true) => errors.push(ConfigError::new(
+                "issuer.proxy_trusted_networks",
+                "proxy_protocol needs the load balancers that may send the header",
+            )),
+            (false, false) => errors.push(ConfigError::new(
+                "issuer.proxy_trusted_networks",
+                "has no effect without proxy_protocol = true",
+            )),
+            _ => {}
+        }
         if issuer.plaintext && !issuer.listen.ip().is_loopback() {
             errors.push(ConfigError::new(
                 "issuer.plaintext",

@@ -550,6 +550,19 @@ fn issuer_rules_name_their_keys() {
             "issuer.users_backend",
         ),
         ("max_attempts = 0\nplaintext = true", "issuer.max_attempts"),
+        // a header from anyone would let anyone choose the address the limits count by
+        (
+            "proxy_protocol = true\nplaintext = true",
+            "issuer.proxy_trusted_networks",
+        ),
+        (
+            "proxy_trusted_networks = [\"10.0.0.0/8\"]\nplaintext = true",
+            "issuer.proxy_trusted_networks",
+        ),
+        (
+            "proxy_protocol = true\nproxy_trusted_networks = [\"10.0.0.0/33\"]\nplaintext = true",
+            "issuer.proxy_trusted_networks[0]",
+        ),
         (
             "access_token_lifetime = \"2d\"\nplaintext = true",
             "issuer.access_token_lifetime",
