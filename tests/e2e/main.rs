@@ -34,6 +34,7 @@ mod prelogin_replies;
 mod proxy_protocol;
 mod reload;
 mod rolling_restart;
+mod several_instances;
 mod sieve_fidelity;
 mod smtp_fidelity;
 mod smtp_submission;

@@ -1,7 +1,9 @@
 //! A private HAProxy (Debian's `haproxy`, 2.6) per test: its own configuration file in the
 //! test directory, run in the foreground (`-db`) as a child process, a TCP frontend on a
 //! free loopback port balancing over the servers it is given, each sent a PROXY protocol
-//! header. Several servers make it the load balancer in front of several proxy instances.
+//! header. Several servers make it the load balancer in front of several proxy instances;
+//! several [`Pool`]s give it one frontend each (IMAP, SMTP, …), with health checks that
+//! notice a dead server quickly and connection retries that go to another server.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -24,13 +26,48 @@ pub enum SendProxy {
     V2,
 }
 
+/// One frontend on a free loopback port and the servers behind it, round-robin.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    /// Names the frontend and its backend in `haproxy.cfg` and in HAProxy's messages
+    /// (`Server NAME/s1 is DOWN`).
+    pub name: String,
+    pub servers: Vec<SocketAddr>,
+    pub header: SendProxy,
+    /// Health checks this often (a TCP connect with the PROXY header, which HAProxy sends
+    /// as LOCAL): a server is down after two failed checks, up again after one good one.
+    /// With them, a connection the server refuses is retried (`retries 3`) on another
+    /// server (`option redispatch 1`), so a client never meets a dead server.
+    pub health_checks: Option<Duration>,
+}
+
+impl Pool {
+    /// Round-robin over `servers`, no health checks.
+    pub fn new(name: &str, servers: &[SocketAddr], header: SendProxy) -> Self {
+        Self {
+            name: name.to_owned(),
+            servers: servers.to_vec(),
+            header,
+            health_checks: None,
+        }
+    }
+
+    /// With health checks every `interval`, and retries on another server.
+    pub fn checked(mut self, interval: Duration) -> Self {
+        self.health_checks = Some(interval);
+        self
+    }
+}
+
 /// A running HAProxy; killed on drop.
 #[derive(Debug)]
 pub struct Haproxy {
     child: Child,
     dir: PathBuf,
-    /// Where clients connect.
+    /// Where clients connect (the first pool's frontend).
     pub frontend: SocketAddr,
+    /// Each pool's frontend, in the order the pools were given.
+    pub frontends: Vec<SocketAddr>,
 }
 
 impl Haproxy {
@@ -38,11 +75,20 @@ impl Haproxy {
     /// round-robin over `servers` (`s0`, `s1`, …), each sent `header` — starts HAProxy with
     /// it and waits until the frontend listens.
     pub fn start(dir: &Path, servers: &[SocketAddr], header: SendProxy) -> Self {
+        Self::start_pools(dir, &[Pool::new("mail", servers, header)])
+    }
+
+    /// Like [`Haproxy::start`], with one frontend per pool (each on its own free loopback
+    /// port, [`Haproxy::frontends`]); waits until every frontend listens.
+    pub fn start_pools(dir: &Path, pools: &[Pool]) -> Self {
         let dir = dir.join("haproxy");
         fs::create_dir_all(&dir).expect("create the haproxy directory");
-        let frontend = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let frontends: Vec<SocketAddr> = pools
+            .iter()
+            .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
+            .collect();
         let config = dir.join("haproxy.cfg");
-        fs::write(&config, render(frontend, servers, header)).expect("write haproxy.cfg");
+        fs::write(&config, render(&frontends, pools)).expect("write haproxy.cfg");
         let stderr = fs::File::create(dir.join("stderr.log")).expect("create the haproxy log");
         let child = Command::new("haproxy")
             .arg("-f")
@@ -56,10 +102,28 @@ impl Haproxy {
         let mut haproxy = Self {
             child,
             dir,
-            frontend,
+            frontend: frontends[0],
+            frontends,
         };
         haproxy.wait_listening();
         haproxy
+    }
+
+    /// Waits until HAProxy's stderr (where it reports a server going down or up) holds
+    /// `needle`; false after `timeout`. A bounded poll of the file: the external daemon's
+    /// messages offer no other event.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stderr = fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default();
+            if stderr.contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// What HAProxy wrote to stderr, with its configuration (for failure messages).
@@ -78,13 +142,17 @@ impl Haproxy {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("haproxy exited early ({status})\n{}", self.log());
             }
-            if is_listening(self.frontend) {
+            if self
+                .frontends
+                .iter()
+                .all(|&frontend| is_listening(frontend))
+            {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "haproxy not listening on {} after {READY_DEADLINE:?}\n{}",
-                self.frontend,
+                "haproxy not listening on {:?} after {READY_DEADLINE:?}\n{}",
+                self.frontends,
                 self.log()
             );
             thread::sleep(Duration::from_millis(20));
@@ -102,21 +170,38 @@ impl Drop for Haproxy {
     }
 }
 
-fn render(frontend: SocketAddr, servers: &[SocketAddr], header: SendProxy) -> String {
-    let send = match header {
-        SendProxy::V1 => "send-proxy",
-        SendProxy::V2 => "send-proxy-v2",
-    };
-    let mut config = format!(
+fn render(frontends: &[SocketAddr], pools: &[Pool]) -> String {
+    let mut config = String::from(
         "# written by tests/e2e/support/haproxy.rs\n\
          global\n    maxconn 2000\n\n\
          defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 2m\n    \
-         timeout server 2m\n\n\
-         frontend mail\n    bind {frontend}\n    default_backend proxies\n\n\
-         backend proxies\n    balance roundrobin\n"
+         timeout server 2m\n",
     );
-    for (index, server) in servers.iter().enumerate() {
-        writeln!(config, "    server s{index} {server} {send}").expect("format a server");
+    for (pool, frontend) in pools.iter().zip(frontends) {
+        let name = &pool.name;
+        write!(
+            config,
+            "\nfrontend {name}\n    bind {frontend}\n    default_backend {name}_servers\n\n\
+             backend {name}_servers\n    balance roundrobin\n"
+        )
+        .expect("format a pool");
+        let send = match pool.header {
+            SendProxy::V1 => "send-proxy",
+            SendProxy::V2 => "send-proxy-v2",
+        };
+        let check = match pool.health_checks {
+            Some(interval) => {
+                // A refused connection is retried at once on another server; the checks
+                // take a dead one out of the rotation soon after.
+                config.push_str("    option redispatch 1\n    retries 3\n");
+                format!(" check inter {}ms fall 2 rise 1", interval.as_millis())
+            }
+            None => String::new(),
+        };
+        for (index, server) in pool.servers.iter().enumerate() {
+            writeln!(config, "    server s{index} {server} {send}{check}")
+                .expect("format a server");
+        }
     }
     config
 }

@@ -60,6 +60,10 @@ pub struct IssuerOptions {
     pub store: Option<String>,
     /// Also Dovecot's POP3, behind an implicit-TLS POP3 listener ([`IssuerEnv::pop3`]).
     pub pop3: bool,
+    /// Also Dovecot's IMAP listener that takes a PROXY protocol header
+    /// ([`DovecotBuilder::haproxy`](super::DovecotBuilder::haproxy)), for a backend with
+    /// `send_proxy_protocol = true`.
+    pub haproxy_dovecot: bool,
     /// More `[[listeners]]`, after the standard ones (their backends must exist: `imap`,
     /// `submission`, `sieve`, and `pop3` with [`IssuerOptions::pop3`]).
     pub extra_listeners: Vec<ListenerConfig>,
@@ -77,6 +81,7 @@ impl Default for IssuerOptions {
             external_validator: false,
             store: None,
             pop3: false,
+            haproxy_dovecot: false,
             extra_listeners: Vec::new(),
         }
     }
@@ -105,7 +110,10 @@ impl IssuerEnv {
     pub fn new(label: &str, options: IssuerOptions) -> Self {
         let sink = SmtpSink::start();
         let env = TestEnv::with_dovecot(label, |b| {
-            let b = b.sieve().submission(sink.port());
+            let mut b = b.sieve().submission(sink.port());
+            if options.haproxy_dovecot {
+                b = b.haproxy();
+            }
             if options.pop3 {
                 b.pop3()
             } else {

@@ -9,6 +9,7 @@ pub mod idp;
 pub mod imap_client;
 pub mod issuer;
 pub mod jwks;
+pub mod load;
 pub mod oidc_provider;
 pub mod ports;
 pub mod postfix;

@@ -9,10 +9,13 @@
 //!
 //! Times are Unix seconds ([`UnixTime`]).
 
+mod columns;
 #[cfg(test)]
 pub(crate) mod conformance;
+mod migrations;
 mod postgres;
 mod sqlite;
+mod steps;
 
 use std::fmt;
 

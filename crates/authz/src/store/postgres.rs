@@ -20,8 +20,10 @@
 //! sign-in and registration rate limits (so N instances allow N times the attempts) and the
 //! sign-in pages' browser sessions and CSRF key (one browser must stay on one instance).
 //!
-//! Statements live in `sql`, readers in `rows`, the steps that are transactions in
-//! `transactions`, the schema and its migrations in `schema`, the connections in `pool`
+//! Statements live in `sql`, the column types in `rows` (the readers are the shared ones,
+//! `store::columns`), the statements of the steps that are transactions (the shared ones,
+//! `store::steps`) in `transactions`, the schema and its migrations in `schema`, the
+//! connections in `pool`
 //! (threads of their own: callable from any thread, async or not), the URL in `url` and
 //! TLS in `tls`. The database password never reaches a log line or an error: the URL
 //! redacts itself, and database errors are reported by code and message, without the
@@ -45,9 +47,11 @@ use std::path::Path;
 
 use postgres::error::SqlState;
 
-use self::pool::Pool;
+use self::pool::{Conn, Pool, Statements};
+use self::transactions::{prepare, StepTx};
 pub use self::url::{StoreUrl, TlsMode};
-use crate::store::sqlite::SWEEP_GRACE;
+use crate::store::columns::{self, Reader, Unique};
+use crate::store::steps;
 use crate::store::{
     ApiKeyRecord, ClientRecord, CodeRecord, DeviceRecord, DeviceStatus, GrantRecord, KeyRecord,
     RefreshRecord, Store, StoreError, TokenHash, UnixTime,
@@ -84,6 +88,61 @@ impl PostgresStore {
 
     /// The schema version this build writes (tests compare it with the database's).
     pub const SCHEMA_VERSION: usize = schema::VERSION;
+
+    /// The record `statement` selects by `key`, if any, read by `record`.
+    fn lookup<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        statement: &'static str,
+        key: &str,
+        record: Reader<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let key = key.to_owned();
+        self.pool.read(op, move |conn| {
+            conn.query_opt(statement, &[&key])
+                .map_err(db(op))?
+                .map(|row| rows::read(&row, record))
+                .transpose()
+        })
+    }
+
+    /// Every record `statement` selects, read by `record`.
+    fn all<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        statement: &'static str,
+        record: Reader<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.pool.read(op, move |conn| {
+            conn.query(statement, &[])
+                .map_err(db(op))?
+                .iter()
+                .map(|row| rows::read(row, record))
+                .collect()
+        })
+    }
+
+    /// Runs `write`, one statement, on a connection; the rows it changed.
+    fn write(
+        &self,
+        op: &'static str,
+        write: impl FnOnce(&mut Conn) -> Result<u64, postgres::Error> + Send + 'static,
+    ) -> Result<u64, StoreError> {
+        self.pool.run(op, move |conn| write(conn).map_err(db(op)))
+    }
+
+    /// Runs a shared step (`store::steps`) in one transaction, with the statements of
+    /// [`prepare`] it runs.
+    fn step<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        statements: &'static [&'static str],
+        step: impl FnOnce(&mut StepTx<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.pool.run(op, move |conn: &mut Conn| {
+            transactions::run(conn, op, statements, step)
+        })
+    }
 }
 
 impl fmt::Debug for PostgresStore {
@@ -120,14 +179,14 @@ fn db(op: &'static str) -> impl Fn(postgres::Error) -> StoreError {
     move |e| StoreError::Database(format!("{op}: {}", describe(&e)))
 }
 
-/// Like [`db`], but a uniqueness violation is [`StoreError::Conflict`] naming `what`.
-fn insert(
+/// Like [`db`], but a uniqueness violation is `record`'s [`StoreError::Conflict`].
+fn insert<'r>(
     op: &'static str,
-    what: impl FnOnce() -> String,
-) -> impl FnOnce(postgres::Error) -> StoreError {
+    record: &'r impl Unique,
+) -> impl FnOnce(postgres::Error) -> StoreError + 'r {
     move |e| {
         if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-            StoreError::Conflict(what())
+            record.conflict()
         } else {
             db(op)(e)
         }
@@ -153,41 +212,28 @@ impl Store for PostgresStore {
                     &client.name,
                     &client.redirect_uris,
                     &client.grant_types,
-                    &rows::registered_by_name(client.registered_by),
+                    &columns::registered_by_name(client.registered_by),
                     &client.created_at,
                 ],
             )
-            .map_err(insert("insert_client", || format!("client {}", client.id)))?;
+            .map_err(insert("insert_client", &client))?;
             Ok(())
         })
     }
 
     fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
-        let id = id.to_owned();
-        self.pool.read("client", move |conn| {
-            conn.query_opt(sql::clients::BY_ID, &[&id])
-                .map_err(db("client"))?
-                .map(|row| rows::client(&row))
-                .transpose()
-        })
+        self.lookup("client", sql::clients::BY_ID, id, columns::client)
     }
 
     fn clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
-        self.pool.read("clients", move |conn| {
-            conn.query(sql::clients::ALL, &[])
-                .map_err(db("clients"))?
-                .iter()
-                .map(rows::client)
-                .collect()
-        })
+        self.all("clients", sql::clients::ALL, columns::client)
     }
 
-    /// Also revokes grants of an id that was never registered, and drops the client's
-    /// consents, codes and device authorizations, as the SQLite store does.
+    /// See [`steps::remove_client`].
     fn remove_client(&self, id: &str, now: UnixTime) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.pool.run("remove_client", move |conn| {
-            transactions::remove_client(conn, &id, now)
+        self.step("remove_client", prepare::REMOVE_CLIENT, move |tx| {
+            steps::remove_client(tx, &id, now)
         })
     }
 
@@ -198,21 +244,13 @@ impl Store for PostgresStore {
                 sql::api_keys::INSERT,
                 &[&key.hash.0, &key.permissions, &key.created_at],
             )
-            .map_err(insert("insert_api_key", || {
-                format!("API key {:?}", key.hash)
-            }))?;
+            .map_err(insert("insert_api_key", &key))?;
             Ok(())
         })
     }
 
     fn api_key(&self, hash: &TokenHash) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let hash = hash.0.clone();
-        self.pool.read("api_key", move |conn| {
-            conn.query_opt(sql::api_keys::BY_HASH, &[&hash])
-                .map_err(db("api_key"))?
-                .map(|row| rows::api_key(&row))
-                .transpose()
-        })
+        self.lookup("api_key", sql::api_keys::BY_HASH, &hash.0, columns::api_key)
     }
 
     fn insert_grant(&self, grant: &GrantRecord) -> Result<(), StoreError> {
@@ -230,29 +268,21 @@ impl Store for PostgresStore {
                     &grant.resource,
                 ],
             )
-            .map_err(insert("insert_grant", || format!("grant {}", grant.id)))?;
+            .map_err(insert("insert_grant", &grant))?;
             Ok(())
         })
     }
 
     fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError> {
-        let id = id.to_owned();
-        self.pool.read("grant", move |conn| {
-            conn.query_opt(sql::grants::BY_ID, &[&id])
-                .map_err(db("grant"))?
-                .map(|row| rows::grant(&row))
-                .transpose()
-        })
+        self.lookup("grant", sql::grants::BY_ID, id, columns::grant)
     }
 
     fn revoke_grant(&self, id: &str, now: UnixTime) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.pool.run("revoke_grant", move |conn| {
-            let changed = conn
-                .execute(sql::grants::REVOKE, &[&id, &now])
-                .map_err(db("revoke_grant"))?;
-            Ok(changed > 0)
-        })
+        let changed = self.write("revoke_grant", move |conn| {
+            conn.execute(sql::grants::REVOKE, &[&id, &now])
+        })?;
+        Ok(changed > 0)
     }
 
     fn insert_code(&self, code: &CodeRecord) -> Result<(), StoreError> {
@@ -273,19 +303,13 @@ impl Store for PostgresStore {
                     &code.resource,
                 ],
             )
-            .map_err(insert("insert_code", || format!("code {:?}", code.hash)))?;
+            .map_err(insert("insert_code", &code))?;
             Ok(())
         })
     }
 
     fn code(&self, hash: &TokenHash) -> Result<Option<CodeRecord>, StoreError> {
-        let hash = hash.0.clone();
-        self.pool.read("code", move |conn| {
-            conn.query_opt(sql::codes::BY_HASH, &[&hash])
-                .map_err(db("code"))?
-                .map(|row| rows::code(&row))
-                .transpose()
-        })
+        self.lookup("code", sql::codes::BY_HASH, &hash.0, columns::code)
     }
 
     /// 0 when there is no such code.
@@ -305,55 +329,38 @@ impl Store for PostgresStore {
 
     fn redeem_code(&self, hash: &TokenHash, grant_id: &str) -> Result<bool, StoreError> {
         let (hash, grant_id) = (hash.0.clone(), grant_id.to_owned());
-        self.pool.run("redeem_code", move |conn| {
-            let changed = conn
-                .execute(sql::codes::REDEEM, &[&hash, &grant_id])
-                .map_err(db("redeem_code"))?;
-            Ok(changed > 0)
-        })
+        let changed = self.write("redeem_code", move |conn| {
+            conn.execute(sql::codes::REDEEM, &[&hash, &grant_id])
+        })?;
+        Ok(changed > 0)
     }
 
     fn delete_code(&self, hash: &TokenHash) -> Result<(), StoreError> {
         let hash = hash.0.clone();
-        self.pool.run("delete_code", move |conn| {
+        self.write("delete_code", move |conn| {
             conn.execute(sql::codes::DELETE, &[&hash])
-                .map_err(db("delete_code"))?;
-            Ok(())
-        })
+        })?;
+        Ok(())
     }
 
     /// The grant must exist (a refresh token belongs to a family).
     fn insert_refresh(&self, token: &RefreshRecord) -> Result<(), StoreError> {
         let token = token.clone();
         self.pool.run("insert_refresh", move |conn| {
-            conn.execute(
-                sql::refresh_tokens::INSERT,
-                &[
-                    &token.hash.0,
-                    &token.grant_id,
-                    &token.expires_at,
-                    &token.spent_at,
-                ],
-            )
-            .map_err(insert("insert_refresh", || {
-                format!("refresh token {:?}", token.hash)
-            }))?;
-            Ok(())
+            transactions::insert_refresh(conn, "insert_refresh", &token)
         })
     }
 
     fn refresh(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
-        let hash = hash.0.clone();
-        self.pool.read("refresh", move |conn| {
-            conn.query_opt(sql::refresh_tokens::BY_HASH, &[&hash])
-                .map_err(db("refresh"))?
-                .map(|row| rows::refresh(&row))
-                .transpose()
-        })
+        self.lookup(
+            "refresh",
+            sql::refresh_tokens::BY_HASH,
+            &hash.0,
+            columns::refresh,
+        )
     }
 
-    /// `false` too when `old` does not exist; a failed insert of `new` rolls the spending
-    /// of `old` back.
+    /// See [`steps::rotate_refresh`].
     fn rotate_refresh(
         &self,
         old: &TokenHash,
@@ -361,15 +368,15 @@ impl Store for PostgresStore {
         now: UnixTime,
     ) -> Result<bool, StoreError> {
         let (old, new) = (old.0.clone(), new.clone());
-        self.pool.run("rotate_refresh", move |conn| {
-            transactions::rotate_refresh(conn, &old, &new, now)
+        self.step("rotate_refresh", prepare::ROTATE_REFRESH, move |tx| {
+            steps::rotate_refresh(tx, &old, &new, now)
         })
     }
 
     fn insert_device(&self, device: &DeviceRecord) -> Result<(), StoreError> {
         let device = device.clone();
         self.pool.run("insert_device", move |conn| {
-            let (status, user) = rows::status_columns(&device.status);
+            let (status, user) = columns::status_columns(&device.status);
             conn.execute(
                 sql::devices::INSERT,
                 &[
@@ -385,32 +392,18 @@ impl Store for PostgresStore {
                     &device.resource,
                 ],
             )
-            // The user code is what a person types to approve: not echoed.
-            .map_err(insert("insert_device", || {
-                "device authorization with this user code or device code".to_owned()
-            }))?;
+            .map_err(insert("insert_device", &device))?;
             Ok(())
         })
     }
 
     fn device(&self, hash: &TokenHash) -> Result<Option<DeviceRecord>, StoreError> {
-        let hash = hash.0.clone();
-        self.pool.read("device", move |conn| {
-            conn.query_opt(sql::devices::BY_HASH, &[&hash])
-                .map_err(db("device"))?
-                .map(|row| rows::device(&row))
-                .transpose()
-        })
+        self.lookup("device", sql::devices::BY_HASH, &hash.0, columns::device)
     }
 
     fn device_by_user_code(&self, user_code: &str) -> Result<Option<DeviceRecord>, StoreError> {
-        let user_code = user_code.to_owned();
-        self.pool.read("device_by_user_code", move |conn| {
-            conn.query_opt(sql::devices::BY_USER_CODE, &[&user_code])
-                .map_err(db("device_by_user_code"))?
-                .map(|row| rows::device(&row))
-                .transpose()
-        })
+        let statement = sql::devices::BY_USER_CODE;
+        self.lookup("device_by_user_code", statement, user_code, columns::device)
     }
 
     fn device_polled(
@@ -420,8 +413,8 @@ impl Store for PostgresStore {
         interval: u32,
     ) -> Result<Option<UnixTime>, StoreError> {
         let hash = hash.0.clone();
-        self.pool.run("device_polled", move |conn| {
-            transactions::device_polled(conn, &hash, now, interval)
+        self.step("device_polled", prepare::DEVICE_POLLED, move |tx| {
+            steps::device_polled(tx, &hash, now, interval)
         })
     }
 
@@ -432,23 +425,19 @@ impl Store for PostgresStore {
             return Ok(false);
         }
         let (user_code, status) = (user_code.to_owned(), status.clone());
-        self.pool.run("decide_device", move |conn| {
-            let (status, user) = rows::status_columns(&status);
-            let changed = conn
-                .execute(sql::devices::DECIDE, &[&user_code, &status, &user])
-                .map_err(db("decide_device"))?;
-            Ok(changed > 0)
-        })
+        let changed = self.write("decide_device", move |conn| {
+            let (status, user) = columns::status_columns(&status);
+            conn.execute(sql::devices::DECIDE, &[&user_code, &status, &user])
+        })?;
+        Ok(changed > 0)
     }
 
     fn finish_device(&self, hash: &TokenHash) -> Result<bool, StoreError> {
         let hash = hash.0.clone();
-        self.pool.run("finish_device", move |conn| {
-            let changed = conn
-                .execute(sql::devices::FINISH, &[&hash])
-                .map_err(db("finish_device"))?;
-            Ok(changed > 0)
-        })
+        let changed = self.write("finish_device", move |conn| {
+            conn.execute(sql::devices::FINISH, &[&hash])
+        })?;
+        Ok(changed > 0)
     }
 
     fn consent(&self, user: &str, client_id: &str) -> Result<Option<String>, StoreError> {
@@ -470,98 +459,69 @@ impl Store for PostgresStore {
         now: UnixTime,
     ) -> Result<(), StoreError> {
         let (user, client_id, scope) = (user.to_owned(), client_id.to_owned(), scope.to_owned());
-        self.pool.run("put_consent", move |conn| {
+        self.write("put_consent", move |conn| {
             conn.execute(sql::consents::PUT, &[&user, &client_id, &scope, &now])
-                .map_err(db("put_consent"))?;
-            Ok(())
-        })
+        })?;
+        Ok(())
     }
 
     /// Newest by `created_at`; of two made in the same second, the one inserted last.
     fn signing_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        self.pool.read("signing_keys", move |conn| {
-            conn.query(sql::signing_keys::ALL, &[])
-                .map_err(db("signing_keys"))?
-                .iter()
-                .map(rows::signing_key)
-                .collect()
-        })
+        self.all("signing_keys", sql::signing_keys::ALL, columns::signing_key)
     }
 
     fn insert_signing_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
         let key = key.clone();
         self.pool.run("insert_signing_key", move |conn| {
-            conn.execute(
-                sql::signing_keys::INSERT,
-                &[
-                    &key.kid,
-                    &key.algorithm,
-                    &key.private_pkcs8,
-                    &key.created_at,
-                    &key.retired_at,
-                ],
-            )
-            .map_err(insert("insert_signing_key", || {
-                format!("signing key {}", key.kid)
-            }))?;
-            Ok(())
+            transactions::insert_signing_key(conn, "insert_signing_key", &key)
         })
     }
 
-    /// Under a lock that other rotations wait for (readers do not), so that of several
-    /// instances rotating at once one key wins and the others see it.
+    /// See [`steps::rotate_signing_key`]: under a lock that other rotations wait for
+    /// (readers do not), so that of several instances rotating at once one key wins and the
+    /// others see it.
     fn rotate_signing_key(
         &self,
         fresh: &KeyRecord,
         newer_than: UnixTime,
     ) -> Result<bool, StoreError> {
         let fresh = fresh.clone();
-        self.pool.run("rotate_signing_key", move |conn| {
-            transactions::rotate_signing_key(conn, &fresh, newer_than)
-        })
+        self.step(
+            "rotate_signing_key",
+            prepare::ROTATE_SIGNING_KEY,
+            move |tx| steps::rotate_signing_key(tx, &fresh, newer_than),
+        )
     }
 
     /// A key retired already keeps its first retirement time (which dates its last tokens).
     fn retire_signing_key(&self, kid: &str, now: UnixTime) -> Result<(), StoreError> {
         let kid = kid.to_owned();
-        self.pool.run("retire_signing_key", move |conn| {
+        self.write("retire_signing_key", move |conn| {
             conn.execute(sql::signing_keys::RETIRE, &[&kid, &now])
-                .map_err(db("retire_signing_key"))?;
-            Ok(())
-        })
+        })?;
+        Ok(())
     }
 
     /// A key not retired yet is kept: it may be the one signing now.
     fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError> {
         let kid = kid.to_owned();
-        self.pool.run("delete_signing_key", move |conn| {
+        self.write("delete_signing_key", move |conn| {
             conn.execute(sql::signing_keys::DELETE, &[&kid])
-                .map_err(db("delete_signing_key"))?;
-            Ok(())
-        })
+        })?;
+        Ok(())
     }
 
-    /// Insert-if-absent, then read back: of two instances starting at once, the second
-    /// waits for the first one's insert and reads its secret.
+    /// See [`steps::server_secret`]: of two instances starting at once, the second waits
+    /// for the first one's insert and reads its secret.
     fn server_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
         let (name, fresh) = (name.to_owned(), fresh.to_vec());
-        self.pool.run("server_secret", move |conn| {
-            let op = db("server_secret");
-            conn.execute(sql::server_secrets::INSERT_ABSENT, &[&name, &fresh])
-                .map_err(&op)?;
-            let row = conn
-                .query_opt(sql::server_secrets::BY_NAME, &[&name])
-                .map_err(&op)?
-                .ok_or_else(|| StoreError::Database("server_secret: vanished".to_owned()))?;
-            rows::first(&row)
+        self.step("server_secret", prepare::SERVER_SECRET, move |tx| {
+            steps::server_secret(tx, &name, &fresh)
         })
     }
 
-    /// What the SQLite store's sweep deletes, with the same grace; 0 when another instance
-    /// is sweeping at this moment.
+    /// See [`steps::sweep`]: 0 when another instance is sweeping at this moment.
     fn sweep(&self, now: UnixTime) -> Result<u64, StoreError> {
-        let cutoff = now.saturating_sub(SWEEP_GRACE);
-        self.pool
-            .run("sweep", move |conn| transactions::sweep(conn, now, cutoff))
+        self.step("sweep", prepare::SWEEP, move |tx| steps::sweep(tx, now))
     }
 }

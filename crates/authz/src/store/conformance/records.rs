@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::store::sqlite::SWEEP_GRACE;
+use crate::store::steps::SWEEP_GRACE;
 use crate::store::{ApiKeyRecord, Store, StoreError, PERMISSION_CLIENT_REGISTRATION};
 
 /// Every record type in, the same out.

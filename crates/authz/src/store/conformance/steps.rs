@@ -1,7 +1,7 @@
 //! The atomic steps the grant logic relies on, key rotation, and the sweep.
 
 use super::*;
-use crate::store::sqlite::SWEEP_GRACE;
+use crate::store::steps::SWEEP_GRACE;
 use crate::store::{DeviceStatus, Store, StoreError};
 
 pub(crate) fn code_is_redeemed_once_and_counts_failures(store: &dyn Store) {

@@ -38,7 +38,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row, Statement};
+use postgres::{Client, GenericClient, NoTls, Row, Statement};
 
 use super::tls::RustlsConnect;
 use super::url::{Target, TlsMode};
@@ -126,36 +126,6 @@ impl Conn {
         Ok(statement)
     }
 
-    /// At most one row.
-    pub(super) fn query_opt(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.client.query_opt(&statement, params)
-    }
-
-    /// Every row.
-    pub(super) fn query(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.client.query(&statement, params)
-    }
-
-    /// Rows changed.
-    pub(super) fn execute(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.client.execute(&statement, params)
-    }
-
     /// A transaction (READ COMMITTED, the server's default) with `statements` prepared
     /// before it starts; committed by [`Tx::commit`], rolled back when dropped.
     pub(super) fn transaction(
@@ -185,37 +155,77 @@ pub(super) struct Tx<'a> {
 }
 
 impl Tx<'_> {
-    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
-        match self.prepared.iter().find(|(text, _)| *text == sql) {
-            Some((_, statement)) => Ok(statement.clone()),
-            // A statement not named up front: prepared now, for this transaction only.
-            None => self.tx.prepare(sql),
-        }
+    /// Commits.
+    pub(super) fn commit(self) -> Result<(), postgres::Error> {
+        self.tx.commit()
     }
+}
 
-    /// Rows changed.
-    pub(super) fn execute(
+/// Running statements by their text, prepared once: the same on a connection ([`Conn`])
+/// and in a transaction ([`Tx`]).
+pub(super) trait Statements {
+    /// What runs them.
+    type Client: GenericClient;
+
+    /// `sql` prepared, and what to run it on.
+    fn prepared(
         &mut self,
         sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.tx.execute(&statement, params)
-    }
+    ) -> Result<(&mut Self::Client, Statement), postgres::Error>;
 
     /// At most one row.
-    pub(super) fn query_opt(
+    fn query_opt(
         &mut self,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.tx.query_opt(&statement, params)
+        let (client, statement) = self.prepared(sql)?;
+        client.query_opt(&statement, params)
     }
 
-    /// Commits.
-    pub(super) fn commit(self) -> Result<(), postgres::Error> {
-        self.tx.commit()
+    /// Every row.
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let (client, statement) = self.prepared(sql)?;
+        client.query(&statement, params)
+    }
+
+    /// Rows changed.
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        let (client, statement) = self.prepared(sql)?;
+        client.execute(&statement, params)
+    }
+}
+
+impl Statements for Conn {
+    type Client = Client;
+
+    fn prepared(&mut self, sql: &'static str) -> Result<(&mut Client, Statement), postgres::Error> {
+        let statement = self.statement(sql)?;
+        Ok((&mut self.client, statement))
+    }
+}
+
+impl<'a> Statements for Tx<'a> {
+    type Client = postgres::Transaction<'a>;
+
+    fn prepared(
+        &mut self,
+        sql: &'static str,
+    ) -> Result<(&mut postgres::Transaction<'a>, Statement), postgres::Error> {
+        let statement = match self.prepared.iter().find(|(text, _)| *text == sql) {
+            Some((_, statement)) => statement.clone(),
+            // A statement not named up front: prepared now, for this transaction only.
+            None => self.tx.prepare(sql)?,
+        };
+        Ok((&mut self.tx, statement))
     }
 }
 

@@ -1,8 +1,6 @@
-//! The schema and its migrations, versioned by the one row of `schema_version`.
-//!
-//! `MIGRATIONS[i]` takes a database from version `i` to `i + 1`; version 0 is an empty
-//! database (or schema). Append a step for every change and never edit a released one.
-//! Every instance runs [`migrate`] at start, so two may run it at once: it holds a
+//! The schema and its migrations, versioned by the one row of `schema_version` (the
+//! bookkeeping is the shared one, `store::migrations`; version 0 is an empty database or
+//! schema). Every instance runs [`migrate`] at start, so two may run it at once: it holds a
 //! transaction-scoped advisory lock for the whole check-and-step, and the steps run in that
 //! same transaction (PostgreSQL's DDL is transactional), so the second instance waits, then
 //! finds the work done; a failed step leaves the database at the version before.
@@ -17,6 +15,7 @@ use postgres::Transaction;
 
 use super::pool::Conn;
 use super::{db, MIGRATION_LOCK};
+use crate::store::migrations::{self, Versioned};
 use crate::store::StoreError;
 
 /// Version 1: the schema of SQLite's version 2 (resource indicators and server secrets
@@ -131,42 +130,39 @@ const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER NOT NULL
 )";
 
-/// Brings the database to [`VERSION`]; refuses one written by a newer build, whose tables
-/// this one would misread.
+/// Brings the database to [`VERSION`] (see [`migrations::migrate`]).
 pub(super) fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
     let op = "migrate";
     let mut tx = conn.client().transaction().map_err(db(op))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(db(op))?;
     tx.batch_execute(VERSION_TABLE).map_err(db(op))?;
-    let current = version(&mut tx)?;
-    if current > VERSION {
-        return Err(StoreError::Database(format!(
-            "migrate: schema version {current} is newer than this program's {VERSION}"
-        )));
+    migrations::migrate(&mut tx, MIGRATIONS)?;
+    tx.commit().map_err(db(op))
+}
+
+impl Versioned for Transaction<'_> {
+    /// 0 when the table is empty.
+    fn version(&mut self) -> Result<i64, StoreError> {
+        let row = self
+            .query_opt("SELECT version FROM schema_version", &[])
+            .map_err(db("migrate"))?;
+        let Some(row) = row else {
+            return Ok(0);
+        };
+        let version: i32 = row.try_get(0).map_err(db("migrate"))?;
+        Ok(i64::from(version))
     }
-    for (done, step) in MIGRATIONS.iter().enumerate().skip(current) {
-        tx.batch_execute(step).map_err(db(op))?;
-        let version = i32::try_from(done + 1).unwrap_or(i32::MAX);
-        tx.execute(
+
+    fn step(&mut self, step: &str, version: usize) -> Result<(), StoreError> {
+        self.batch_execute(step).map_err(db("migrate"))?;
+        let version = i32::try_from(version).unwrap_or(i32::MAX);
+        self.execute(
             "INSERT INTO schema_version (one, version) VALUES (TRUE, $1) \
              ON CONFLICT (one) DO UPDATE SET version = excluded.version",
             &[&version],
         )
-        .map_err(db(op))?;
-    }
-    tx.commit().map_err(db(op))
-}
-
-/// The version recorded in the database; 0 when the table is empty.
-fn version(tx: &mut Transaction<'_>) -> Result<usize, StoreError> {
-    let row = tx
-        .query_opt("SELECT version FROM schema_version", &[])
         .map_err(db("migrate"))?;
-    let Some(row) = row else {
-        return Ok(0);
-    };
-    let version: i32 = row.try_get(0).map_err(db("migrate"))?;
-    usize::try_from(version)
-        .map_err(|_| StoreError::Database(format!("migrate: negative schema version {version}")))
+        Ok(())
+    }
 }

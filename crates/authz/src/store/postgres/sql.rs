@@ -1,60 +1,31 @@
 //! Every statement the PostgreSQL store runs, one module per table, so that a column added
-//! in a migration is changed here and in `rows` only. The column lists of the `SELECT`s are
-//! the order `rows` reads them in.
-
-/// Columns read by `rows::client`.
-macro_rules! client_columns {
-    () => {
-        "id, secret_hash, auth_method, name, redirect_uris, grant_types, registered_by, \
-         created_at"
-    };
-}
-/// Columns read by `rows::grant`.
-macro_rules! grant_columns {
-    () => {
-        r#"id, "user", client_id, scope, created_at, revoked_at, resource"#
-    };
-}
-/// Columns read by `rows::code`.
-macro_rules! code_columns {
-    () => {
-        r#"hash, "user", client_id, redirect_uri, code_challenge, scope, expires_at, failed_attempts, grant_id, resource"#
-    };
-}
-/// Columns read by `rows::device`.
-macro_rules! device_columns {
-    () => {
-        r#"device_hash, user_code, client_id, scope, expires_at, poll_interval, last_poll, status, "user", resource"#
-    };
-}
-/// Columns read by `rows::signing_key`.
-macro_rules! signing_key_columns {
-    () => {
-        "kid, algorithm, private_pkcs8, created_at, retired_at"
-    };
-}
+//! in a migration is changed here and in the shared `store::columns` only, whose lists
+//! (`columns!`) the `SELECT`s read.
 
 pub(super) mod clients {
+    use crate::store::columns::select;
+
     pub(crate) const INSERT: &str = "INSERT INTO clients (id, secret_hash, auth_method, name, \
         redirect_uris, grant_types, registered_by, created_at) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-    pub(crate) const BY_ID: &str =
-        concat!("SELECT ", client_columns!(), " FROM clients WHERE id = $1");
-    pub(crate) const ALL: &str = concat!("SELECT ", client_columns!(), " FROM clients ORDER BY id");
+    pub(crate) const BY_ID: &str = select!(client, "FROM clients WHERE id = $1");
+    pub(crate) const ALL: &str = select!(client, "FROM clients ORDER BY id");
     pub(crate) const DELETE: &str = "DELETE FROM clients WHERE id = $1";
 }
 
 pub(super) mod api_keys {
+    use crate::store::columns::select;
+
     pub(crate) const INSERT: &str =
         "INSERT INTO api_keys (hash, permissions, created_at) VALUES ($1, $2, $3)";
-    pub(crate) const BY_HASH: &str =
-        "SELECT hash, permissions, created_at FROM api_keys WHERE hash = $1";
+    pub(crate) const BY_HASH: &str = select!(api_key, "FROM api_keys WHERE hash = $1");
 }
 
 pub(super) mod grants {
+    use crate::store::columns::select;
+
     pub(crate) const INSERT: &str = r#"INSERT INTO grants (id, "user", client_id, scope, created_at, revoked_at, resource) VALUES ($1, $2, $3, $4, $5, $6, $7)"#;
-    pub(crate) const BY_ID: &str =
-        concat!("SELECT ", grant_columns!(), " FROM grants WHERE id = $1");
+    pub(crate) const BY_ID: &str = select!(grant, "FROM grants WHERE id = $1");
     pub(crate) const REVOKE: &str =
         "UPDATE grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
     pub(crate) const REVOKE_OF_CLIENT: &str =
@@ -67,9 +38,10 @@ pub(super) mod grants {
 }
 
 pub(super) mod codes {
+    use crate::store::columns::select;
+
     pub(crate) const INSERT: &str = r#"INSERT INTO codes (hash, "user", client_id, redirect_uri, code_challenge, scope, expires_at, failed_attempts, grant_id, resource) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#;
-    pub(crate) const BY_HASH: &str =
-        concat!("SELECT ", code_columns!(), " FROM codes WHERE hash = $1");
+    pub(crate) const BY_HASH: &str = select!(code, "FROM codes WHERE hash = $1");
     pub(crate) const FAILED: &str = "UPDATE codes SET failed_attempts = failed_attempts + 1 \
         WHERE hash = $1 RETURNING failed_attempts";
     /// Only the first redemption changes a row: the single winner.
@@ -81,10 +53,11 @@ pub(super) mod codes {
 }
 
 pub(super) mod refresh_tokens {
+    use crate::store::columns::select;
+
     pub(crate) const INSERT: &str = "INSERT INTO refresh_tokens (hash, grant_id, expires_at, \
         spent_at) VALUES ($1, $2, $3, $4)";
-    pub(crate) const BY_HASH: &str =
-        "SELECT hash, grant_id, expires_at, spent_at FROM refresh_tokens WHERE hash = $1";
+    pub(crate) const BY_HASH: &str = select!(refresh, "FROM refresh_tokens WHERE hash = $1");
     /// Only the first rotation changes a row: the single winner.
     pub(crate) const SPEND: &str =
         "UPDATE refresh_tokens SET spent_at = $2 WHERE hash = $1 AND spent_at IS NULL";
@@ -95,17 +68,11 @@ pub(super) mod refresh_tokens {
 }
 
 pub(super) mod devices {
+    use crate::store::columns::select;
+
     pub(crate) const INSERT: &str = r#"INSERT INTO devices (device_hash, user_code, client_id, scope, expires_at, poll_interval, last_poll, status, "user", resource) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#;
-    pub(crate) const BY_HASH: &str = concat!(
-        "SELECT ",
-        device_columns!(),
-        " FROM devices WHERE device_hash = $1"
-    );
-    pub(crate) const BY_USER_CODE: &str = concat!(
-        "SELECT ",
-        device_columns!(),
-        " FROM devices WHERE user_code = $1"
-    );
+    pub(crate) const BY_HASH: &str = select!(device, "FROM devices WHERE device_hash = $1");
+    pub(crate) const BY_USER_CODE: &str = select!(device, "FROM devices WHERE user_code = $1");
     /// Locks the row until the poll is recorded: two polls at once each see the other's.
     pub(crate) const LAST_POLL: &str =
         "SELECT last_poll FROM devices WHERE device_hash = $1 FOR UPDATE";
@@ -127,11 +94,12 @@ pub(super) mod consents {
 }
 
 pub(super) mod signing_keys {
+    use crate::store::columns::select;
+
     /// Newest first; of two made in the same second, the one inserted last.
-    pub(crate) const ALL: &str = concat!(
-        "SELECT ",
-        signing_key_columns!(),
-        " FROM signing_keys ORDER BY created_at DESC, seq DESC"
+    pub(crate) const ALL: &str = select!(
+        signing_key,
+        "FROM signing_keys ORDER BY created_at DESC, seq DESC"
     );
     pub(crate) const INSERT: &str = "INSERT INTO signing_keys (kid, algorithm, private_pkcs8, \
         created_at, retired_at) VALUES ($1, $2, $3, $4, $5)";

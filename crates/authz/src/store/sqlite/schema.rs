@@ -1,9 +1,7 @@
-//! The schema and its migrations, versioned by `PRAGMA user_version`.
-//!
-//! `MIGRATIONS[i]` takes a database from version `i` to `i + 1`; version 0 is an empty file.
-//! Append a step for every change and never edit a released one: it has already run on
-//! someone's disk. Each step runs in the same transaction as its version bump, so a crash
-//! leaves the database at one version or the next, never in between.
+//! The schema and its migrations, versioned by `PRAGMA user_version` (the bookkeeping is
+//! the shared one, `store::migrations`; version 0 is an empty file). All the steps a file
+//! lacks run in one `IMMEDIATE` transaction, so that two processes opening a new file at
+//! once do not both run step 1.
 //!
 //! Conventions of the tables:
 //! - `STRICT` tables, so a wrong type is an error rather than a silent conversion;
@@ -18,8 +16,10 @@
 //!   grant means nothing); `codes.grant_id` is not, because a code is redeemed before its
 //!   grant is written.
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+use super::db;
+use crate::store::migrations::{self, Versioned};
 use crate::store::StoreError;
 
 /// Version 1: the initial schema.
@@ -129,32 +129,29 @@ CREATE TABLE server_secrets (
 const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
+#[cfg(test)]
 pub(super) const VERSION: usize = MIGRATIONS.len();
 
-/// Brings the database to [`VERSION`]; refuses a database written by a newer build, whose
-/// tables this one would misread.
+/// Brings the database to the version of this build (see [`migrations::migrate`]).
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let failed = |e: rusqlite::Error| StoreError::Database(format!("migrate: {e}"));
-    // IMMEDIATE: two processes opening a new file at once must not both run step 1.
-    let tx = conn
+    let mut tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(failed)?;
-    let current: i64 = tx
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(failed)?;
-    let current = usize::try_from(current)
-        .map_err(|_| StoreError::Database(format!("migrate: negative schema version {current}")))?;
-    if current > VERSION {
-        return Err(StoreError::Database(format!(
-            "migrate: schema version {current} is newer than this program's {VERSION}"
-        )));
+        .map_err(db("migrate"))?;
+    migrations::migrate(&mut tx, MIGRATIONS)?;
+    tx.commit().map_err(db("migrate"))
+}
+
+impl Versioned for Transaction<'_> {
+    fn version(&mut self) -> Result<i64, StoreError> {
+        self.pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(db("migrate"))
     }
-    for (done, step) in MIGRATIONS.iter().enumerate().skip(current) {
-        tx.execute_batch(step).map_err(failed)?;
-        tx.pragma_update(None, "user_version", done + 1)
-            .map_err(failed)?;
+
+    fn step(&mut self, step: &str, version: usize) -> Result<(), StoreError> {
+        self.execute_batch(step).map_err(db("migrate"))?;
+        self.pragma_update(None, "user_version", version)
+            .map_err(db("migrate"))
     }
-    tx.commit().map_err(failed)
 }
 
 /// The schema version recorded in the file.
@@ -166,7 +163,20 @@ pub(super) fn version(conn: &Connection) -> Result<i64, rusqlite::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::columns::{self, columns, Reader};
     use crate::store::sqlite::rows;
+
+    /// The one row of `table`, its `columns` read by `record`.
+    fn read<T>(
+        conn: &Connection,
+        columns: &str,
+        table: &str,
+        record: Reader<T, rusqlite::Error>,
+    ) -> T {
+        let sql = format!("SELECT {columns} FROM {table}");
+        conn.query_row(&sql, [], |row| rows::read(row, record))
+            .unwrap()
+    }
 
     /// A database written by version 1 keeps its rows, which read as asking for no resource.
     #[test]
@@ -184,16 +194,9 @@ mod tests {
         .unwrap();
         migrate(&mut conn).unwrap();
         assert_eq!(version(&conn).unwrap(), VERSION as i64);
-        let select = |table: &str, columns: &str| format!("SELECT {columns} FROM {table}");
-        let grant = conn
-            .query_row(&select("grants", rows::GRANT), [], rows::grant)
-            .unwrap();
-        let code = conn
-            .query_row(&select("codes", rows::CODE), [], rows::code)
-            .unwrap();
-        let device = conn
-            .query_row(&select("devices", rows::DEVICE), [], rows::device)
-            .unwrap();
+        let grant = read(&conn, columns!(grant), "grants", columns::grant);
+        let code = read(&conn, columns!(code), "codes", columns::code);
+        let device = read(&conn, columns!(device), "devices", columns::device);
         assert!(grant.resource.is_empty() && code.resource.is_empty());
         assert!(device.resource.is_empty());
         assert_eq!(grant.scope, "openid");
