@@ -10,7 +10,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::issuer::{IssuerEnv, IssuerOptions, USER};
-use crate::support::{client_script, fetch_first, run, test_message};
+use crate::support::{
+    assert_refused, client_script, expect_success, fetch_first, run, test_message, try_oauthbearer,
+};
 
 /// How long the proxy may take to log a refused login.
 const LOG_WAIT: Duration = Duration::from_secs(10);
@@ -93,4 +95,19 @@ async fn a_native_client_registers_itself_and_its_imap_token_opens_imap_only() {
     let (sent, stderr) = smtp_submit(&env, &refreshed, "profile-refreshed-token");
     assert!(!sent, "a refreshed IMAP token submitted mail:\n{stderr}");
     assert!(stderr.contains("535"), "{stderr}");
+
+    // The admin removes the self-registered client: its grants end, and the CLI says that
+    // the id itself, carrying its own registration, is not gone.
+    let client_id = report.field("register-native", "client_id");
+    let out = env.cli(&proxy.config_path, &["clients", "remove", &client_id]);
+    expect_success("clients remove of a self-registered id", &out);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("grants of client") && said.contains("open_native"),
+        "{said}"
+    );
+    assert_refused(
+        &try_oauthbearer(&env.env, &proxy, USER, &refreshed).await,
+        "a token of a removed self-registered client",
+    );
 }

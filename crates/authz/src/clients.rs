@@ -76,14 +76,10 @@ impl Client {
     }
 }
 
-/// A self-contained client id runs to 2 KiB of base64: a person is shown its start, enough
-/// to tell two apart; other ids in full.
+/// A self-contained client id runs to 2 KiB of base64: a person is shown its short form
+/// ([`native::short_form`], enough to tell two apart); other ids in full.
 fn display_id(id: &str) -> String {
-    const SHOWN: usize = 24;
-    match id.get(..SHOWN) {
-        Some(start) if native::is_native_id(id) && id.len() > SHOWN => format!("{start}…"),
-        _ => id.to_owned(),
-    }
+    native::short_form(id).unwrap_or_else(|| id.to_owned())
 }
 
 /// RFC 6749 appendix A.1 (`client-id = *VSCHAR`), 1 to 200 of them, not in the form of a
@@ -110,25 +106,35 @@ pub(crate) fn check_client_name(name: &str) -> Result<(), OAuthError> {
 /// Characters that change how the text around them reads rather than showing as
 /// themselves: controls (Cc), the format characters (Cf: bidirectional embeddings,
 /// overrides and isolates, which can reverse the "unverified" note after a name; zero-width
-/// spaces and joiners, soft hyphens and tags, which hide between look-alike letters), and
-/// the line and paragraph separators. Listed by hand (Unicode 15 `General_Category=Cf`):
-/// std has no category table, and the list changes rarely.
+/// spaces and joiners, soft hyphens and tags, which hide between look-alike letters), the
+/// line and paragraph separators, and the rest of Unicode's `Default_Ignorable_Code_Point`
+/// (the Hangul fillers, which draw as blank, the combining grapheme joiner and the variation
+/// selectors, which draw as nothing) with the blank braille pattern. Listed by hand (Unicode
+/// 15 `General_Category=Cf` and `Default_Ignorable_Code_Point`): std has no such tables, and
+/// the lists change rarely.
 fn is_sneaky(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
             '\u{00AD}'
+                | '\u{034F}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFF8}'
                 | '\u{0600}'..='\u{0605}'
                 | '\u{061C}'
                 | '\u{06DD}'
                 | '\u{070F}'
                 | '\u{0890}'..='\u{0891}'
                 | '\u{08E2}'
-                | '\u{180E}'
                 | '\u{200B}'..='\u{200F}'
                 | '\u{2028}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{206F}'
+                | '\u{2060}'..='\u{206F}'
                 | '\u{FEFF}'
                 | '\u{FFF9}'..='\u{FFFB}'
                 | '\u{110BD}'
@@ -136,8 +142,7 @@ fn is_sneaky(c: char) -> bool {
                 | '\u{13430}'..='\u{1343F}'
                 | '\u{1BCA0}'..='\u{1BCA3}'
                 | '\u{1D173}'..='\u{1D17A}'
-                | '\u{E0001}'
-                | '\u{E0020}'..='\u{E007F}'
+                | '\u{E0000}'..='\u{E0FFF}'
         )
 }
 
@@ -149,9 +154,20 @@ impl AuthServer {
     /// The client with this id, registered or not; `None` when the id is malformed. A
     /// self-contained client id (open native registration) is registered when its MAC holds
     /// and malformed otherwise; it is never looked up in the store.
+    ///
+    /// Its registration lasts only while `open_native` is on: the ids carry no expiry, so
+    /// once the admin turns native registration off (or sets `require = true`, which turns
+    /// it off by default) the ids already handed out count as unregistered client ids, held
+    /// to `require` and `client_override_users` like any other.
     pub(crate) fn find_client(&self, id: &str) -> Result<Option<Client>, StoreError> {
         if native::is_native_id(id) {
-            return Ok(self.native_ids.open(id).map(Client::Registered));
+            let Some(record) = self.native_ids.open(id) else {
+                return Ok(None);
+            };
+            if !self.settings.client_registration.open_native() {
+                return Ok(Some(Client::Unregistered(record.id)));
+            }
+            return Ok(Some(Client::Registered(record)));
         }
         if !is_client_id(id) {
             return Ok(None);
@@ -235,10 +251,39 @@ mod tests {
 
     #[test]
     fn self_contained_ids_are_shown_shortened() {
-        let long = format!("bgn1.{}", "A".repeat(500));
-        assert_eq!(display_id(&long), format!("bgn1.{}…", "A".repeat(19)));
+        let long = format!("bgn1.{}.{}", "A".repeat(500), "B".repeat(43));
+        assert_eq!(display_id(&long), format!("bgn1.…{}", "B".repeat(16)));
         assert_eq!(display_id("thunderbird"), "thunderbird");
         assert_eq!(display_id("bgn1.short"), "bgn1.short");
+    }
+
+    #[test]
+    fn shortened_self_contained_ids_still_tell_clients_apart() {
+        // Two apps registering in the same second: their ids begin alike (the payload
+        // starts with the time), so what a person or a log is shown must not be the start.
+        let h = crate::testing::Harness::new("");
+        let register = |redirect: &str| {
+            let metadata = serde_json::json!({
+                "redirect_uris": [redirect],
+                "token_endpoint_auth_method": "none",
+                "client_name": "Thunderbird",
+            });
+            h.server.register(None, &metadata).unwrap()["client_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let (real, lookalike) = (
+            register("http://127.0.0.1/cb"),
+            register("org.example.phish:/cb"),
+        );
+        assert_ne!(real, lookalike);
+        assert_ne!(display_id(&real), display_id(&lookalike));
+        assert!(
+            display_id(&real).chars().count() <= 24,
+            "{}",
+            display_id(&real)
+        );
     }
 
     #[test]
@@ -269,5 +314,29 @@ mod tests {
         }
         assert!(check_client_name("Évolution (GNOME)").is_ok());
         assert!(check_client_name("メール").is_ok());
+    }
+
+    #[test]
+    fn client_names_refuse_the_other_default_ignorable_characters() {
+        // Unicode's Default_Ignorable_Code_Point characters that are not format characters:
+        // fillers that draw as blank (a name of nothing but them reads as no name at all),
+        // and joiners and selectors that draw as nothing between look-alike letters.
+        for sneaky in [
+            "\u{3164}",
+            "\u{115F}\u{1160}",
+            "\u{FFA0}",
+            "Thunder\u{3164}bird",
+            "Thunder\u{034F}bird",
+            "Thunder\u{17B4}bird",
+            "Thunder\u{180B}bird",
+            "Thunder\u{FE0F}bird",
+            "Thunder\u{E0100}bird",
+            "Thunder\u{E0FFF}bird",
+            "\u{2800}",
+        ] {
+            assert!(check_client_name(sneaky).is_err(), "{sneaky:?}");
+        }
+        // Emoji with their presentation selector are a different matter, but names need none.
+        assert!(check_client_name("K-9 Mail").is_ok());
     }
 }

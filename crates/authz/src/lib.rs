@@ -47,6 +47,7 @@ mod tokens;
 mod verified;
 
 pub use crate::error::{AuthorizeError, ErrorCode, OAuthError};
+pub use crate::native::is_native_id as is_self_contained_client_id;
 pub use crate::server::AuthServer;
 pub use crate::settings::Settings;
 

@@ -65,8 +65,24 @@ impl std::fmt::Debug for NativeIds {
 }
 
 /// Whether `id` claims to be a self-contained client id (whether or not its MAC holds).
-pub(crate) fn is_native_id(id: &str) -> bool {
+pub fn is_native_id(id: &str) -> bool {
     id.starts_with(PREFIX)
+}
+
+/// Characters of the MAC shown in [`short_form`]: 96 bits, unique among any number of ids.
+const SHORT_MAC: usize = 16;
+
+/// What a person or a log line is shown of a self-contained id (up to 2 KiB): the prefix and
+/// the end of its MAC, `bgn1.…Xq3…`. Not its start: the payload begins with the time of
+/// registration, so ids registered in the same few seconds begin alike. `None` for an id
+/// too short to need shortening.
+pub(crate) fn short_form(id: &str) -> Option<String> {
+    let tail = id
+        .len()
+        .checked_sub(SHORT_MAC)
+        .and_then(|at| id.get(at..))?;
+    (is_native_id(id) && id.len() > PREFIX.len() + 1 + SHORT_MAC)
+        .then(|| format!("{PREFIX}…{tail}"))
 }
 
 impl NativeIds {
@@ -151,7 +167,10 @@ impl NativeIds {
             id: id.to_owned(),
             secret_hash: None,
             auth_method: ClientAuthMethod::None,
-            name: payload.name,
+            // Checked again: the id may predate a character the rules now refuse.
+            name: payload
+                .name
+                .filter(|name| crate::clients::check_client_name(name).is_ok()),
             redirect_uris: payload.redirect_uris,
             grant_types,
             registered_by: RegisteredBy::Anonymous,
@@ -253,6 +272,21 @@ mod tests {
 
     fn ids_again(store: &SqliteStore) -> NativeIds {
         NativeIds::load(store, &SystemRandom::new()).unwrap()
+    }
+
+    #[test]
+    fn names_the_rules_now_refuse_are_not_shown() {
+        // An id signed before a character joined the refused ones keeps its name in the
+        // payload; it is judged again whenever the id is opened.
+        let store = SqliteStore::open_in_memory().unwrap();
+        let ids = ids(&store);
+        let uris = vec!["http://127.0.0.1/cb".to_owned()];
+        let id = ids
+            .issue(Some("\u{3164}"), &uris, &grants(&["authorization_code"]), 1)
+            .unwrap();
+        let record = ids.open(&id).unwrap();
+        assert_eq!(record.name, None);
+        assert_eq!(record.redirect_uris, uris);
     }
 
     #[test]

@@ -308,8 +308,8 @@ impl AuthServer {
             &metadata.grant_types,
             now,
         )?;
-        // The id is up to 2 KiB: its start is enough to tie log lines together.
-        let tag = id.get(..24).unwrap_or(&id);
+        // The id is up to 2 KiB: its short form is enough to tie log lines together.
+        let tag = crate::native::short_form(&id).unwrap_or_else(|| id.clone());
         tracing::info!(client_id = %tag, "native client registered (self-contained id)");
         Ok(answer(&id, now, metadata))
     }

@@ -78,6 +78,12 @@ fn describe(client: &ClientRecord) -> String {
 pub fn remove_client(config: &Config, base: &Path, id: &str) -> Result<String, AdminError> {
     let server = open(config, base)?;
     match server.remove_client(id) {
+        // A self-registered id is its own registration: nothing stored to delete.
+        Ok(true) if authz::is_self_contained_client_id(id) => Ok(format!(
+            "the grants of client {id} are revoked; a self-registered client id carries its \
+             own registration and stays usable while [issuer.client_registration] \
+             open_native is on\n"
+        )),
         Ok(true) => Ok(format!("client {id} removed; its grants are revoked\n")),
         Ok(false) => Err(AdminError(format!("no client {id:?}"))),
         Err(e) => Err(AdminError(format!("cannot remove client {id:?}: {e}"))),

@@ -33,6 +33,24 @@ pub fn bind(address: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListene
     socket.listen(BACKLOG)
 }
 
+/// Whether sockets bound to `a` and `b` would take connections for a common address: the
+/// same port, and the same address, or a wildcard that covers the other (`0.0.0.0` covers
+/// IPv4, `[::]` both families, as a dual-stack socket does). Without `SO_REUSEPORT` the
+/// second bind fails; with it both succeed, and the kernel splits (or, wildcard against
+/// address, diverts) connections between them. Between instances that is the point; between
+/// two sockets of one configuration (a listener and `[metrics]`, say) it is a mistake that
+/// `check-config` reports.
+pub fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() {
+        return false;
+    }
+    let (x, y) = (a.ip().to_canonical(), b.ip().to_canonical());
+    let covers = |wide: std::net::IpAddr, other: std::net::IpAddr| {
+        wide.is_unspecified() && (wide.is_ipv6() || other.is_ipv4())
+    };
+    x == y || covers(x, y) || covers(y, x)
+}
+
 /// Where the kernel says whether queued connections move to a sibling socket.
 const MIGRATE_SYSCTL: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
 
@@ -67,6 +85,46 @@ mod tests {
             "an exclusive socket is not shared"
         );
         assert!(bind(taken, false).is_err());
+    }
+
+    /// What [`overlap`] answers is what the kernel does: each overlapping pair binds only
+    /// with `SO_REUSEPORT`, each other pair binds without it.
+    #[tokio::test]
+    async fn overlap_is_what_the_kernel_refuses_without_reuse_port() {
+        let port = bind("127.0.0.1:0".parse().unwrap(), false)
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let at = |ip: &str| SocketAddr::new(ip.parse().unwrap(), port);
+        let pairs = [
+            ("127.0.0.1", "127.0.0.1", true),
+            ("0.0.0.0", "127.0.0.1", true),
+            ("127.0.0.1", "0.0.0.0", true),
+            ("::", "127.0.0.1", true),
+            ("::", "::1", true),
+            ("0.0.0.0", "::1", false),
+            ("127.0.0.1", "127.0.0.2", false),
+        ];
+        for (first, second, overlapping) in pairs {
+            assert_eq!(
+                overlap(at(first), at(second)),
+                overlapping,
+                "{first} {second}"
+            );
+            let held = bind(at(first), false).unwrap();
+            assert_eq!(
+                bind(at(second), false).is_err(),
+                overlapping,
+                "{first} then {second}"
+            );
+            drop(held);
+            let held = bind(at(first), true).unwrap();
+            bind(at(second), true).expect("with SO_REUSEPORT, every pair binds");
+            drop(held);
+        }
+        let other_port = SocketAddr::new("127.0.0.1".parse().unwrap(), port.wrapping_add(1));
+        assert!(!overlap(at("127.0.0.1"), other_port));
     }
 
     #[tokio::test]

@@ -325,3 +325,44 @@ fn admin_clients_follow_the_redirect_rules() {
     assert!(record.grant_types.iter().any(|g| g == "authorization_code"));
     assert_eq!(h.server.clients().unwrap().len(), 1);
 }
+
+#[test]
+fn native_ids_issued_earlier_do_not_outlive_open_native() {
+    // Registered while native registration was open (the default)...
+    let h = Harness::new("client_override_users = [\"admin\"]\n");
+    let id = h.server.register(None, &native(json!({}))).unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let redirect = "http://127.0.0.1:50123/callback";
+    // ...then the admin requires registration: `require`'s promise (only the admin's
+    // clients, and the override users) holds for the ids already out there too.
+    let strict = h.second_server(
+        "client_override_users = [\"admin\"]\n[client_registration]\nrequire = true\n",
+    );
+    let pending = strict.authorize(&pkce_request(&id, redirect, "")).unwrap();
+    assert!(pending.client.name.is_none(), "its name is no longer shown");
+    assert!(
+        matches!(
+            strict.approve("alice", &pending),
+            Err(crate::AuthorizeError::Page(ref e)) if e.code.name() == "unauthorized_client"
+        ),
+        "a native id from before `require` was approved"
+    );
+    let start = strict
+        .device_authorization(None, &[], &public(&id))
+        .unwrap();
+    assert_eq!(
+        code_of(strict.device_decide(&start.user_code, "alice", true)),
+        "unauthorized_client",
+        "a device-flow phish through an old native id"
+    );
+    strict
+        .device_decide(&start.user_code, "admin", true)
+        .unwrap();
+    // With `open_native = true` beside `require`, the same id is a registered client again.
+    let both = h.second_server("[client_registration]\nrequire = true\nopen_native = true\n");
+    let pending = both.authorize(&pkce_request(&id, redirect, "")).unwrap();
+    assert_eq!(pending.client.name.as_deref(), Some("Example Mail"));
+    assert!(both.approve("alice", &pending).is_ok());
+}

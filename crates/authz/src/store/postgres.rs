@@ -77,6 +77,13 @@ impl PostgresStore {
         let target = url
             .target(base)
             .map_err(|why| StoreError::Database(format!("store URL: {why}")))?;
+        if target.tls == TlsMode::Prefer && !target.local {
+            tracing::warn!(
+                "store: sslmode=prefer to a database across a network falls back to \
+                 plaintext whenever anyone on the path says the server has no TLS; use \
+                 verify-full (with sslrootcert for a private CA)"
+            );
+        }
         let pool = Pool::start(target).map_err(StoreError::Database)?;
         let store = Self {
             pool,

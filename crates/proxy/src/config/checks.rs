@@ -175,7 +175,46 @@ impl Config {
             self.check_issuer(issuer, base, &mut errors);
         }
         self.check_protocol_scopes(&mut errors);
+        self.check_overlapping_sockets(&mut errors);
         errors
+    }
+
+    /// No two of this instance's sockets may take connections for one address: with
+    /// `reuse_port` both would bind and the kernel would split connections between them
+    /// (see [`crate::listen::overlap`]). Identical listener addresses, and the issuer's
+    /// identical to another, are reported where they are checked.
+    fn check_overlapping_sockets(&self, errors: &mut Vec<ConfigError>) {
+        let listeners = self.listeners.iter().enumerate();
+        let sockets: Vec<(String, std::net::SocketAddr, bool)> = listeners
+            .map(|(i, l)| (format!("listeners[{i}].listen"), l.listen, true))
+            .chain(
+                self.metrics
+                    .iter()
+                    .map(|m| ("metrics.listen".into(), m.listen, false)),
+            )
+            .chain(
+                self.issuer
+                    .iter()
+                    .map(|i| ("issuer.listen".into(), i.listen, false)),
+            )
+            .collect();
+        for (n, (key, address, is_listener)) in sockets.iter().enumerate() {
+            let reported = |other: &std::net::SocketAddr, other_is_listener: bool| {
+                other == address && ((*is_listener && other_is_listener) || key == "issuer.listen")
+            };
+            let clash = sockets[..n].iter().find(|(_, other, other_is_listener)| {
+                crate::listen::overlap(*other, *address) && !reported(other, *other_is_listener)
+            });
+            if let Some((other_key, other, _)) = clash {
+                errors.push(ConfigError::new(
+                    key.clone(),
+                    format!(
+                        "{address} overlaps {other_key} ({other}): both sockets would bind \
+                         (reuse_port) and the kernel would split connections between them"
+                    ),
+                ));
+            }
+        }
     }
 
     /// `protocol_scopes` keys must name protocols, as a listener's `protocol` does: the

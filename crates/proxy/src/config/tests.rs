@@ -678,3 +678,49 @@ fn send_proxy_protocol_is_a_backend_switch() {
     let error = Config::parse(&text).expect_err("not a bool");
     assert_eq!(error.key, "backends.imap.send_proxy_protocol");
 }
+
+/// With `reuse_port` (the default) two of the process's own sockets on one address both
+/// bind, and the kernel then splits connections between them: a mail client would reach
+/// the metrics endpoint now and then. So overlapping addresses are refused here, as a bind
+/// without `SO_REUSEPORT` would have refused them at start.
+#[test]
+fn sockets_of_one_instance_never_share_a_port() {
+    let with_metrics = |metrics: &str, second: &str| {
+        let text = format!(
+            "{MINIMAL}\n[metrics]\nlisten = \"{metrics}\"\n\n[[listeners]]\nprotocol = \"imap\"\n\
+             listen = \"{second}\"\ntls = \"none\"\nallow_plaintext_auth = true\nbackend = \"imap\"\n"
+        );
+        let config = Config::parse(&text).expect("parses");
+        config.validate(Path::new("."))
+    };
+    assert!(with_metrics("127.0.0.1:9187", "127.0.0.1:1993").is_empty());
+    assert!(with_metrics("127.0.0.1:1143", "127.0.0.1:1993")
+        .iter()
+        .any(|e| e.key == "metrics.listen" && e.message.contains("listeners[0].listen")));
+    for (metrics, second) in [
+        ("127.0.0.1:9187", "0.0.0.0:1143"),
+        ("127.0.0.1:9187", "[::]:1143"),
+    ] {
+        let errors = with_metrics(metrics, second);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.key == "listeners[1].listen" && e.message.contains("listeners[0]")),
+            "{metrics} {second}: {errors:?}"
+        );
+        assert!(
+            errors.iter().all(|e| e.key != "metrics.listen"),
+            "{errors:?}"
+        );
+    }
+    let errors = with_metrics("0.0.0.0:1993", "127.0.0.1:1993");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.key == "metrics.listen" && e.message.contains("listeners[1].listen")),
+        "{errors:?}"
+    );
+    // Another family's wildcard, or another port, is another socket.
+    assert!(with_metrics("0.0.0.0:1993", "[::1]:1993").is_empty());
+    assert!(with_metrics("127.0.0.1:1144", "127.0.0.2:1143").is_empty());
+}

@@ -84,7 +84,8 @@ impl DevicePoll {
             }
             Some(ErrorCode::SlowDown) => {
                 self.troubles = 0;
-                self.interval += SLOW_DOWN_STEP;
+                // Saturating: the interval is the issuer's number, and may be absurd.
+                self.interval = self.interval.saturating_add(SLOW_DOWN_STEP);
                 return self.wait(self.interval, elapsed);
             }
             Some(ErrorCode::AccessDenied) => return PollStep::Denied,
@@ -95,16 +96,21 @@ impl DevicePoll {
             Fault::Network | Fault::Server => {
                 self.troubles = self.troubles.saturating_add(1);
                 let factor = 1u32 << self.troubles.min(6);
-                let backoff = (self.interval * factor).min(MAX_BACKOFF).max(self.interval);
+                let backoff = self
+                    .interval
+                    .saturating_mul(factor)
+                    .min(MAX_BACKOFF)
+                    .max(self.interval);
                 self.wait(backoff, elapsed)
             }
             Fault::Ours | Fault::Grant | Fault::Pending => PollStep::Failed(error),
         }
     }
 
-    /// Wait `pause`, unless the codes expire before it is over.
+    /// Wait `pause`, unless the codes expire before it is over (a sum beyond `Duration`'s
+    /// range counts as after the expiry).
     fn wait(&self, pause: Duration, elapsed: Duration) -> PollStep {
-        if elapsed + pause >= self.lifetime {
+        if elapsed.saturating_add(pause) >= self.lifetime {
             return PollStep::Expired;
         }
         PollStep::Wait(pause)
@@ -251,6 +257,27 @@ mod tests {
         }
         assert!(matches!(
             DevicePoll::new(Some(5), 5).start(),
+            PollStep::Expired
+        ));
+    }
+
+    #[test]
+    fn absurd_intervals_from_the_issuer_end_the_flow_instead_of_a_panic() {
+        // `interval` and `expires_in` come from the issuer's answer: any u64.
+        let huge = DevicePoll::new(Some(u64::MAX), u64::MAX);
+        assert!(matches!(huge.start(), PollStep::Expired));
+        let mut poll = DevicePoll::new(Some(u64::MAX - 1), 600);
+        assert!(matches!(poll.start(), PollStep::Expired));
+        assert!(matches!(
+            poll.on_answer(refused("slow_down"), S(1)),
+            PollStep::Expired
+        ));
+        let down = Err(RequestError::Network("connection refused".into()));
+        assert!(matches!(poll.on_answer(down, S(1)), PollStep::Expired));
+        let mut slow = DevicePoll::new(Some(u64::MAX / 2), u64::MAX);
+        let down = Err(RequestError::Network("connection refused".into()));
+        assert!(matches!(
+            slow.on_answer(down, S(u64::MAX - 1)),
             PollStep::Expired
         ));
     }

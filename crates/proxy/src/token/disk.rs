@@ -8,6 +8,10 @@
 //!   is lost is a grant lost, so the directory is fsync'd too.
 //! - A file that group or others may read or write is refused: its tokens may have leaked,
 //!   and writing new ones into it would leak them too.
+//! - Symbolic links are not followed, at the token file's name or the lock file's: in a
+//!   directory others can write, a planted link would have us create files elsewhere or
+//!   rotate tokens kept elsewhere (the rename that stores new ones replaces the link, and the
+//!   file it pointed to keeps a spent refresh token).
 //! - Mail programs run the token command concurrently (neomutt and mbsync at the same
 //!   minute): read-refresh-write happens under an exclusive lock on `NAME.json.lock`, so a
 //!   rotated refresh token is never presented twice, which an issuer following RFC 9700
@@ -16,7 +20,9 @@
 use std::ffi::OsString;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{
+    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+};
 use std::path::{Path, PathBuf};
 
 use super::store::{FormatError, TokenFile};
@@ -114,9 +120,31 @@ pub fn account_file(dir: &Path, name: &str) -> Result<PathBuf, StoreError> {
     Ok(dir.join(format!("{name}.json")))
 }
 
+/// Opens the file at `path` itself, never what a symbolic link there points to: the name is
+/// looked at first, and the file opened must be the one looked at (a link swapped in
+/// between is caught by comparing device and inode).
+fn open_unlinked(path: &Path, options: &OpenOptions) -> io::Result<File> {
+    let seen = fs::symlink_metadata(path)?;
+    if seen.file_type().is_symlink() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is a symbolic link; name the file itself",
+        ));
+    }
+    let file = options.open(path)?;
+    let opened = file.metadata()?;
+    if (opened.dev(), opened.ino()) != (seen.dev(), seen.ino()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it was replaced while being opened",
+        ));
+    }
+    Ok(file)
+}
+
 /// Reads the token file at `path`, refusing one others may access.
 pub fn read(path: &Path) -> Result<TokenFile, StoreError> {
-    let file = match File::open(path) {
+    let file = match open_unlinked(path, OpenOptions::new().read(true)) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(StoreError::Missing {
@@ -170,7 +198,8 @@ pub fn prepare(path: &Path) -> Result<(), StoreError> {
         .mode(0o700)
         .create(&dir)
         .map_err(io_error("create the directory", &dir))?;
-    match fs::metadata(path) {
+    // Not `metadata`: a link here would be replaced by the first write.
+    match fs::symlink_metadata(path) {
         Ok(metadata) => check_private(path, &metadata),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io_error("inspect", path)(e)),
@@ -251,19 +280,25 @@ pub struct Lock {
 /// missing one means nobody signed in: [`StoreError::Missing`]); `print` creates nothing.
 pub fn lock(path: &Path) -> Result<Lock, StoreError> {
     let lock = lock_path(path);
-    let file = OpenOptions::new()
+    // Created exclusively (which never follows a link), else opened without following one.
+    let created = OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(false)
+        .create_new(true)
         .mode(0o600)
-        .open(&lock)
-        .map_err(|e| match e.kind() {
+        .open(&lock);
+    let file = match created {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            open_unlinked(&lock, OpenOptions::new().read(true).write(true))
+                .map_err(io_error("open the lock file", &lock))?
+        }
+        opened => opened.map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => StoreError::Missing {
                 path: path.to_owned(),
             },
             _ => io_error("open the lock file", &lock)(e),
-        })?;
+        })?,
+    };
     file.lock().map_err(io_error("lock", &lock))?;
     Ok(Lock { _file: file })
 }
@@ -371,6 +406,31 @@ pub(crate) mod tests {
             read(&scratch.0.join("none.json")),
             Err(StoreError::Missing { .. })
         ));
+    }
+
+    #[test]
+    fn symbolic_links_are_not_followed() {
+        // A token file named in a directory others can write (`--token-file /tmp/t.json`):
+        // a link planted at the lock file's name must not make us create or open the file
+        // it points to, and a link at the token file's name must not make us read (and
+        // then rotate) tokens that live elsewhere, leaving a spent refresh token there.
+        use std::os::unix::fs::symlink;
+        let scratch = Scratch::new("links");
+        let victim = scratch.0.join("victim-file");
+        let path = scratch.0.join("t.json");
+        symlink(&victim, lock_path(&path)).unwrap();
+        assert!(lock(&path).is_err());
+        assert!(!victim.exists(), "the lock followed a planted link");
+
+        let elsewhere = scratch.0.join("real.json");
+        write(&elsewhere, &sample(1, 60, "a", "r")).unwrap();
+        let linked = scratch.0.join("linked.json");
+        symlink(&elsewhere, &linked).unwrap();
+        assert!(read(&linked).is_err(), "a linked token file was read");
+        assert!(
+            prepare(&linked).is_err(),
+            "a sign-in would replace the link"
+        );
     }
 
     #[test]

@@ -24,13 +24,17 @@ pub struct StoreUrl(String);
 pub enum TlsMode {
     /// `disable`: plaintext (a trusted network, or a Unix socket).
     Disable,
-    /// `prefer` (the default, as libpq's): TLS when the server offers it, plaintext when
-    /// it does not; a certificate that is offered is verified like `verify-full`.
+    /// `prefer`: TLS when the server offers it, plaintext when it does not; a certificate
+    /// that is offered is verified like `verify-full`. The default only for a database on
+    /// this machine (a Unix socket, `localhost`, a loopback address): across a network,
+    /// anyone on the path can answer "no TLS" for the server, and then ask for the password
+    /// in clear.
     Prefer,
     /// `require` and `verify-full`: TLS, the certificate verified against the public roots
     /// (or `sslrootcert`) and the host name. libpq's `require` would accept any
     /// certificate; here it is as strict as `verify-full`, so that a URL copied from
-    /// elsewhere never connects to an impostor.
+    /// elsewhere never connects to an impostor. The default for a database across a
+    /// network.
     Verify,
 }
 
@@ -43,6 +47,8 @@ pub(crate) struct Target {
     /// `sslrootcert`: a PEM file of the certificate authorities to trust instead of the
     /// public roots.
     pub(crate) root_certs: Option<PathBuf>,
+    /// Whether every address connected to is on this machine (see [`TlsMode::Prefer`]).
+    pub(crate) local: bool,
 }
 
 impl StoreUrl {
@@ -96,9 +102,16 @@ impl StoreUrl {
                 out.push('?');
                 let pairs: Vec<String> = query
                     .split('&')
-                    .map(|pair| match pair.split_once('=') {
-                        Some(("password", _)) => "password=***".to_owned(),
-                        _ => pair.to_owned(),
+                    .map(|pair| {
+                        // Decoded, as `target` hands it to the driver.
+                        let is_password = ::url::form_urlencoded::parse(pair.as_bytes())
+                            .next()
+                            .is_some_and(|(name, _)| name == "password");
+                        if is_password {
+                            "password=***".to_owned()
+                        } else {
+                            pair.to_owned()
+                        }
                     })
                     .collect();
                 out.push_str(&pairs.join("&"));
@@ -116,13 +129,13 @@ impl StoreUrl {
             return Err("must be a postgres:// or postgresql:// URL".to_owned());
         }
         let (head, query) = text.split_once('?').unwrap_or((text, ""));
-        let mut tls = TlsMode::Prefer;
+        let mut tls = None;
         let mut root_certs = None;
         let mut passed = ::url::form_urlencoded::Serializer::new(String::new());
         for (name, value) in ::url::form_urlencoded::parse(query.as_bytes()) {
             match &*name {
                 "sslmode" => {
-                    tls = match &*value {
+                    tls = Some(match &*value {
                         "disable" => TlsMode::Disable,
                         "prefer" => TlsMode::Prefer,
                         "require" | "verify-full" => TlsMode::Verify,
@@ -131,7 +144,7 @@ impl StoreUrl {
                                  (require verifies the certificate as verify-full does)"
                                 .to_owned())
                         }
-                    }
+                    })
                 }
                 "sslrootcert" => {
                     let path = Path::new(&*value);
@@ -169,6 +182,12 @@ impl StoreUrl {
         if config.get_user().is_none() {
             return Err("the URL names no user".to_owned());
         }
+        let local = on_this_machine(&config);
+        let tls = tls.unwrap_or(if local {
+            TlsMode::Prefer
+        } else {
+            TlsMode::Verify
+        });
         if tls == TlsMode::Disable && root_certs.is_some() {
             return Err("sslrootcert needs sslmode prefer, require or verify-full".to_owned());
         }
@@ -181,8 +200,31 @@ impl StoreUrl {
             config,
             tls,
             root_certs,
+            local,
         })
     }
+}
+
+/// Whether every address the driver may connect to is on this machine: Unix sockets,
+/// `localhost` and loopback addresses (and, when `hostaddr` is given, which the driver
+/// connects to instead of the names, loopback addresses only). No one else is on the path
+/// to those.
+fn on_this_machine(config: &postgres::Config) -> bool {
+    use postgres::config::Host;
+    let hostaddrs = config.get_hostaddrs();
+    if !hostaddrs.is_empty() {
+        return hostaddrs.iter().all(std::net::IpAddr::is_loopback);
+    }
+    config.get_hosts().iter().all(|host| match host {
+        Host::Unix(_) => true,
+        Host::Tcp(name) => {
+            let name = name.trim_start_matches('[').trim_end_matches(']');
+            name.eq_ignore_ascii_case("localhost")
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.to_canonical().is_loopback())
+        }
+    })
 }
 
 impl fmt::Debug for StoreUrl {
@@ -207,6 +249,11 @@ mod tests {
                 "postgresql://bg@db/x?password=***&sslmode=disable",
             ),
             ("postgres://db.example/x", "postgres://db.example/x"),
+            // The driver gets the name decoded: `password` however it is spelt.
+            (
+                "postgres://bg@db/x?pass%77ord=s3cret&Password=x",
+                "postgres://bg@db/x?password=***&Password=x",
+            ),
             ("not a url s3cret", "[unparsable URL]"),
         ] {
             let store = StoreUrl::new(url);
@@ -273,6 +320,40 @@ mod tests {
         assert_eq!(plain.target(Path::new(".")).unwrap().tls, TlsMode::Disable);
         let default = StoreUrl::new("postgresql://bg@localhost/x");
         assert_eq!(default.target(Path::new(".")).unwrap().tls, TlsMode::Prefer);
+    }
+
+    /// Without `sslmode`, a database across a network gets verified TLS: libpq's `prefer`
+    /// falls back to plaintext whenever the server (or anyone on the path, answering for
+    /// it) says it has no TLS, and then hands a password to whoever asks for it in clear.
+    /// Only a database on this machine keeps `prefer`.
+    #[test]
+    fn without_sslmode_only_a_local_database_may_go_without_tls() {
+        let mode = |url: &str| StoreUrl::new(url).target(Path::new(".")).unwrap().tls;
+        for remote in [
+            "postgres://bg:pw@db.example.com/x",
+            "postgres://bg:pw@10.0.0.7:5432/x",
+            "postgres://bg:pw@[2001:db8::7]/x",
+            "postgres://bg:pw@localhost,db.example.com/x",
+            "postgres://bg:pw@localhost/x?hostaddr=10.0.0.7",
+        ] {
+            assert_eq!(mode(remote), TlsMode::Verify, "{remote}");
+        }
+        for local in [
+            "postgres://bg:pw@localhost/x",
+            "postgres://bg:pw@127.0.0.1:6543/x",
+            "postgres://bg:pw@[::1]/x",
+            "postgres://bg@%2Frun%2Fpostgresql/x",
+            "postgres://bg:pw@localhost/x?hostaddr=127.0.0.1",
+        ] {
+            assert_eq!(mode(local), TlsMode::Prefer, "{local}");
+        }
+        // Said outright, it is the admin's choice.
+        let prefer = "postgres://bg:pw@db.example.com/x?sslmode=prefer";
+        assert_eq!(mode(prefer), TlsMode::Prefer);
+        assert_eq!(
+            mode("postgres://bg:pw@db.example.com/x?sslmode=disable"),
+            TlsMode::Disable
+        );
     }
 
     #[test]
