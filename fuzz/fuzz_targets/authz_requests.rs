@@ -103,6 +103,8 @@ fn check(server: &AuthServer, flags: u8, fields: &[&[u8]]) {
         code_challenge_method: field(fields, 6),
         nonce: None,
         response_mode: None,
+        // RFC 8707 resources: whatever they are, the redirect rules above must hold.
+        resource: field(fields, 8).into_iter().collect(),
     };
     // The input may also name the registered client itself.
     let registered = request.client_id.as_deref() == Some(REGISTERED);

@@ -1,5 +1,6 @@
 //! Measures the built-in authorization server (`[issuer]`) of the `bearergate` binary, each
-//! figure next to a baseline taken in the same run:
+//! figure next to a baseline taken in the same run, once with the store in SQLite (the
+//! default) and once in PostgreSQL (`[issuer] store`), with ratios between the two:
 //!
 //! 1. token endpoint requests per second for the `refresh_token` and `authorization_code`
 //!    (+ PKCE) grants over HTTP, as a ratio to the metadata `GET` over the same client, and
@@ -13,17 +14,28 @@
 //!
 //! The issuer listens on loopback with `plaintext = true` (no TLS in the measured path). Its
 //! codes need a signed-in approval, so they are made by an [`authz::AuthServer`] in this
-//! process over the proxy's own SQLite file (WAL lets a second process in), then redeemed
-//! over HTTP. The fake identity provider and backend run on a one-thread tokio runtime here;
-//! the HTTP and IMAP clients are blocking `std` code. Counts come from the environment:
+//! process over the proxy's own store (SQLite's WAL lets a second process into the file),
+//! then redeemed over HTTP. The fake identity provider and backend run on a one-thread tokio
+//! runtime here; the HTTP and IMAP clients are blocking `std` code.
+//!
+//! PostgreSQL is a private server started the way the tests start it, on loopback without
+//! TLS, made as durable as the SQLite store (commits not flushed before the answer, the data
+//! safe from a crash: `synchronous_commit = off`, `fsync` on; see `support/postgres.rs`).
+//! Both proxies run side by side; the token endpoint figures are measured in two rounds
+//! (SQLite, PostgreSQL, then PostgreSQL, SQLite) and the login blocks alternate between the
+//! stores, so load from elsewhere on the machine weighs on both alike. With PostgreSQL, the
+//! CPU its server processes spend is counted apart ("database CPU") and added in the
+//! comparison, since SQLite does that work inside the proxy. Counts come from the
+//! environment:
 //!
 //! | variable | default | what |
 //! |---|---|---|
-//! | `BENCH_TOKEN_REQUESTS` | 4 000 | requests per grant figure, HTTP and in process (metadata: 5×) |
+//! | `BENCH_TOKEN_REQUESTS` | 4 000 | requests per grant figure and store, HTTP and in process (metadata: 5×) |
 //! | `BENCH_HTTP_CLIENTS` | 4 | concurrent keep-alive connections (threads in process) |
-//! | `BENCH_LOGINS` | 2 000 | sequential logins per login CPU figure |
+//! | `BENCH_LOGINS` | 2 000 | sequential logins per login CPU figure and store |
 //! | `BENCH_GRANTS` | 1 000 | grants made before the "after grants" memory figure |
 //! | `BENCH_CHECKS` | 5 000 | in-process `check_access_token` calls per figure |
+//! | `BENCH_POSTGRES` | 1 | `0`: SQLite only (no PostgreSQL installed, or a shorter run) |
 //!
 //! Run without `--bench` (as `cargo test --benches` does) it is a quick smoke run.
 
@@ -36,21 +48,24 @@ mod support;
 mod rates;
 #[path = "issuer/report.rs"]
 mod report;
+#[path = "issuer/stores.rs"]
+mod stores;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
-use rates::{http_code_worker, http_rates, in_process_rates};
-use report::{Memory, Report, Rss};
+use rates::{http_rates, in_process_rates, Cpu, HttpRates, InProcessRates, Meter};
+use report::{Report, Rss, StoreFigures};
+use stores::{turns, Issuer};
 use support::backend::FakeBackend;
 use support::client::Client;
 use support::idp::FakeIdp;
-use support::issuer::{issuer_settings, issuer_table, Minter};
-use support::process::{clock_ticks_per_second, free_local_addr, ProxyProcess, ProxySetup};
+use support::issuer::Minter;
+use support::postgres::BenchPostgres;
+use support::process::{ProxyProcess, ProxySetup};
 use support::{realistic_token, BenchResult};
 
 const TARGET_CPU_PER_LOGIN_MS: f64 = 0.3;
@@ -69,6 +84,8 @@ const LOGIN_BLOCKS: usize = 4;
 const MIN_CPU_SAMPLE: Duration = Duration::from_millis(200);
 /// The introspected baseline token: as long as a typical signed access token.
 const TOKEN_LENGTH: usize = 800;
+/// Rounds of the token endpoint figures, each store taking its turn in each.
+const ROUNDS: usize = 2;
 
 #[derive(Debug)]
 struct Settings {
@@ -77,6 +94,7 @@ struct Settings {
     logins: usize,
     grants: usize,
     checks: usize,
+    postgres: bool,
 }
 
 impl Settings {
@@ -90,18 +108,21 @@ impl Settings {
                 .unwrap_or(if full { full_default } else { smoke_default })
         };
         let clients = pick("BENCH_HTTP_CLIENTS", 4, 2);
+        let whole = clients * ROUNDS;
         Self {
-            // a whole number of requests per client
-            requests: pick("BENCH_TOKEN_REQUESTS", 4_000, 40).div_ceil(clients) * clients,
+            // a whole number of requests per client and round
+            requests: pick("BENCH_TOKEN_REQUESTS", 4_000, 40).div_ceil(whole) * whole,
             clients,
             logins: pick("BENCH_LOGINS", 2_000, 20).div_ceil(LOGIN_BLOCKS) * LOGIN_BLOCKS,
             grants: pick("BENCH_GRANTS", 1_000, 20),
             checks: pick("BENCH_CHECKS", 5_000, 50),
+            postgres: std::env::var("BENCH_POSTGRES").map_or(true, |v| v.trim() != "0"),
         }
     }
 
+    /// Requests per client in one round.
     fn per_client(&self) -> usize {
-        self.requests / self.clients
+        self.requests / self.clients / ROUNDS
     }
 }
 
@@ -116,16 +137,6 @@ fn main() -> ExitCode {
             eprintln!("bench failed: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// The issuer's store directory: outlives each proxy (a restart must find it), removed at
-/// the end.
-struct StateDir(PathBuf);
-
-impl Drop for StateDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -176,59 +187,78 @@ fn run(settings: &Settings) -> BenchResult<Report> {
         setup,
         introspected,
     };
-    let state = StateDir(std::env::temp_dir().join(format!(
-        "bearergate-bench-{}-issuer-state",
-        std::process::id()
-    )));
-    let issuer_addr = free_local_addr()?;
-    let table = issuer_table(issuer_addr, &state.0);
 
-    // Memory first, on fresh processes; the proxy restarted over the grants made meanwhile
-    // serves every later figure.
+    // Memory first, on fresh processes; each store's proxy, restarted over the grants made
+    // meanwhile, serves every later figure of that store.
     let plain = {
         let plain = ProxyProcess::start_with(&peers.setup, "plain", "")?;
         peers.settled_rss(&plain)?
     };
-    let issuer = ProxyProcess::start_with(&peers.setup, "issuer", &table)?;
-    let fresh = peers.settled_rss(&issuer)?;
-    let minter = Minter::open(issuer_settings(&table)?)?;
-    let mut redeemer = http_code_worker(issuer_addr, minter.codes(settings.grants)?)?;
-    while !redeemer.is_done() {
-        redeemer.step()?;
+    let database = settings.postgres.then(BenchPostgres::start).transpose()?;
+    let mut issuers = vec![Issuer::start(&peers, None, settings.grants)?];
+    if let Some(database) = &database {
+        issuers.push(Issuer::start(&peers, Some(database), settings.grants)?);
     }
-    drop(redeemer);
-    let after_grants = peers.settled_rss(&issuer)?;
-    drop(issuer);
-    let proxy = ProxyProcess::start_with(&peers.setup, "issuer-restarted", &table)?;
-    let restarted = peers.settled_rss(&proxy)?;
-    let memory = Memory {
+
+    let mut rates: Vec<(HttpRates, InProcessRates)> = Vec::new();
+    for round in 0..ROUNDS {
+        for index in turns(round, issuers.len()) {
+            let issuer = &issuers[index];
+            let http = http_rates(issuer.proxy_meter(), issuer.addr, &issuer.minter, settings)?;
+            let in_process = in_process_rates(issuer.bench_meter(), &issuer.minter, settings)?;
+            match rates.get_mut(index) {
+                Some((sum_http, sum_in_process)) => {
+                    sum_http.add(&http);
+                    sum_in_process.add(&in_process);
+                }
+                None => rates.push((http, in_process)),
+            }
+        }
+    }
+
+    let mut targets = Vec::new();
+    let mut checks = Vec::new();
+    for issuer in &issuers {
+        let cold_tokens = (0..settings.logins)
+            .map(|_| Ok(issuer.minter.grant()?.access_token))
+            .collect::<BenchResult<Vec<String>>>()?;
+        let repeated_token = issuer.minter.grant()?.access_token;
+        checks.push(check_costs(
+            &issuer.minter,
+            &cold_tokens,
+            &repeated_token,
+            settings.checks,
+        )?);
+        targets.push(LoginTarget {
+            proxy: &issuer.proxy,
+            meter: issuer.proxy_meter(),
+            repeated: xoauth2(&repeated_token),
+            cold: cold_tokens.iter().map(|token| xoauth2(token)).collect(),
+        });
+    }
+    let logins = login_cpu(&peers, &targets, settings.logins)?;
+
+    let stores = issuers
+        .iter()
+        .zip(rates)
+        .zip(checks)
+        .zip(logins)
+        .map(
+            |(((issuer, (http, in_process)), checks), logins)| StoreFigures {
+                name: issuer.name,
+                database: issuer.database.is_some(),
+                memory: issuer.memory,
+                http,
+                in_process,
+                checks,
+                logins,
+            },
+        )
+        .collect();
+    Ok(Report {
         grants: settings.grants,
         plain,
-        fresh,
-        after_grants,
-        restarted,
-    };
-
-    let http = http_rates(&proxy, issuer_addr, &minter, settings)?;
-    let in_process = in_process_rates(&minter, settings)?;
-    let cold_tokens = (0..settings.logins)
-        .map(|_| Ok(minter.grant()?.access_token))
-        .collect::<BenchResult<Vec<String>>>()?;
-    let repeated_token = minter.grant()?.access_token;
-    let checks = check_costs(&minter, &cold_tokens, &repeated_token, settings.checks)?;
-    let logins = login_cpu(
-        &peers,
-        &proxy,
-        &cold_tokens,
-        &repeated_token,
-        settings.logins,
-    )?;
-    Ok(Report {
-        memory,
-        http,
-        in_process,
-        checks,
-        logins,
+        stores,
         introspections: idp.requests(),
     })
 }
@@ -327,17 +357,32 @@ fn check_costs(
     })
 }
 
-/// Proxy CPU and wall time over some sequential logins.
+/// Proxy CPU (and the database's) and wall time over some sequential logins.
 #[derive(Debug, Default, Clone, Copy)]
 struct Logins {
     logins: usize,
     wall: Duration,
-    cpu: Duration,
+    cpu: Cpu,
 }
 
 impl Logins {
+    /// The proxy's CPU per login, ms.
     fn cpu_ms(&self) -> f64 {
-        self.cpu.as_secs_f64() * 1e3 / self.logins.max(1) as f64
+        self.per_login_ms(self.cpu.server)
+    }
+
+    /// The proxy's and the database's CPU per login, ms.
+    fn total_cpu_ms(&self) -> f64 {
+        self.per_login_ms(self.cpu.server + self.cpu.database)
+    }
+
+    /// The database's CPU per login, ms.
+    fn database_ms(&self) -> f64 {
+        self.per_login_ms(self.cpu.database)
+    }
+
+    fn per_login_ms(&self, cpu: Duration) -> f64 {
+        cpu.as_secs_f64() * 1e3 / self.logins.max(1) as f64
     }
 
     fn per_second(&self) -> f64 {
@@ -345,7 +390,7 @@ impl Logins {
     }
 
     fn measurable(&self) -> bool {
-        self.cpu >= MIN_CPU_SAMPLE
+        self.cpu.server >= MIN_CPU_SAMPLE
     }
 }
 
@@ -356,48 +401,61 @@ struct LoginCpu {
     cold: Logins,
 }
 
+/// A proxy to log in through, with its built-in tokens (XOAUTH2 responses).
+struct LoginTarget<'a> {
+    proxy: &'a ProxyProcess,
+    meter: Meter<'a>,
+    repeated: String,
+    /// One per cold login.
+    cold: Vec<String>,
+}
+
+/// Login CPU of every target, in blocks that alternate between the kinds and the targets.
 fn login_cpu(
     peers: &Peers,
-    proxy: &ProxyProcess,
-    cold_tokens: &[String],
-    repeated_token: &str,
+    targets: &[LoginTarget<'_>],
     logins: usize,
-) -> BenchResult<LoginCpu> {
-    let hz = clock_ticks_per_second();
-    let repeated = xoauth2(repeated_token);
-    let mut cold = cold_tokens.iter().map(|token| xoauth2(token));
+) -> BenchResult<Vec<LoginCpu>> {
     // The introspected token's first login asks the identity provider; later ones hit the
     // cache. The built-in tokens' first logins warm their code paths.
-    peers.warm_up(proxy, 1)?;
-    Client::authenticate(proxy.listen(), &repeated)?.logout()?;
+    for target in targets {
+        peers.warm_up(target.proxy, 1)?;
+        Client::authenticate(target.proxy.listen(), &target.repeated)?.logout()?;
+    }
+    let mut cold: Vec<_> = targets.iter().map(|target| target.cold.iter()).collect();
     let per_block = logins / LOGIN_BLOCKS;
-    let mut totals = [Logins::default(); 3];
-    for _ in 0..LOGIN_BLOCKS {
-        for (kind, total) in totals.iter_mut().enumerate() {
-            peers.backend.wait_for_logged_in(0, SETTLE_DEADLINE)?;
-            let before = proxy.cpu_time(hz)?;
-            let started = Instant::now();
-            for _ in 0..per_block {
-                let response = match kind {
-                    0 => peers.introspected.clone(),
-                    1 => repeated.clone(),
-                    _ => cold.next().ok_or("out of cold tokens")?,
-                };
-                Client::authenticate(proxy.listen(), &response)?.logout()?;
+    let mut totals = vec![[Logins::default(); 3]; targets.len()];
+    for block in 0..LOGIN_BLOCKS {
+        for index in turns(block, targets.len()) {
+            let target = &targets[index];
+            for (kind, total) in totals[index].iter_mut().enumerate() {
+                peers.backend.wait_for_logged_in(0, SETTLE_DEADLINE)?;
+                let before = target.meter.read()?;
+                let started = Instant::now();
+                for _ in 0..per_block {
+                    let response = match kind {
+                        0 => &peers.introspected,
+                        1 => &target.repeated,
+                        _ => cold[index].next().ok_or("out of cold tokens")?,
+                    };
+                    Client::authenticate(target.proxy.listen(), response)?.logout()?;
+                }
+                let wall = started.elapsed();
+                // The proxy's side of the last session closes after the client's.
+                peers.backend.wait_for_logged_in(0, SETTLE_DEADLINE)?;
+                thread::sleep(Duration::from_millis(100));
+                total.logins += per_block;
+                total.wall += wall;
+                total.cpu.add(target.meter.read()?.since(before));
             }
-            let wall = started.elapsed();
-            // The proxy's side of the last session closes after the client's.
-            peers.backend.wait_for_logged_in(0, SETTLE_DEADLINE)?;
-            thread::sleep(Duration::from_millis(100));
-            total.logins += per_block;
-            total.wall += wall;
-            total.cpu += proxy.cpu_time(hz)?.saturating_sub(before);
         }
     }
-    let [cached, repeated, cold] = totals;
-    Ok(LoginCpu {
-        cached,
-        repeated,
-        cold,
-    })
+    Ok(totals
+        .into_iter()
+        .map(|[cached, repeated, cold]| LoginCpu {
+            cached,
+            repeated,
+            cold,
+        })
+        .collect())
 }

@@ -1,12 +1,14 @@
 //! Token endpoint figures: requests per second for the metadata `GET` (the baseline) and
 //! the two grants over HTTP, and the same grants called in process, each with the CPU time
-//! the serving side spent.
+//! the serving side spent (and the database server, when the store is one). Each call
+//! measures one round; [`HttpRates::add`] and [`InProcessRates::add`] sum the rounds.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::support::http::{drive, HttpClient};
 use crate::support::issuer::{caller, refresh_form, refresh_request, tokens_of, Code, Minter};
+use crate::support::postgres::BenchPostgres;
 use crate::support::process::{clock_ticks_per_second, own_cpu_time, ProxyProcess};
 use crate::support::BenchResult;
 use crate::{Settings, MIN_CPU_SAMPLE};
@@ -17,13 +19,81 @@ const WARM_UP_SHARE: usize = 10;
 /// the grants' count would use too little proxy CPU to measure in ticks.
 const METADATA_FACTOR: usize = 5;
 
-/// Requests done in a wall time, and the CPU the server side spent on them: the proxy's
-/// over HTTP, this process's in process.
+/// CPU time: the serving side's — the proxy's over HTTP and at login, this process's in
+/// process — and the database server's (zero with SQLite, whose work is the server side's).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Cpu {
+    pub server: Duration,
+    pub database: Duration,
+}
+
+impl Cpu {
+    /// What was spent since `before`.
+    pub fn since(self, before: Cpu) -> Cpu {
+        Cpu {
+            server: self.server.saturating_sub(before.server),
+            database: self.database.saturating_sub(before.database),
+        }
+    }
+
+    pub fn add(&mut self, other: Cpu) {
+        self.server += other.server;
+        self.database += other.database;
+    }
+}
+
+/// Whose CPU time a figure counts: the serving side, and the database when the store is one.
+#[derive(Debug, Clone, Copy)]
+pub struct Meter<'a> {
+    server: Server<'a>,
+    database: Option<&'a BenchPostgres>,
+}
+
+impl<'a> Meter<'a> {
+    /// The proxy child process, for requests over HTTP and logins.
+    pub fn proxy(proxy: &'a ProxyProcess, database: Option<&'a BenchPostgres>) -> Self {
+        Self {
+            server: Server::Proxy(proxy),
+            database,
+        }
+    }
+
+    /// This process, for calls in process (its idle fake peers add next to nothing).
+    pub fn bench(database: Option<&'a BenchPostgres>) -> Self {
+        Self {
+            server: Server::Bench,
+            database,
+        }
+    }
+
+    /// CPU time spent so far.
+    pub fn read(self) -> BenchResult<Cpu> {
+        let hz = clock_ticks_per_second();
+        Ok(Cpu {
+            server: match self.server {
+                Server::Proxy(proxy) => proxy.cpu_time(hz)?,
+                Server::Bench => own_cpu_time(hz)?,
+            },
+            database: match self.database {
+                Some(database) => database.cpu_time(hz)?,
+                None => Duration::ZERO,
+            },
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Server<'a> {
+    Proxy(&'a ProxyProcess),
+    Bench,
+}
+
+/// Requests done in a wall time, and the CPU spent on them.
 #[derive(Debug, Clone, Copy)]
 pub struct Rate {
     pub requests: usize,
     pub wall: Duration,
-    pub cpu: Duration,
+    pub cpu: Cpu,
 }
 
 impl Rate {
@@ -31,10 +101,30 @@ impl Rate {
         self.requests as f64 / self.wall.as_secs_f64().max(1e-9)
     }
 
-    /// CPU per request in µs, when enough was used to measure.
+    /// The serving side's CPU per request in µs, when enough was used to measure.
     pub fn cpu_us(&self) -> Option<f64> {
-        (self.cpu >= MIN_CPU_SAMPLE)
-            .then(|| self.cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64)
+        self.per_request_us(self.cpu.server)
+    }
+
+    /// The serving side's and the database's CPU per request in µs, when enough was used to
+    /// measure.
+    pub fn total_cpu_us(&self) -> Option<f64> {
+        self.per_request_us(self.cpu.server + self.cpu.database)
+    }
+
+    /// The database's CPU per request in µs, when enough was used to measure.
+    pub fn database_us(&self) -> Option<f64> {
+        self.per_request_us(self.cpu.database)
+    }
+
+    fn per_request_us(&self, cpu: Duration) -> Option<f64> {
+        (cpu >= MIN_CPU_SAMPLE).then(|| cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64)
+    }
+
+    fn add(&mut self, other: &Rate) {
+        self.requests += other.requests;
+        self.wall += other.wall;
+        self.cpu.add(other.cpu);
     }
 }
 
@@ -45,10 +135,27 @@ pub struct HttpRates {
     pub code: Rate,
 }
 
+impl HttpRates {
+    /// Another round's figures summed into these.
+    pub fn add(&mut self, round: &HttpRates) {
+        self.metadata.add(&round.metadata);
+        self.refresh.add(&round.refresh);
+        self.code.add(&round.code);
+    }
+}
+
 #[derive(Debug)]
 pub struct InProcessRates {
     pub refresh: Rate,
     pub code: Rate,
+}
+
+impl InProcessRates {
+    /// Another round's figures summed into these.
+    pub fn add(&mut self, round: &InProcessRates) {
+        self.refresh.add(&round.refresh);
+        self.code.add(&round.code);
+    }
 }
 
 /// Redeems its codes over one keep-alive connection, one per step.
@@ -79,38 +186,19 @@ pub fn http_code_worker(addr: SocketAddr, codes: Vec<Code>) -> BenchResult<CodeW
     })
 }
 
-/// Whose CPU time a figure counts.
-#[derive(Clone, Copy)]
-enum Server<'a> {
-    /// The proxy child process, for requests over HTTP.
-    Proxy(&'a ProxyProcess),
-    /// This process, for calls in process (its idle fake peers add next to nothing).
-    Bench,
-}
-
-impl Server<'_> {
-    fn cpu_time(self) -> BenchResult<Duration> {
-        let hz = clock_ticks_per_second();
-        match self {
-            Server::Proxy(proxy) => proxy.cpu_time(hz),
-            Server::Bench => own_cpu_time(hz),
-        }
-    }
-}
-
-/// Runs `workers` for a warm-up and then for the measured requests, reading the server
-/// side's CPU time around the latter.
-fn timed<W>(server: Server<'_>, workers: &mut [W], per_client: usize) -> BenchResult<Rate>
+/// Runs `workers` for a warm-up and then for the measured requests, reading the CPU time
+/// around the latter.
+fn timed<W>(meter: Meter<'_>, workers: &mut [W], per_client: usize) -> BenchResult<Rate>
 where
     W: FnMut() -> BenchResult<()> + Send,
 {
     drive(workers, per_client.div_ceil(WARM_UP_SHARE))?;
-    let before = server.cpu_time()?;
+    let before = meter.read()?;
     let wall = drive(workers, per_client)?;
     Ok(Rate {
         requests: per_client * workers.len(),
         wall,
-        cpu: server.cpu_time()?.saturating_sub(before),
+        cpu: meter.read()?.since(before),
     })
 }
 
@@ -120,8 +208,9 @@ fn codes_per_worker(minter: &Minter, settings: &Settings) -> BenchResult<Vec<Vec
     (0..settings.clients).map(|_| minter.codes(each)).collect()
 }
 
+/// One round of the figures over HTTP; `meter` counts the proxy's CPU (and the database's).
 pub fn http_rates(
-    proxy: &ProxyProcess,
+    meter: Meter<'_>,
     addr: SocketAddr,
     minter: &Minter,
     settings: &Settings,
@@ -139,11 +228,7 @@ pub fn http_rates(
             })
         })
         .collect::<BenchResult<Vec<_>>>()?;
-    let metadata = timed(
-        Server::Proxy(proxy),
-        &mut getters,
-        settings.per_client() * METADATA_FACTOR,
-    )?;
+    let metadata = timed(meter, &mut getters, settings.per_client() * METADATA_FACTOR)?;
 
     let mut chains = (0..settings.clients)
         .map(|_| {
@@ -157,7 +242,7 @@ pub fn http_rates(
             })
         })
         .collect::<BenchResult<Vec<_>>>()?;
-    let refresh = timed(Server::Proxy(proxy), &mut chains, settings.per_client())?;
+    let refresh = timed(meter, &mut chains, settings.per_client())?;
 
     let mut redeemers = codes_per_worker(minter, settings)?
         .into_iter()
@@ -166,7 +251,7 @@ pub fn http_rates(
             Ok(move || worker.step())
         })
         .collect::<BenchResult<Vec<_>>>()?;
-    let code = timed(Server::Proxy(proxy), &mut redeemers, settings.per_client())?;
+    let code = timed(meter, &mut redeemers, settings.per_client())?;
     Ok(HttpRates {
         metadata,
         refresh,
@@ -174,9 +259,14 @@ pub fn http_rates(
     })
 }
 
-/// The same grants as [`http_rates`], as calls on the bench's own server over the same store
-/// (the proxy sits idle meanwhile).
-pub fn in_process_rates(minter: &Minter, settings: &Settings) -> BenchResult<InProcessRates> {
+/// One round of the same grants as [`http_rates`], as calls on the bench's own server over
+/// the same store (the proxy sits idle meanwhile); `meter` counts this process's CPU (and
+/// the database's).
+pub fn in_process_rates(
+    meter: Meter<'_>,
+    minter: &Minter,
+    settings: &Settings,
+) -> BenchResult<InProcessRates> {
     let server = minter.server();
     let mut chains = (0..settings.clients)
         .map(|_| {
@@ -188,7 +278,7 @@ pub fn in_process_rates(minter: &Minter, settings: &Settings) -> BenchResult<InP
             })
         })
         .collect::<BenchResult<Vec<_>>>()?;
-    let refresh = timed(Server::Bench, &mut chains, settings.per_client())?;
+    let refresh = timed(meter, &mut chains, settings.per_client())?;
 
     let mut redeemers = codes_per_worker(minter, settings)?
         .into_iter()
@@ -201,6 +291,6 @@ pub fn in_process_rates(minter: &Minter, settings: &Settings) -> BenchResult<InP
             }
         })
         .collect::<Vec<_>>();
-    let code = timed(Server::Bench, &mut redeemers, settings.per_client())?;
+    let code = timed(meter, &mut redeemers, settings.per_client())?;
     Ok(InProcessRates { refresh, code })
 }

@@ -1,7 +1,8 @@
 //! The built-in issuer's side of the bench: its `[issuer]` table, and a [`Minter`] — an
-//! [`AuthServer`] in this process over the very store file the proxy under test holds open
-//! (SQLite in WAL mode takes a second process), so codes that need a signed-in approval and
-//! refresh-token chains can be made without a browser, then redeemed over HTTP.
+//! [`AuthServer`] in this process over the very store the proxy under test holds open (the
+//! SQLite file, which WAL mode lets a second process share, or the PostgreSQL database), so
+//! codes that need a signed-in approval and refresh-token chains can be made without a
+//! browser, then redeemed over HTTP.
 //!
 //! The bench signs in as [`USER`] with an unregistered public client ([`CLIENT_ID`], PKCE
 //! S256, a loopback redirect), the way a desktop mail client uses the server by default.
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use authz::model::{AuthorizationRequest, ClientCredentials, TokenRequest, TokenResponse};
-use authz::store::SqliteStore;
+use authz::store::{PostgresStore, SqliteStore, Store};
 use authz::AuthServer;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -30,8 +31,10 @@ pub const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
 
 /// The `[issuer]` table: plain HTTP on loopback (no TLS in the measured path), passwords
 /// checked by the backend (never used: codes are approved in process), and the store in
-/// `state_dir`, which outlives any one proxy so that a restart finds the same grants.
-pub fn issuer_table(listen: SocketAddr, state_dir: &Path) -> String {
+/// `state_dir` — or in the PostgreSQL database at `store` — which outlives any one proxy so
+/// that a restart finds the same grants.
+pub fn issuer_table(listen: SocketAddr, state_dir: &Path, store: Option<&str>) -> String {
+    let store = store.map_or_else(String::new, |url| format!("store = \"{url}\"\n"));
     format!(
         r#"
 [issuer]
@@ -40,7 +43,7 @@ listen = "{listen}"
 plaintext = true
 state_dir = "{state_dir}"
 users = "backend"
-"#,
+{store}"#,
         state_dir = state_dir.display(),
     )
 }
@@ -134,12 +137,18 @@ pub struct Minter {
 }
 
 impl Minter {
-    /// Opens the store the proxy made under `settings.state_dir`; its signing key is the
-    /// proxy's, so tokens minted here verify there.
+    /// Opens the store the proxy made: the database of `settings.store`, else the file under
+    /// `settings.state_dir`. Its signing key is the proxy's, so tokens minted here verify
+    /// there.
     pub fn open(settings: authz::Settings) -> BenchResult<Self> {
-        let path = settings.state_dir.join(bearergate::issuer::STORE_FILE);
-        let store = SqliteStore::open(&path)?;
-        let server = AuthServer::new(settings, Arc::new(store))?;
+        let store: Arc<dyn Store> = match &settings.store {
+            Some(url) => Arc::new(PostgresStore::open(url, Path::new("."))?),
+            None => {
+                let path = settings.state_dir.join(bearergate::issuer::STORE_FILE);
+                Arc::new(SqliteStore::open(&path)?)
+            }
+        };
+        let server = AuthServer::new(settings, store)?;
         Ok(Self {
             server: Arc::new(server),
             counter: AtomicU64::new(0),

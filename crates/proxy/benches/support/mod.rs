@@ -1,7 +1,8 @@
 //! The bench's peers: a fake identity provider and a fake IMAP backend (tokio, in this
 //! process), a blocking IMAP client, and the `bearergate` binary run as a child process so its
 //! memory and CPU can be read from `/proc`; for the built-in issuer's bench, a blocking
-//! HTTP/1.1 client and an authorization server in this process over the proxy's store.
+//! HTTP/1.1 client, an authorization server in this process over the proxy's store, and a
+//! private PostgreSQL for that store.
 
 pub mod backend;
 pub mod client;
@@ -19,6 +20,9 @@ pub mod idp;
 pub mod issuer;
 #[allow(dead_code)]
 pub mod mailstore;
+// The issuer bench's PostgreSQL store: only benches/issuer.rs uses it.
+#[allow(dead_code)]
+pub mod postgres;
 pub mod process;
 #[allow(dead_code)]
 pub mod soak_clients;
