@@ -40,7 +40,6 @@ pub async fn serve<S: Session>(
 ) {
     let id = next_session_id();
     let protocol = context.protocol;
-    let origin = admission.origin();
     // `peer` is the client: the socket's peer, or the one a trusted load balancer's PROXY
     // header named (`via`, the balancer, is then in the span too).
     let span = info_span!(
@@ -52,7 +51,7 @@ pub async fn serve<S: Session>(
         user = tracing::field::Empty,
         mechanism = tracing::field::Empty,
     );
-    if let Some(via) = origin.via {
+    if let Some(via) = admission.origin().via {
         span.record("via", tracing::field::display(via));
     }
     async move {
@@ -60,6 +59,7 @@ pub async fn serve<S: Session>(
         // The pre-login future (session state, validation, backend login) is large and lives
         // on its own heap allocation, freed at login: during the relay, which may last days,
         // the task holds only the two connections and the relay's counters.
+        let origin = *admission.origin();
         let pre_login = Box::pin(run(tcp, peer, origin, &context, &id, new_session));
         // When the drain is over, a session waiting for its client says goodbye in `run`
         // (polled first); one busy with anything else (a handshake, a login) is cut here.
